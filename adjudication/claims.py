@@ -1,0 +1,106 @@
+"""Claim record checks, vectorized: raw text columns -> typed columns plus the invalid fields.
+
+A claim is kept as posted (every column text); this turns those texts into the values the edits
+need and lists, per row, every field that fails (`INVALID_RECORD:<field>`, in column order).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from adjudication.decimals import CLAIM_NUMBER_PATTERN, SCALE
+from adjudication.reasons import INVALID_RECORD
+from adjudication.rules import Rules
+
+CLAIM_COLUMNS = (
+    "claim_id",
+    "client_prime",
+    "provider_id",
+    "staff_id",
+    "procedure_code",
+    "modifier",
+    "service_date",
+    "start_time",
+    "end_time",
+    "units",
+    "billed_rate",
+)
+REQUIRED_COLUMNS = ("claim_id", "client_prime", "provider_id", "procedure_code", "service_date", "units")
+OPTIONAL_COLUMNS = tuple(c for c in CLAIM_COLUMNS if c not in REQUIRED_COLUMNS)
+
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+TIME_PATTERN = r"^(\d{2}):(\d{2})$"
+# Hourly units may differ from the billed span by 0.01 h: |units*60 - minutes| <= 0.6 min, scaled.
+HOURLY_TOLERANCE = 60 * SCALE // 100
+
+
+def scaled_number(column: str) -> pl.Expr:
+    """Text '12.5' -> 125000 (x10^4); null when it is not a plain non-negative decimal."""
+    text = pl.col(column)
+    whole = text.str.extract(CLAIM_NUMBER_PATTERN, 1).cast(pl.Int64, strict=False)
+    fraction = text.str.extract(CLAIM_NUMBER_PATTERN, 2).fill_null("").str.pad_end(4, "0").cast(pl.Int64, strict=False)
+    return whole * SCALE + fraction
+
+
+def minutes(column: str, allow_24: bool) -> pl.Expr:
+    """'HH:MM' -> minutes after midnight; null when malformed ('24:00' only as an end)."""
+    text = pl.col(column)
+    hour = text.str.extract(TIME_PATTERN, 1).cast(pl.Int64, strict=False)
+    minute = text.str.extract(TIME_PATTERN, 2).cast(pl.Int64, strict=False)
+    value = hour * 60 + minute
+    ok = (hour < 24) & (minute < 60)
+    if allow_24:
+        ok = ok | ((hour == 24) & (minute == 0))
+    return pl.when(ok).then(value)
+
+
+def parse_claims(raw: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
+    """Add typed columns and `invalid` (list of INVALID_RECORD reasons, empty when valid).
+
+    Texts are stripped, and empty texts count as missing. Typed columns: service_day (Date),
+    start_min/end_min (minutes), units_s/rate_s (x10^4), hourly, timed, group (overlap group).
+    """
+    stripped = raw.with_columns(
+        [pl.col(c).cast(pl.String).str.strip_chars().replace("", None) for c in CLAIM_COLUMNS]
+    ).with_columns(pl.col("modifier").fill_null(""))
+    group_of = {proc: index for index, group in enumerate(rules.overlap_groups) for proc in group}
+    typed = stripped.with_columns(
+        service_day=pl.when(pl.col("service_date").str.contains(DATE_PATTERN)).then(
+            pl.col("service_date").str.to_date("%Y-%m-%d", strict=False)
+        ),
+        start_min=minutes("start_time", allow_24=False),
+        end_min=minutes("end_time", allow_24=True),
+        units_s=scaled_number("units"),
+        rate_s=scaled_number("billed_rate"),
+        hourly=pl.col("procedure_code").is_in(sorted(rules.hourly_procedures)).fill_null(False),
+        group=pl.col("procedure_code").replace_strict(group_of, default=None, return_dtype=pl.Int32),
+    )
+    has_start = pl.col("start_time").is_not_null()
+    has_end = pl.col("end_time").is_not_null()
+    needs_times = pl.col("group").is_not_null()
+    span = pl.col("end_min") - pl.col("start_min")
+    timed_ok = pl.col("start_min").is_not_null() & pl.col("end_min").is_not_null() & (span > 0)
+    checks = {
+        "claim_id": pl.col("claim_id").is_null(),
+        "client_prime": pl.col("client_prime").is_null(),
+        "provider_id": pl.col("provider_id").is_null(),
+        "procedure_code": pl.col("procedure_code").is_null(),
+        "service_date": pl.col("service_day").is_null(),
+        "start_time": (has_start & pl.col("start_min").is_null())
+        | (~has_start & (has_end | needs_times)),
+        "end_time": (has_end & pl.col("end_min").is_null())
+        | (~has_end & (has_start | needs_times))
+        | (pl.col("start_min").is_not_null() & pl.col("end_min").is_not_null() & (span <= 0)),
+        "units": pl.col("units_s").is_null()
+        | (pl.col("units_s") <= 0)
+        | (
+            pl.col("hourly")
+            & timed_ok
+            & ((pl.col("units_s") * 60 - span * SCALE).abs() > HOURLY_TOLERANCE)
+        ),
+        "billed_rate": pl.col("billed_rate").is_not_null() & pl.col("rate_s").is_null(),
+    }
+    invalid = pl.concat_list(
+        [pl.when(failed.fill_null(True)).then(pl.lit(f"{INVALID_RECORD}:{field}")) for field, failed in checks.items()]
+    ).list.drop_nulls()
+    return typed.with_columns(invalid=invalid, timed=timed_ok.fill_null(False))

@@ -1,0 +1,91 @@
+"""The adjudication policy as data: overlap groups, allowed pairs, attendant care, CARCs."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from adjudication.reasons import ALL_CODES, EDITS
+
+DEFAULT_RULES_FILE = Path(__file__).with_name("default_rules.toml")
+
+
+class AllowedOverlap(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    first: str
+    second: str
+    providers: Literal["different", "any"] = "different"
+
+    @field_validator("first", "second")
+    @classmethod
+    def _procedure_slash_modifier(cls, value: str) -> str:
+        procedure, sep, _modifier = value.partition("/")
+        if not sep or not procedure:
+            raise ValueError(f"{value!r} is not PROCEDURE/MODIFIER")
+        return value
+
+
+class Rules(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hourly_procedures: frozenset[str] = frozenset({"OR526"})
+    attendant_care_procedures: frozenset[str] = frozenset({"OR526"})
+    waivable: frozenset[str] = frozenset()
+    overlap_groups: tuple[frozenset[str], ...] = ()
+    allowed_overlaps: tuple[AllowedOverlap, ...] = ()
+    carc: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Rules:
+        missing = [code for code in ALL_CODES if code not in self.carc]
+        if missing:
+            raise ValueError(f"carc has no code for {', '.join(missing)}")
+        unknown = sorted(set(self.carc) - set(ALL_CODES))
+        if unknown:
+            raise ValueError(f"carc names unknown reason codes {', '.join(unknown)}")
+        bad_waivable = sorted(self.waivable - set(EDITS))
+        if bad_waivable:
+            raise ValueError(f"waivable names codes that are not edits: {', '.join(bad_waivable)}")
+        not_hourly = sorted(self.attendant_care_procedures - self.hourly_procedures)
+        if not_hourly:
+            raise ValueError(f"attendant-care procedures must be hourly: {', '.join(not_hourly)}")
+        seen: dict[str, int] = {}
+        for index, group in enumerate(self.overlap_groups):
+            for procedure in group:
+                if procedure in seen:
+                    raise ValueError(f"procedure {procedure} is in two overlap groups")
+                seen[procedure] = index
+        for pair in self.allowed_overlaps:
+            if pair.first == pair.second:
+                raise ValueError(f"{pair.first} with itself is always a duplicate; it cannot be allowed")
+            groups = {seen.get(side.partition("/")[0]) for side in (pair.first, pair.second)}
+            if len(groups) != 1 or None in groups:
+                raise ValueError(f"allowed pair {pair.first} + {pair.second} is not inside one overlap group")
+        return self
+
+    def group_of(self, procedure: str) -> int | None:
+        """Index of the overlap group holding this procedure, None when it is in none."""
+        for index, group in enumerate(self.overlap_groups):
+            if procedure in group:
+                return index
+        return None
+
+    def allowance(self, first: tuple[str, str], second: tuple[str, str]) -> str | None:
+        """How the pair ((procedure, modifier), (procedure, modifier)) may overlap: None, 'different' or 'any'."""
+        a, b = "/".join(first), "/".join(second)
+        for pair in self.allowed_overlaps:
+            if {pair.first, pair.second} == {a, b}:
+                return pair.providers
+        return None
+
+
+def load_rules(path: Path | str | None = None) -> Rules:
+    """Read and validate a rules file (TOML); the shipped default when no path is given."""
+    source = Path(path) if path else DEFAULT_RULES_FILE
+    with source.open("rb") as handle:
+        data = tomllib.load(handle)
+    return Rules.model_validate(data)
