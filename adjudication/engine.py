@@ -77,7 +77,7 @@ def adjudicate(
     holders: claim_id -> claim_pk of stored claims not rejected (they hold their claim id).
     waivers: claim_pk, code: edits an operator waived for a claim.
     """
-    ledger = _empty(LEDGER_SCHEMA) if ledger is None else ledger.cast(LEDGER_SCHEMA).select(LEDGER_SCHEMA)
+    ledger = _empty(LEDGER_SCHEMA) if ledger is None else ledger.cast(LEDGER_SCHEMA).select(LEDGER_SCHEMA.keys())
     holders = holders if holders is not None else _empty({"claim_id": pl.String, "holder_pk": pl.Int64})
     waivers = waivers if waivers is not None else _empty({"claim_pk": pl.Int64, "code": pl.String})
 

@@ -99,7 +99,10 @@ def _period(unit_period: str, day: dt.date):
 def adjudicate_sequentially(queue: list[dict], reference: ReferenceSet, rules: Rules,
                             ledger: list[Paid] = (), holders: dict[str, int] | None = None,
                             waivers: dict[int, set[str]] | None = None) -> list[dict]:
-    """queue: dicts of claim_pk + raw claim texts, in adjudication order. Returns one outcome each."""
+    """queue: dicts of claim_pk + raw claim texts, in adjudication order. Returns one outcome each.
+
+    A queue entry may carry `waived` (codes waived for that attempt); `waivers` waives for all.
+    """
     plans = reference.rows("plans.csv")
     spas = reference.rows("spas.csv")
     enrollments = reference.rows("enrollments.csv")
@@ -123,7 +126,7 @@ def adjudicate_sequentially(queue: list[dict], reference: ReferenceSet, rules: R
             out.append(_with_carc(result, rules))
             continue
         held[t["claim_id"]] = pk
-        waived = waivers.get(pk, set())
+        waived = set(claim.get("waived", ())) | waivers.get(pk, set())
         client, day = t["client_prime"], dt.date.fromisoformat(t["service_date"])
         start, end = _minutes(t["start_time"], False), _minutes(t["end_time"], True)
         units = Decimal(t["units"])

@@ -1,0 +1,74 @@
+"""The engine equals the sequential reference on dense random data, however the work is split."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adjudication.rules import load_rules
+from engine_helpers import RunByRun, comparable, normalized
+from scenarios import batches, reference_sets
+from sequential import adjudicate_sequentially
+
+RULES = load_rules()
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def numbered(groups: list[list[dict]]) -> list[list[dict]]:
+    pk = 0
+    out = []
+    for group in groups:
+        out.append([])
+        for row in group:
+            pk += 1
+            out[-1].append({"claim_pk": pk, **row})
+    return out
+
+
+@SETTINGS
+@given(reference=reference_sets(), groups=batches())
+def test_all_batches_in_one_run_equal_the_sequential_reference(reference, groups):
+    queue = [row for group in numbered(groups) for row in group]
+    engine = RunByRun(reference, RULES).run(queue)
+    assert comparable(engine.outcomes) == normalized(adjudicate_sequentially(queue, reference, RULES))
+
+
+@SETTINGS
+@given(reference=reference_sets(), groups=batches())
+def test_one_run_per_batch_equals_the_sequential_reference(reference, groups):
+    runner = RunByRun(reference, RULES)
+    got = []
+    for group in numbered(groups):
+        got += comparable(runner.run(group).outcomes)
+    queue = [row for group in numbered(groups) for row in group]
+    assert got == normalized(adjudicate_sequentially(queue, reference, RULES))
+
+
+@SETTINGS
+@given(reference=reference_sets(), groups=batches(), data=st.data())
+def test_requeues_and_overrides_take_their_place_in_the_order(reference, groups, data):
+    """Suspended claims re-queued (some with a waiver) after each batch: order = batch, then re-queue."""
+    runner = RunByRun(reference, RULES)
+    waivers: dict[int, set[str]] = {}
+    order: list[dict] = []
+    got: list[dict] = []
+    for group in numbered(groups):
+        queue = list(group)
+        outcomes = comparable(runner.run(queue).outcomes)
+        order += queue
+        got += outcomes
+        suspended = [o for o in outcomes if o["status"] == "suspended"]
+        chosen = data.draw(st.lists(st.sampled_from(suspended), unique_by=lambda o: o["claim_pk"])) if suspended else []
+        rows = {r["claim_pk"]: r for r in group}
+        for outcome in chosen:
+            waivable = sorted(set(outcome["reasons"]) & RULES.waivable)
+            if waivable and data.draw(st.booleans()):
+                code = data.draw(st.sampled_from(waivable))
+                waivers.setdefault(outcome["claim_pk"], set()).add(code)
+                runner.waivers.append((outcome["claim_pk"], code))
+        requeued = [{**rows[o["claim_pk"]], "waived": set(waivers.get(o["claim_pk"], ()))} for o in chosen]
+        if requeued:
+            got += comparable(runner.run(requeued).outcomes)
+            order += requeued
+    expected = normalized(adjudicate_sequentially(order, reference, RULES))
+    assert got == expected
