@@ -1,0 +1,390 @@
+"""The product's use cases: each opens one transaction, calls the domain, and stores the result.
+
+The command line and the Celery tasks call these; nothing here knows about either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select, update
+
+from adjudication import reasons as R
+from adjudication.claim_file import ClaimFile, Limits, read_claim_file
+from adjudication.claims import CLAIM_COLUMNS, parse_claims
+from adjudication.engine import adjudicate
+from adjudication.reference import merge, read_dir
+from adjudication.rules import Rules
+from worker.store import repository as repo
+from worker.store import schema as t
+from worker.store.bulk import insert_frame, read_frame
+
+log = logging.getLogger("adjudication")
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+class UserError(Exception):
+    """A refusal to report in one line (exit code 1): bad input or a rule the operator broke."""
+
+
+def _quiet(_stage: str, _done: int, _total: int) -> None:
+    return None
+
+
+def upgrade_schema(engine: Engine) -> None:
+    from worker.store.database import upgrade
+
+    upgrade(engine)
+
+
+# --- reference -----------------------------------------------------------------------------
+
+def load_reference(engine: Engine, folder: Path) -> dict[str, int]:
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder")
+    loaded = read_dir(folder)
+    if not loaded:
+        raise UserError(f"{folder} holds none of providers.csv, plans.csv, enrollments.csv, spas.csv")
+    with engine.begin() as conn:
+        _lock(conn, "reference load")
+        merge(repo.reference_set(conn), loaded)  # raises ReferenceLoadError before anything is written
+        repo.save_reference(conn, loaded)
+    counts = {name: len(rows) for name, rows in loaded.items()}
+    log.info("reference loaded: %s", counts)
+    return counts
+
+
+# --- submit --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Submitted:
+    batch_id: str
+    new: bool
+    claims: int
+    rejected_at_intake: int
+
+
+def batch_id_for(content_hash: str) -> str:
+    return "B" + content_hash[:16]
+
+
+def submit(engine: Engine, path: Path, rules: Rules, limits: Limits, progress: Progress = _quiet) -> Submitted:
+    """Queue a claim file as one batch; the same content again is a no-op returning the same id."""
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise UserError(f"{path}: cannot read ({error.strerror})") from None
+    if size > limits.max_file_bytes:
+        raise UserError(f"{path.name}: {size} bytes is over the limit of {limits.max_file_bytes} bytes")
+    data = path.read_bytes()
+    content_hash = hashlib.sha256(data).hexdigest()
+    with engine.connect() as conn:
+        existing = conn.execute(select(t.batches.c.batch_id, t.batches.c.claims, t.batches.c.intake_rejected)
+                                .where(t.batches.c.content_hash == content_hash)).first()
+    if existing:
+        return Submitted(existing.batch_id, False, existing.claims, existing.intake_rejected)
+    claim_file = read_claim_file(path.name, data, limits)
+    return _store_batch(engine, path.name, content_hash, claim_file, rules, progress)
+
+
+def _store_batch(engine: Engine, name: str, content_hash: str, claim_file: ClaimFile, rules: Rules,
+                 progress: Progress) -> Submitted:
+    batch_id = batch_id_for(content_hash)
+    rows = claim_file.rows
+    invalid = parse_claims(rows.lazy(), rules).select(pl.col("invalid").list.len() > 0).collect().to_series().sum()
+    with engine.begin() as conn:
+        if conn.execute(select(t.batches.c.batch_id).where(t.batches.c.content_hash == content_hash)).first():
+            return Submitted(batch_id, False, rows.height, invalid)  # a concurrent submit won
+        seq = repo.new_queue_event(conn, "batch")
+        conn.execute(insert(t.batches).values(
+            batch_id=batch_id, content_hash=content_hash, file_name=name, file_format=claim_file.format,
+            submitted_at=repo.now(), seq=seq, status="queued", claims=rows.height, intake_rejected=invalid))
+        frame = rows.select(pl.lit(batch_id).alias("batch_id"), "line", *CLAIM_COLUMNS)
+        step = 200_000
+        for start in range(0, frame.height, step):
+            insert_frame(conn, t.claims, frame.slice(start, step))
+            progress("submit", min(start + step, frame.height), frame.height)
+    log.info("batch %s queued: %d claims, %d failing record checks", batch_id, rows.height, invalid)
+    return Submitted(batch_id, True, rows.height, invalid)
+
+
+# --- run -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: int | None
+    claims: int
+    paid: int
+    suspended: int
+    rejected: int
+    paid_cents: int
+
+
+def run(engine: Engine, rules: Rules, progress: Progress = _quiet) -> RunSummary:
+    """Adjudicate everything queued, in one transaction: all outcomes are stored, or none."""
+    with engine.begin() as conn:
+        _lock(conn, "run")
+        queue = repo.queued_claims(conn)
+        if queue.height == 0:
+            return RunSummary(None, 0, 0, 0, 0, 0)
+        progress("adjudicate", 0, queue.height)
+        reference = repo.reference_set(conn)
+        frames = reference.frames()
+        total_spas = frames.spas.filter(pl.col("unit_period") == "total").get_column("spa_id").to_list()
+        result = adjudicate(
+            queue, frames, rules,
+            ledger=repo.ledger_for(conn, queue, total_spas),
+            holders=repo.holders_for(conn, queue),
+            waivers=repo.waivers_for(conn, queue),
+        )
+        outcomes = result.outcomes
+        progress("adjudicate", queue.height, queue.height)
+        counts = outcomes.group_by("status").len().to_dict(as_series=False)
+        by_status = dict(zip(counts["status"], counts["len"]))
+        paid_cents = int(outcomes.get_column("paid_cents").sum() or 0)
+        started = repo.now()
+        run_id = conn.execute(insert(t.runs).values(
+            started_at=started, finished_at=None, claims=queue.height, paid=by_status.get(R.PAID, 0),
+            suspended=by_status.get(R.SUSPENDED, 0), rejected=by_status.get(R.REJECTED, 0), paid_cents=paid_cents,
+        ).returning(t.runs.c.run_id)).scalar_one()
+        previous = repo.attempt_numbers(conn)
+        repo.finish_queue(conn)
+        attempts = outcomes.select(
+            "claim_pk",
+            attempt=pl.col("claim_pk").replace_strict(previous, default=0, return_dtype=pl.Int64) + 1,
+            run_id=pl.lit(run_id, dtype=pl.Int64),
+            status="status",
+            reasons=pl.col("reasons").list.join(";"),
+            carc=pl.col("carc").list.join(";"),
+            spa_id="spa_id",
+            paid_units_s="paid_units_s",
+            paid_cents="paid_cents",
+            conflicts_with=pl.col("conflicts_with").list.join(";"),
+            latest=pl.lit(True),
+        )
+        step = 200_000
+        for start in range(0, attempts.height, step):
+            insert_frame(conn, t.attempts, attempts.slice(start, step))
+            progress("store", min(start + step, attempts.height), attempts.height)
+        insert_frame(conn, t.ledger, result.newly_paid)
+        new_holders = (
+            outcomes.filter(pl.col("status") != R.REJECTED)
+            .join(queue.select("claim_pk", "claim_id"), on="claim_pk")
+            .select(pl.col("claim_id").str.strip_chars(), "claim_pk")
+            .join(repo.holders_for(conn, queue).rename({"holder_pk": "claim_pk"}), on="claim_pk", how="anti")
+        )
+        insert_frame(conn, t.claim_ids, new_holders)
+        conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(finished_at=repo.now()))
+    summary = RunSummary(run_id, queue.height, by_status.get(R.PAID, 0), by_status.get(R.SUSPENDED, 0),
+                         by_status.get(R.REJECTED, 0), paid_cents)
+    log.info("run %s: %s", run_id, summary)
+    return summary
+
+
+def _lock(conn: Connection, holder: str) -> None:
+    """Serialize writers that must be alone: the first write of their transaction takes this row."""
+    conn.execute(update(t.run_lock).where(t.run_lock.c.id == 1).values(holder=holder))
+
+
+# --- outcomes ------------------------------------------------------------------------------
+
+OUTCOME_COLUMNS = ("claim_id", "batch_id", "line", "status", "reasons", "spa_id", "paid_units", "paid_amount",
+                   "conflicts_with", "carc", "attempt")
+
+
+def outcomes(engine: Engine, batch: str | None = None, status: str | None = None, history: bool = False,
+             operator: str = "system", export_format: str | None = None) -> pl.DataFrame:
+    """Outcomes in export shape (latest attempt per claim, or every attempt with history)."""
+    statement = (
+        select(t.claims.c.claim_id, t.claims.c.batch_id, t.claims.c.line, t.attempts.c.status, t.attempts.c.reasons,
+               t.attempts.c.spa_id, t.attempts.c.paid_units_s, t.attempts.c.paid_cents, t.attempts.c.conflicts_with,
+               t.attempts.c.carc, t.attempts.c.attempt, t.batches.c.seq)
+        .join(t.attempts, t.attempts.c.claim_pk == t.claims.c.claim_pk)
+        .join(t.batches, t.batches.c.batch_id == t.claims.c.batch_id)
+        .order_by(t.batches.c.seq, t.claims.c.line, t.attempts.c.attempt)
+    )
+    if not history:
+        statement = statement.where(t.attempts.c.latest)
+    if batch:
+        statement = statement.where(t.claims.c.batch_id == batch)
+    if status:
+        statement = statement.where(t.attempts.c.status == status)
+    schema = {"claim_id": pl.String, "batch_id": pl.String, "line": pl.Int64, "status": pl.String,
+              "reasons": pl.String, "spa_id": pl.String, "paid_units_s": pl.Int64, "paid_cents": pl.Int64,
+              "conflicts_with": pl.String, "carc": pl.String, "attempt": pl.Int64, "seq": pl.Int64}
+    with engine.begin() as conn:
+        if batch and not conn.execute(select(t.batches.c.batch_id).where(t.batches.c.batch_id == batch)).first():
+            raise UserError(f"no batch {batch}")
+        frame = read_frame(conn, statement, schema)
+        if export_format:
+            _audit(conn, operator, "outcomes.export",
+                   f"batch={batch or '*'} status={status or '*'} history={history} rows={frame.height}",
+                   export_format)
+    return frame.select(
+        pl.col("claim_id").fill_null(""), "batch_id", "line", "status", "reasons", pl.col("spa_id").fill_null(""),
+        paid_units=_decimal_text(pl.col("paid_units_s").fill_null(0), 4, strip=True),
+        paid_amount=_decimal_text(pl.col("paid_cents").fill_null(0), 2, strip=False),
+        conflicts_with="conflicts_with", carc="carc", attempt="attempt",
+    )
+
+
+def _decimal_text(scaled: pl.Expr, places: int, strip: bool) -> pl.Expr:
+    """Exact text of an integer scaled by 10^places ('12345' cents -> '123.45')."""
+    factor = 10 ** places
+    whole = (scaled // factor).cast(pl.String)
+    fraction = (scaled % factor).cast(pl.String).str.pad_start(places, "0")
+    if strip:
+        fraction = fraction.str.strip_chars_end("0")
+        return pl.when(fraction == "").then(whole).otherwise(whole + "." + fraction)
+    return whole + "." + fraction
+
+
+# --- operators -----------------------------------------------------------------------------
+
+ROLES = ("operator", "override")
+
+
+def add_operator(engine: Engine, name: str, role: str) -> None:
+    if role not in ROLES:
+        raise UserError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
+    with engine.begin() as conn:
+        if conn.execute(select(t.operators.c.name).where(t.operators.c.name == name)).first():
+            conn.execute(update(t.operators).where(t.operators.c.name == name).values(role=role))
+        else:
+            conn.execute(insert(t.operators).values(name=name, role=role, added_at=repo.now()))
+        _audit(conn, name, "operators.add", name, f"role={role}")
+
+
+@dataclass(frozen=True)
+class Selection:
+    claim_ids: tuple[str, ...] = ()
+    batch: str | None = None
+    provider: str | None = None
+    client: str | None = None
+    reason: str | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+
+    def describe(self) -> str:
+        """For the audit trail: the selectors used (a client is named by selector only, not its prime)."""
+        parts = []
+        if self.claim_ids:
+            parts.append("claims=" + ",".join(self.claim_ids))
+        for name in ("batch", "provider", "reason", "date_from", "date_to"):
+            if getattr(self, name):
+                parts.append(f"{name}={getattr(self, name)}")
+        if self.client:
+            parts.append("client=<given>")
+        return " ".join(parts)
+
+    def empty(self) -> bool:
+        return not any((self.claim_ids, self.batch, self.provider, self.client, self.reason, self.date_from,
+                        self.date_to))
+
+
+def requeue(engine: Engine, selection: Selection, operator: str, note: str) -> list[str]:
+    """Re-queue the suspended claims selected; returns their claim ids."""
+    if selection.empty():
+        raise UserError("name the claims to re-queue (--claim, --batch, --provider, --client, --reason, --from/--to)")
+    _require_note(note)
+    with engine.begin() as conn:
+        _lock(conn, "requeue")
+        chosen = _select_suspended(conn, selection)
+        if chosen:
+            seq = repo.new_queue_event(conn, "requeue")
+            _enqueue(conn, [pk for pk, _ in chosen], seq)
+        _audit(conn, operator, "requeue", selection.describe() + f" -> {len(chosen)} claims", note)
+    log.info("operator re-queued %d claims", len(chosen))
+    return [claim_id for _, claim_id in chosen]
+
+
+def _enqueue(conn: Connection, claim_pks: list[int], seq: int) -> None:
+    conn.execute(delete(t.requeues).where(t.requeues.c.claim_pk.in_(claim_pks)))
+    conn.execute(insert(t.requeues), [{"claim_pk": pk, "seq": seq} for pk in claim_pks])
+
+
+def _select_suspended(conn: Connection, selection: Selection) -> list[tuple[int, str]]:
+    c, a = t.claims.c, t.attempts.c
+    statement = (
+        select(c.claim_pk, c.claim_id)
+        .join(t.attempts, and_(a.claim_pk == c.claim_pk, a.latest))
+        .where(a.status == R.SUSPENDED)
+        .order_by(c.claim_pk)
+    )
+    if selection.claim_ids:
+        ids = [i.strip() for i in selection.claim_ids]
+        statement = statement.join(t.claim_ids, t.claim_ids.c.claim_pk == c.claim_pk).where(
+            t.claim_ids.c.claim_id.in_(ids))
+        found = {row.claim_id.strip(): row for row in conn.execute(
+            select(t.claim_ids.c.claim_id, a.status).join(t.attempts, and_(a.claim_pk == t.claim_ids.c.claim_pk,
+                                                                             a.latest))
+            .where(t.claim_ids.c.claim_id.in_(ids)))}
+        for claim_id in ids:
+            if claim_id not in found:
+                raise UserError(f"no adjudicated claim {claim_id}")
+            if found[claim_id].status != R.SUSPENDED:
+                raise UserError(f"claim {claim_id} is {found[claim_id].status}; only suspended claims are re-queued")
+    if selection.batch:
+        statement = statement.where(c.batch_id == selection.batch)
+    if selection.provider:
+        statement = statement.where(c.provider_id == selection.provider)
+    if selection.client:
+        statement = statement.where(c.client_prime == selection.client)
+    if selection.reason:
+        code = selection.reason
+        statement = statement.where(or_(a.reasons == code, a.reasons.like(f"{code};%"), a.reasons.like(f"%;{code}"),
+                                        a.reasons.like(f"%;{code};%")))
+    if selection.date_from:
+        statement = statement.where(c.service_date >= selection.date_from)
+    if selection.date_to:
+        statement = statement.where(c.service_date <= selection.date_to)
+    return [(row.claim_pk, row.claim_id) for row in conn.execute(statement)]
+
+
+def override(engine: Engine, claim_id: str, code: str, operator: str, note: str, rules: Rules) -> None:
+    """Waive one edit for one suspended claim, then re-queue it."""
+    _require_note(note)
+    if code not in rules.waivable:
+        raise UserError(f"{code} cannot be waived (waivable: {', '.join(sorted(rules.waivable))})")
+    with engine.begin() as conn:
+        _lock(conn, "override")
+        role = conn.execute(select(t.operators.c.role).where(t.operators.c.name == operator)).scalar()
+        if role != "override":
+            raise UserError(f"operator {operator} does not have the override role")
+        chosen = _select_suspended(conn, Selection(claim_ids=(claim_id,)))
+        claim_pk = chosen[0][0]
+        current = conn.execute(select(t.attempts.c.reasons).where(t.attempts.c.claim_pk == claim_pk,
+                                                                  t.attempts.c.latest)).scalar_one()
+        if code not in current.split(";"):
+            raise UserError(f"claim {claim_id} is not suspended for {code} (it is for {current.replace(';', ', ')})")
+        already = conn.execute(select(t.waivers.c.id).where(t.waivers.c.claim_pk == claim_pk,
+                                                            t.waivers.c.code == code)).first()
+        if not already:
+            conn.execute(insert(t.waivers).values(claim_pk=claim_pk, code=code, operator=operator, note=note,
+                                                  at=repo.now()))
+        _enqueue(conn, [claim_pk], repo.new_queue_event(conn, "override"))
+        _audit(conn, operator, "override", f"claim={claim_id} waive={code}", note)
+    log.info("override on claim %s: %s waived", claim_id, code)
+
+
+def _require_note(note: str) -> None:
+    if not note or not note.strip():
+        raise UserError("--note must say why")
+
+
+def _audit(conn: Connection, operator: str, action: str, target: str, note: str) -> None:
+    conn.execute(insert(t.audit).values(at=repo.now(), operator=operator, action=action, target=target, note=note))
+
+
+def audit_trail(engine: Engine) -> pl.DataFrame:
+    with engine.connect() as conn:
+        rows = conn.execute(select(t.audit).order_by(t.audit.c.id)).all()
+    return pl.DataFrame([dict(r._mapping) for r in rows],
+                        schema={"id": pl.Int64, "at": pl.Datetime("us", "UTC"), "operator": pl.String,
+                                "action": pl.String, "target": pl.String, "note": pl.String}, orient="row")

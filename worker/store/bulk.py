@@ -1,0 +1,48 @@
+"""Moving polars frames in and out of the database fast: executemany on SQLite, COPY on PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+
+import polars as pl
+from sqlalchemy import Connection, Select, Table
+
+
+def insert_frame(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
+    """Insert every row of `frame` (columns named as the table's) inside the caller's transaction."""
+    if frame.height == 0:
+        return
+    columns = frame.columns
+    if conn.dialect.name == "postgresql":
+        _copy(conn, table, frame)
+        return
+    # SQLite stores dates as ISO text and booleans as 0/1, the way SQLAlchemy reads them back.
+    frame = frame.with_columns(
+        [pl.col(c).dt.strftime("%Y-%m-%d") for c, t in frame.schema.items() if t == pl.Date]
+        + [pl.col(c).cast(pl.Int8) for c, t in frame.schema.items() if t == pl.Boolean]
+    )
+    sql = f'INSERT INTO {table.name} ({", ".join(columns)}) VALUES ({", ".join("?" * len(columns))})'
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.executemany(sql, frame.iter_rows())
+    finally:
+        cursor.close()
+
+
+def _copy(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
+    buffer = io.BytesIO()
+    frame.write_csv(buffer, include_header=False, null_value="\\N", quote_style="non_numeric")
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        with cursor.copy(
+            f"COPY {table.name} ({', '.join(frame.columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
+        ) as copy:
+            copy.write(buffer.getvalue())
+    finally:
+        cursor.close()
+
+
+def read_frame(conn: Connection, statement: Select, schema: dict) -> pl.DataFrame:
+    """Run a select and return its rows as a frame with the given schema (column order = select's)."""
+    rows = conn.execute(statement).fetchall()
+    return pl.DataFrame(rows, schema=schema, orient="row")
