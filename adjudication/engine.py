@@ -108,11 +108,12 @@ def _static(
         .with_columns(order=pl.int_range(pl.len(), dtype=pl.Int64), valid=pl.col("invalid").list.len() == 0)
         .join(holders.lazy(), on="claim_id", how="left")
         .with_columns(
+            # The id is held by a stored claim not rejected (unless that is this claim, re-queued),
+            # else by the first valid claim of this run that carries it.
             duplicate_id=pl.col("valid")
-            & (
-                (pl.col("holder_pk").is_not_null() & (pl.col("holder_pk") != pl.col("claim_pk")))
-                | (pl.col("order") > pl.col("order").filter(pl.col("valid")).min().over("claim_id"))
-            )
+            & pl.when(pl.col("holder_pk").is_not_null())
+            .then(pl.col("holder_pk") != pl.col("claim_pk"))
+            .otherwise(pl.col("order") > pl.col("order").filter(pl.col("valid")).min().over("claim_id"))
         )
         .with_columns(rejected=~pl.col("valid") | pl.col("duplicate_id"))
         .with_columns(

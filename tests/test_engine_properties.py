@@ -47,28 +47,34 @@ def test_one_run_per_batch_equals_the_sequential_reference(reference, groups):
 @SETTINGS
 @given(reference=reference_sets(), groups=batches(), data=st.data())
 def test_requeues_and_overrides_take_their_place_in_the_order(reference, groups, data):
-    """Suspended claims re-queued (some with a waiver) after each batch: order = batch, then re-queue."""
+    """Suspended claims re-queued (some with a waiver) run alone, or in one run with the next batch,
+    before or after it in the order depending on whether the re-queue or the submission came first."""
     runner = RunByRun(reference, RULES)
     waivers: dict[int, set[str]] = {}
     order: list[dict] = []
     got: list[dict] = []
+    pending: list[dict] = []  # re-queued, waiting for the next run
     for group in numbered(groups):
-        queue = list(group)
+        if pending and data.draw(st.booleans()):
+            queue = pending + list(group)  # re-queued before this batch was submitted
+        else:
+            queue = list(group) + pending
+        pending = []
         outcomes = comparable(runner.run(queue).outcomes)
         order += queue
         got += outcomes
         suspended = [o for o in outcomes if o["status"] == "suspended"]
         chosen = data.draw(st.lists(st.sampled_from(suspended), unique_by=lambda o: o["claim_pk"])) if suspended else []
-        rows = {r["claim_pk"]: r for r in group}
+        rows = {r["claim_pk"]: r for r in queue}
         for outcome in chosen:
             waivable = sorted(set(outcome["reasons"]) & RULES.waivable)
             if waivable and data.draw(st.booleans()):
                 code = data.draw(st.sampled_from(waivable))
                 waivers.setdefault(outcome["claim_pk"], set()).add(code)
                 runner.waivers.append((outcome["claim_pk"], code))
-        requeued = [{**rows[o["claim_pk"]], "waived": set(waivers.get(o["claim_pk"], ()))} for o in chosen]
-        if requeued:
-            got += comparable(runner.run(requeued).outcomes)
-            order += requeued
+        pending = [{**rows[o["claim_pk"]], "waived": set(waivers.get(o["claim_pk"], ()))} for o in chosen]
+    if pending:
+        got += comparable(runner.run(pending).outcomes)
+        order += pending
     expected = normalized(adjudicate_sequentially(order, reference, RULES))
     assert got == expected

@@ -1,0 +1,215 @@
+"""The command line through its real entry point, on a temporary SQLite database."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+
+from conftest import FIXTURES
+
+CLAIMS = FIXTURES / "worked_example" / "claims.csv"
+HEADER = "claim_id,client_prime,provider_id,staff_id,procedure_code,modifier,service_date,start_time,end_time,units,billed_rate\n"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_worked_example_claim_by_claim(ready):
+    """SPEC section 7, asserted on every claim of the exported CSV."""
+    batch = ready("submit", CLAIMS).out.strip()
+    summary = ready("run").out
+    assert "6 claims, 4 paid, 2 suspended, 0 rejected, amount paid 196.44" in summary
+    rows = {r["claim_id"]: r for r in ready("outcomes", "--format", "csv").rows()}
+    assert list(rows) == ["WX-1", "WX-2", "WX-3", "WX-4", "WX-5", "WX-6"]
+    expected = {
+        "WX-1": ("paid", "", "", "A", "4", "70.12", "2"),
+        "WX-2": ("paid", "", "", "B", "2", "35.06", "3"),
+        "WX-3": ("suspended", "OVERLAP_DUPLICATE;OVERLAP_SAME_PROVIDER", "WX-1", "A", "0", "0.00", "4"),
+        "WX-4": ("paid", "", "", "C", "2", "56.20", "5"),
+        "WX-5": ("suspended", "OVERLAP_SAME_PROVIDER", "WX-4", "D", "0", "0.00", "6"),
+        "WX-6": ("paid", "", "", "A", "2", "35.06", "7"),
+    }
+    for claim_id, (status, reasons, conflicts, spa, units, amount, line) in expected.items():
+        row = rows[claim_id]
+        assert (row["status"], row["reasons"], row["conflicts_with"], row["spa_id"], row["paid_units"],
+                row["paid_amount"], row["line"]) == (status, reasons, conflicts, spa, units, amount, line), claim_id
+        assert row["batch_id"] == batch and row["attempt"] == "1"
+    assert rows["WX-3"]["carc"] == "B20;18" and rows["WX-5"]["carc"] == "18" and rows["WX-1"]["carc"] == ""
+
+
+def test_submit_is_idempotent_by_content(ready, tmp_path):
+    first = ready("submit", CLAIMS).out.strip()
+    copy = shutil.copy(CLAIMS, tmp_path / "renamed.csv")
+    assert ready("submit", copy).out.strip() == first
+    assert "6 claims" in ready("run").out
+    assert ready("submit", CLAIMS).out.strip() == first
+    assert "0 claims" in ready("run").out
+
+
+def test_formats_history_and_filters(ready, tmp_path):
+    batch = ready("submit", CLAIMS).out.strip()
+    ready("run")
+    as_json = json.loads(ready("outcomes", "--format", "json").out)
+    assert [r["status"] for r in as_json] == ["paid", "paid", "suspended", "paid", "suspended", "paid"]
+    ready("outcomes", "--format", "parquet", "--output", tmp_path / "o.parquet")
+    parquet = pl.read_parquet(tmp_path / "o.parquet")
+    assert parquet.columns == ["claim_id", "batch_id", "line", "status", "reasons", "spa_id", "paid_units",
+                               "paid_amount", "conflicts_with", "carc", "attempt"]
+    assert parquet.height == 6
+    suspended = ready("outcomes", "--status", "suspended").rows()
+    assert [r["claim_id"] for r in suspended] == ["WX-3", "WX-5"]
+    assert len(ready("outcomes", "--batch", batch).rows()) == 6
+    missing = ready("outcomes", "--batch", "nope", ok=False)
+    assert missing.code == 1 and "no batch nope" in missing.err
+    ready("outcomes", "--format", "csv", "--output", tmp_path / "o.csv")
+    assert (tmp_path / "o.csv").read_text().startswith("claim_id,batch_id,line,status")
+
+
+def test_requeue_override_and_audit(ready):
+    ready("submit", CLAIMS)
+    ready("run")
+    # Re-queued with nothing changed, WX-3 is judged again and suspends again; history keeps both.
+    assert "re-queued 1 claims" in ready("requeue", "--claim", "WX-3", "--operator", "ann", "--note", "recheck").out
+    assert "1 claims, 0 paid, 1 suspended" in ready("run").out
+    history = [r for r in ready("outcomes", "--history").rows() if r["claim_id"] == "WX-3"]
+    assert [(r["attempt"], r["status"]) for r in history] == [("1", "suspended"), ("2", "suspended")]
+    # A paid claim cannot be re-queued; nothing is queued by the refusal.
+    refused = ready("requeue", "--claim", "WX-1", "--operator", "ann", "--note", "x", ok=False)
+    assert refused.code == 1 and "only suspended" in refused.err and "Traceback" not in refused.err
+    # Override needs the role.
+    denied = ready("override", "WX-5", "--waive", "OVERLAP_SAME_PROVIDER", "--operator", "bob", "--note", "ok",
+                   ok=False)
+    assert denied.code == 1 and "override role" in denied.err
+    ready("operators", "add", "bob", "--role", "override")
+    not_waivable = ready("override", "WX-5", "--waive", "NO_ACTIVE_SPA", "--operator", "bob", "--note", "ok", ok=False)
+    assert not_waivable.code == 1 and "cannot be waived" in not_waivable.err
+    ready("override", "WX-5", "--waive", "OVERLAP_SAME_PROVIDER", "--operator", "bob", "--note", "ODDS approved")
+    assert "1 claims, 1 paid" in ready("run").out
+    latest = {r["claim_id"]: r for r in ready("outcomes").rows()}
+    assert latest["WX-5"]["status"] == "paid" and latest["WX-5"]["attempt"] == "2"
+    trail = json.loads(ready("audit", "--format", "json").out)
+    actions = [(r["operator"], r["action"]) for r in trail]
+    assert ("ann", "requeue") in actions and ("bob", "operators.add") in actions and ("bob", "override") in actions
+    assert ("system", "outcomes.export") in actions
+    assert all(r["at"] for r in trail)
+    override_row = next(r for r in trail if r["action"] == "override")
+    assert override_row["note"] == "ODDS approved" and "WX-5" in override_row["target"]
+    assert len(ready("audit", "--format", "csv").rows()) == len(trail)
+
+
+def test_requeue_selectors(ready, tmp_path):
+    ready("submit", CLAIMS)
+    ready("run")
+    assert "re-queued 0 claims" in ready("requeue", "--provider", "P3", "--operator", "a", "--note", "n").out
+    assert "re-queued 1 claims" in ready("requeue", "--provider", "G1", "--operator", "a", "--note", "n").out
+    assert "re-queued 2 claims" in ready("requeue", "--reason", "OVERLAP_SAME_PROVIDER", "--from", "2026-03-01",
+                                         "--to", "2026-03-31", "--operator", "a", "--note", "n").out
+    assert "re-queued 0 claims" in ready("requeue", "--client", "nobody", "--operator", "a", "--note", "n").out
+    assert "2 claims" in ready("run").out
+    bare = ready("requeue", "--operator", "a", "--note", "n", ok=False)
+    assert bare.code == 1 and "name the claims" in bare.err
+
+
+def test_reference_errors_name_file_line_and_field_and_change_nothing(ready, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    write(bad / "plans.csv", "plan_id,client_prime,start_date,end_date,status,monthly_hours\n"
+          "POC9,abc0001b,2026-01-01,2026-06-30,accepted,100\n"
+          "POC9B,abc0001b,2026-03-01,2026-02-01,accepted,100\n")
+    result = ready("reference", "load", bad, ok=False)
+    assert result.code == 1
+    assert "plans.csv line 3, field end_date" in result.err and len(result.err.strip().splitlines()) == 1
+    write(bad / "plans.csv", "plan_id,client_prime,start_date,end_date,status,monthly_hours\n"
+          "POC9,abc0001b,2026-01-01,2026-06-30,accepted,100\n"
+          "POC9B,abc0001b,2026-06-01,2026-12-31,accepted,100\n")
+    assert "plans.csv line 3, field start_date" in ready("reference", "load", bad, ok=False).err
+    write(bad / "plans.csv", "plan_id,client_prime,start_date,end_date,status,monthly_hours\n"
+          "POC9,abc0001b,2026-01-01,2026-06-30,accepted,100\n")
+    write(bad / "spas.csv", (FIXTURES / "worked_example" / "spas.csv").read_text()
+          + "E,POC9,P404,SE49,OR526,NA,2026-01-01,2026-12-31,10,month,17.53,accepted\n")
+    assert "spas.csv line 6, field provider_id" in ready("reference", "load", bad, ok=False).err
+    write(bad / "spas.csv", "spa_id,plan_id,provider_id,service_element,procedure_code,modifier,start_date,"
+          "end_date,units,unit_period,rate,status\nE,POC9,P1,SE49,OR526,NA,2026-01-01,2026-12-31,-1,month,1,accepted\n")
+    assert "spas.csv line 2, field units" in ready("reference", "load", bad, ok=False).err
+    write(bad / "spas.csv", "spa_id,plan_id,provider_id,service_element,procedure_code,modifier,start_date,"
+          "end_date,units,unit_period,rate,status\nE,POC9,P1,SE49,OR526,NA,2026-01-01,2026-12-31,1,week,1,accepted\n")
+    assert "spas.csv line 2, field unit_period" in ready("reference", "load", bad, ok=False).err
+    write(bad / "spas.csv", "spa_id,plan_id,provider_id,service_element,procedure_code,modifier,start_date,"
+          "end_date,units,unit_period,rate,status\nE,POC1,P1,SE49,OR526,NA,2026-06-01,2026-06-30,1,month,1,accepted\n")
+    assert "spas.csv line 2, field start_date" in ready("reference", "load", bad, ok=False).err
+    # None of the refused loads changed anything: the worked example still adjudicates as before.
+    ready("submit", CLAIMS)
+    assert "4 paid, 2 suspended" in ready("run").out
+
+
+def test_reference_reload_upserts_and_replaces_enrollments(ready, tmp_path):
+    ready("submit", CLAIMS)
+    update = tmp_path / "update"
+    update.mkdir()
+    # The client's CM enrollment now ends before the service date: every claim suspends.
+    write(update / "enrollments.csv", "client_prime,cme_id,start_date,end_date\nxyz0000a,CME01,2026-01-01,2026-02-28\n")
+    ready("reference", "load", update)
+    rows = ready("outcomes").rows()
+    assert rows == []
+    assert "0 paid, 6 suspended" in ready("run").out
+    assert all("NO_CM_ENROLLMENT" in r["reasons"] for r in ready("outcomes").rows())
+
+
+def test_row_errors_reject_only_their_row(ready, tmp_path):
+    claims = write(tmp_path / "mixed.csv", HEADER
+                   + "R1,xyz0000a,P1,,OR526,NA,2026-03-02,09:00,13:00,4,\n"
+                   + "R2,xyz0000a,P1,,OR526,NA,2026-03-32,09:00,13:00,4,\n"
+                   + "R3,xyz0000a,P1,,OR526,NA,2026-03-03,09:00,13:00,3,\n"
+                   + "R1,xyz0000a,P1,,OR526,NA,2026-03-04,09:00,13:00,4,\n")
+    ready("submit", claims)
+    assert "4 claims, 1 paid, 0 suspended, 3 rejected" in ready("run").out
+    rows = ready("outcomes").rows()
+    assert [(r["claim_id"], r["line"], r["status"], r["reasons"], r["carc"]) for r in rows] == [
+        ("R1", "2", "paid", "", ""),
+        ("R2", "3", "rejected", "INVALID_RECORD:service_date", "16"),
+        ("R3", "4", "rejected", "INVALID_RECORD:units", "16"),
+        ("R1", "5", "rejected", "DUPLICATE_CLAIM_ID", "18"),
+    ]
+
+
+def test_errors_are_one_line_with_exit_codes(cli, tmp_path):
+    no_schema = cli("run", ok=False)
+    assert no_schema.code == 1 and "db upgrade" in no_schema.err and "Traceback" not in no_schema.err
+    cli("db", "upgrade")
+    cli("db", "upgrade")  # idempotent
+    missing = cli("submit", tmp_path / "nope.csv", ok=False)
+    assert missing.code == 1 and len(missing.err.strip().splitlines()) == 1
+    usage = cli("outcomes", "--format", "xml", ok=False)
+    assert usage.code == 2
+    assert cli("run").out.startswith("run -: 0 claims")
+    for sub in ("db upgrade", "reference load", "submit", "run", "outcomes", "requeue", "operators add", "override",
+                "audit", "demo"):
+        assert "Usage" in cli(*sub.split(), "--help").out
+
+
+def test_database_url_from_environment(cli, tmp_path):
+    db = f"sqlite:///{tmp_path / 'env.db'}"
+    from conftest import ADJUDICATE
+    import subprocess, os
+    done = subprocess.run([str(ADJUDICATE), "db", "upgrade"], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "ADJUDICATION_DATABASE_URL": db})
+    assert done.returncode == 0 and (tmp_path / "env.db").exists()
+
+
+def test_default_database_is_a_file_in_the_working_folder(tmp_path):
+    from conftest import ADJUDICATE
+    import subprocess, os
+    env = {k: v for k, v in os.environ.items() if k != "ADJUDICATION_DATABASE_URL"}
+    done = subprocess.run([str(ADJUDICATE), "db", "upgrade"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.returncode == 0 and (tmp_path / "adjudication.db").exists()
+
+
+def test_demo_runs_the_story(cli):
+    out = cli("demo").out
+    assert "4 paid, 2 suspended, 0 rejected" in out and "same batch" in out and "audit trail" in out
+
