@@ -29,36 +29,44 @@ REQUIRED_COLUMNS = ("claim_id", "client_prime", "provider_id", "procedure_code",
 OPTIONAL_COLUMNS = tuple(c for c in CLAIM_COLUMNS if c not in REQUIRED_COLUMNS)
 
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
-TIME_PATTERN = r"^(\d{2}):(\d{2})$"
+TIME_PATTERN = r"^\d{2}:\d{2}$"
 # Hourly units may differ from the billed span by 0.01 h: |units*60 - minutes| <= 0.6 min, scaled.
 HOURLY_TOLERANCE = 60 * SCALE // 100
+CHECKED_FIELDS = ("claim_id", "client_prime", "provider_id", "procedure_code", "service_date", "start_time",
+                  "end_time", "units", "billed_rate")
+# Every combination of failing fields -> its reasons, in column order (a bit per field).
+REASONS_BY_MASK = {
+    mask: [f"{INVALID_RECORD}:{field}" for bit, field in enumerate(CHECKED_FIELDS) if mask >> bit & 1]
+    for mask in range(1 << len(CHECKED_FIELDS))
+}
 
 
 def scaled_number(column: str) -> pl.Expr:
     """Text '12.5' -> 125000 (x10^4); null when it is not a plain non-negative decimal."""
     text = pl.col(column)
-    whole = text.str.extract(CLAIM_NUMBER_PATTERN, 1).cast(pl.Int64, strict=False)
-    fraction = text.str.extract(CLAIM_NUMBER_PATTERN, 2).fill_null("").str.pad_end(4, "0").cast(pl.Int64, strict=False)
-    return whole * SCALE + fraction
+    parts = text.str.split_exact(".", 1)
+    whole = parts.struct.field("field_0").cast(pl.Int64, strict=False)
+    fraction = parts.struct.field("field_1").fill_null("").str.slice(0, 4).str.pad_end(4, "0").cast(pl.Int64)
+    return pl.when(text.str.contains(CLAIM_NUMBER_PATTERN)).then(whole * SCALE + fraction)
 
 
 def minutes(column: str, allow_24: bool) -> pl.Expr:
     """'HH:MM' -> minutes after midnight; null when malformed ('24:00' only as an end)."""
     text = pl.col(column)
-    hour = text.str.extract(TIME_PATTERN, 1).cast(pl.Int64, strict=False)
-    minute = text.str.extract(TIME_PATTERN, 2).cast(pl.Int64, strict=False)
-    value = hour * 60 + minute
-    ok = (hour < 24) & (minute < 60)
+    hour = text.str.slice(0, 2).cast(pl.Int64, strict=False)
+    minute = text.str.slice(3, 2).cast(pl.Int64, strict=False)
+    ok = text.str.contains(TIME_PATTERN) & (minute < 60) & (hour < 24)
     if allow_24:
-        ok = ok | ((hour == 24) & (minute == 0))
-    return pl.when(ok).then(value)
+        ok = ok | (text == "24:00")
+    return pl.when(ok).then(hour * 60 + minute)
 
 
 def parse_claims(raw: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
     """Add typed columns and `invalid` (list of INVALID_RECORD reasons, empty when valid).
 
     Texts are stripped, and empty texts count as missing. Typed columns: service_day (Date),
-    start_min/end_min (minutes), units_s/rate_s (x10^4), hourly, timed, group (overlap group).
+    start_min/end_min (minutes), units_s/rate_s (x10^4), hourly, timed, group (overlap group),
+    invalid_mask (a bit per failing field of CHECKED_FIELDS).
     """
     stripped = raw.with_columns(
         [pl.col(c).cast(pl.String).str.strip_chars().replace("", None) for c in CLAIM_COLUMNS]
@@ -74,11 +82,11 @@ def parse_claims(raw: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
         rate_s=scaled_number("billed_rate"),
         hourly=pl.col("procedure_code").is_in(sorted(rules.hourly_procedures)).fill_null(False),
         group=pl.col("procedure_code").replace_strict(group_of, default=None, return_dtype=pl.Int32),
-    )
+    ).with_columns(span=pl.col("end_min") - pl.col("start_min"))
     has_start = pl.col("start_time").is_not_null()
     has_end = pl.col("end_time").is_not_null()
     needs_times = pl.col("group").is_not_null()
-    span = pl.col("end_min") - pl.col("start_min")
+    span = pl.col("span")
     timed_ok = pl.col("start_min").is_not_null() & pl.col("end_min").is_not_null() & (span > 0)
     checks = {
         "claim_id": pl.col("claim_id").is_null(),
@@ -90,7 +98,7 @@ def parse_claims(raw: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
         | (~has_start & (has_end | needs_times)),
         "end_time": (has_end & pl.col("end_min").is_null())
         | (~has_end & (has_start | needs_times))
-        | (pl.col("start_min").is_not_null() & pl.col("end_min").is_not_null() & (span <= 0)),
+        | (span <= 0).fill_null(False),
         "units": pl.col("units_s").is_null()
         | (pl.col("units_s") <= 0)
         | (
@@ -100,7 +108,10 @@ def parse_claims(raw: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
         ),
         "billed_rate": pl.col("billed_rate").is_not_null() & pl.col("rate_s").is_null(),
     }
-    invalid = pl.concat_list(
-        [pl.when(failed.fill_null(True)).then(pl.lit(f"{INVALID_RECORD}:{field}")) for field, failed in checks.items()]
-    ).list.drop_nulls()
-    return typed.with_columns(invalid=invalid, timed=timed_ok.fill_null(False))
+    assert tuple(checks) == CHECKED_FIELDS
+    mask = pl.sum_horizontal(
+        [pl.when(failed.fill_null(True)).then(1 << bit).otherwise(0) for bit, failed in enumerate(checks.values())]
+    ).cast(pl.Int32)
+    return typed.with_columns(invalid_mask=mask, timed=timed_ok.fill_null(False)).with_columns(
+        invalid=pl.col("invalid_mask").replace_strict(REASONS_BY_MASK, return_dtype=pl.List(pl.String))
+    )

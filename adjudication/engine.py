@@ -105,7 +105,9 @@ def _static(
     """Record checks and the edits that do not depend on other claims of the run."""
     claims = (
         parse_claims(queue.lazy(), rules)
-        .with_columns(order=pl.int_range(pl.len(), dtype=pl.Int64), valid=pl.col("invalid").list.len() == 0)
+        .with_columns(order=pl.int_range(pl.len(), dtype=pl.Int64), valid=pl.col("invalid_mask") == 0)
+        # In row (= adjudication) order, before any join may reorder rows.
+        .with_columns(first_in_run=pl.when(pl.col("valid")).then(pl.col("claim_id")).is_first_distinct())
         .join(holders.lazy(), on="claim_id", how="left")
         .with_columns(
             # The id is held by a stored claim not rejected (unless that is this claim, re-queued),
@@ -113,13 +115,15 @@ def _static(
             duplicate_id=pl.col("valid")
             & pl.when(pl.col("holder_pk").is_not_null())
             .then(pl.col("holder_pk") != pl.col("claim_pk"))
-            .otherwise(pl.col("order") > pl.col("order").filter(pl.col("valid")).min().over("claim_id"))
+            .otherwise(~pl.col("first_in_run"))
         )
         .with_columns(rejected=~pl.col("valid") | pl.col("duplicate_id"))
         .with_columns(
             month=pl.col("service_day").dt.month_start(),
             attendant=pl.col("procedure_code").is_in(sorted(rules.attendant_care_procedures)).fill_null(False),
         )
+        .collect()
+        .lazy()
     )
     keyed = claims.filter(~pl.col("rejected")).select("order", "client_prime", "service_day", "provider_id",
                                                       "procedure_code", "modifier")

@@ -97,7 +97,7 @@ def _store_batch(engine: Engine, name: str, content_hash: str, claim_file: Claim
                  progress: Progress) -> Submitted:
     batch_id = batch_id_for(content_hash)
     rows = claim_file.rows
-    invalid = parse_claims(rows.lazy(), rules).select(pl.col("invalid").list.len() > 0).collect().to_series().sum()
+    invalid = parse_claims(rows.lazy(), rules).select(pl.col("invalid_mask") != 0).collect().to_series().sum()
     with engine.begin() as conn:
         if conn.execute(select(t.batches.c.batch_id).where(t.batches.c.content_hash == content_hash)).first():
             return Submitted(batch_id, False, rows.height, invalid)  # a concurrent submit won
