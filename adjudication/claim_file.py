@@ -1,30 +1,54 @@
 """Reading a posted claim file (CSV, JSON Lines or Parquet, optionally gzip) into raw text columns.
 
 A file is refused as a whole (ClaimFileError, nothing stored) when it cannot be a claim file at
-all: wrong encoding, binary content, wrong columns, no rows, too large. Everything about single
-rows is left to the record checks, so one bad row never sinks the batch.
+all: unknown format, too large, a compression bomb, binary content, not UTF-8, wrong columns,
+a row whose shape breaks the file's structure (wrong number of fields, broken quoting, a line that
+is not a JSON object), or no rows. Everything about the *values* of single rows is left to the record
+checks, so one bad field never sinks the batch. docs/intake.md lists every refusal and why.
+
+Every refusal message is one line and starts with the file name.
 """
 
 from __future__ import annotations
 
-import gzip
+import csv
 import io
 import json
+import re
 import zlib
 from dataclasses import dataclass
 
 import polars as pl
 
-import csv
-
 from adjudication.claims import CLAIM_COLUMNS
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
-CSV_TEXT = ("csv", "jsonl")
+GZIP_MAGIC = b"\x1f\x8b"
+# Content that is certainly not a claim file, recognised by its first bytes: named in the refusal.
+SIGNATURES = (
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx workbook?)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook (or another OLE document)"),
+    (b"%PDF-", "a PDF document"),
+    (b"\x00\x00\xfe\xff", "UTF-32 text (byte order mark 00 00 FE FF)"),
+    (b"\xff\xfe\x00\x00", "UTF-32 text (byte order mark FF FE 00 00)"),
+    (b"\xff\xfe", "UTF-16 text (byte order mark FF FE)"),
+    (b"\xfe\xff", "UTF-16 text (byte order mark FE FF)"),
+    (GZIP_MAGIC, "gzip-compressed twice"),
+    (b"BZh", "bzip2-compressed (only gzip is accepted)"),
+    (b"\xfd7zXZ\x00", "xz-compressed (only gzip is accepted)"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed (only gzip is accepted)"),
+)
+# C0 control characters other than tab, line feed and carriage return: binary, not text.
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+BLANK_LINE = r"^[\s,]*$"
+# Rows per chunk when a file is read record by record (quoted CSV, JSON Lines): bounds memory.
+CHUNK = 100_000
+# A claim row takes at least this many bytes as CSV (eleven fields, six of them required).
+MIN_ROW_BYTES = 24
 
 
 class ClaimFileError(ValueError):
-    """The file is refused as a whole; the message names the file and the problem."""
+    """The file is refused as a whole; the message names the file and the problem, on one line."""
 
 
 @dataclass(frozen=True)
@@ -37,157 +61,344 @@ class Limits:
 class ClaimFile:
     format: str
     rows: pl.DataFrame  # `line` (Int64) + CLAIM_COLUMNS as String, empty texts as null
+    compressed: bool = False
 
 
 def detect_format(name: str) -> tuple[str, bool]:
-    """(format, gzipped) from the file name; ClaimFileError for anything else."""
+    """(format, named .gz) from the file name; ClaimFileError for anything else."""
     lower = name.lower()
     gzipped = lower.endswith(".gz")
     stem = lower[:-3] if gzipped else lower
     for suffix, fmt in FORMATS.items():
         if stem.endswith(suffix):
             return fmt, gzipped
-    raise ClaimFileError(f"{name}: unknown format (expected .csv, .jsonl or .parquet, optionally .gz)")
+    raise ClaimFileError(f"{label(name)}: unknown format (expected a name ending .csv, .jsonl, .ndjson, .json "
+                         f"or .parquet, optionally followed by .gz)")
+
+
+def label(name: str) -> str:
+    """A file or column name as it can be shown on one line."""
+    return name if name.isprintable() and name == name.strip() and name else repr(name)
 
 
 def read_claim_file(name: str, data: bytes, limits: Limits = Limits()) -> ClaimFile:
-    fmt, gzipped = detect_format(name)
+    """The rows of a claim file, or ClaimFileError saying why the whole file is refused."""
+    fmt, named_gz = detect_format(name)
+    shown = label(name)
     if len(data) > limits.max_file_bytes:
-        raise ClaimFileError(f"{name}: {len(data)} bytes is over the limit of {limits.max_file_bytes} bytes")
-    if gzipped:
-        data = _gunzip(name, data, limits.max_decompressed_bytes)
+        raise ClaimFileError(f"{shown}: {len(data)} bytes is over the limit of {limits.max_file_bytes} bytes")
+    compressed = data.startswith(GZIP_MAGIC)
+    if named_gz and not compressed:
+        raise ClaimFileError(f"{shown}: named .gz but not gzip-compressed")
+    if compressed:
+        data = _gunzip(shown, data, limits.max_decompressed_bytes)
+    _sniff(shown, fmt, data)
     if fmt == "parquet":
-        frame, lines = _parquet(name, data)
+        frame, lines = _parquet(shown, data, limits.max_decompressed_bytes)
     else:
-        text = _text(name, data)
-        frame, lines = _csv(name, text, data.removeprefix(b"\xef\xbb\xbf")) if fmt == "csv" else _jsonl(name, text)
+        text = _text(shown, data)
+        frame, lines = _csv(shown, text) if fmt == "csv" else _jsonl(shown, text)
     if frame.height == 0:
-        raise ClaimFileError(f"{name}: no claim rows")
+        raise ClaimFileError(f"{shown}: no claim rows (a header and nothing else)")
     rows = frame.select(
         pl.Series("line", lines, dtype=pl.Int64),
-        *[pl.col(c).cast(pl.String).replace("", None).alias(c)
-          if c in frame.columns else pl.lit(None, dtype=pl.String).alias(c) for c in CLAIM_COLUMNS],
+        *[pl.col(c).cast(pl.String).replace("", None).alias(c) for c in CLAIM_COLUMNS],
     )
-    return ClaimFile(format=fmt, rows=rows)
+    return ClaimFile(format=fmt, rows=rows, compressed=compressed)
 
 
-def _gunzip(name: str, data: bytes, cap: int) -> bytes:
-    """Decompress in bounded steps so a compression bomb is refused, never unpacked."""
-    inflater = zlib.decompressobj(wbits=31)
+# --- bytes ---------------------------------------------------------------------------------
+
+def _gunzip(shown: str, data: bytes, cap: int) -> bytearray:
+    """Decompress every gzip member in bounded steps: a compression bomb is refused, never unpacked."""
     out = bytearray()
-    try:
-        chunk = inflater.decompress(data, cap + 1 - len(out))
-        out += chunk
-        while inflater.unconsumed_tail and len(out) <= cap:
-            out += inflater.decompress(inflater.unconsumed_tail, cap + 1 - len(out))
-    except zlib.error as error:
-        raise ClaimFileError(f"{name}: not a valid gzip file ({error})") from None
-    if len(out) > cap:
-        raise ClaimFileError(f"{name}: decompresses to more than the limit of {cap} bytes")
-    if not inflater.eof:
-        raise ClaimFileError(f"{name}: gzip data is truncated")
-    return bytes(out)
+    rest = data
+    while True:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            out += inflater.decompress(rest, cap + 1 - len(out))
+            while inflater.unconsumed_tail and len(out) <= cap:
+                out += inflater.decompress(inflater.unconsumed_tail, cap + 1 - len(out))
+        except zlib.error as error:
+            raise ClaimFileError(f"{shown}: not a valid gzip file ({error})") from None
+        if len(out) > cap:
+            raise ClaimFileError(f"{shown}: decompresses to more than the limit of {cap} bytes "
+                                 f"(unpacking stopped there)")
+        if not inflater.eof:
+            raise ClaimFileError(f"{shown}: gzip data is truncated")
+        rest = inflater.unused_data
+        # Zero padding after the data is ignored, as gzip itself does (tape and block writers add it).
+        if not rest.strip(b"\x00"):
+            return out
+        # Concatenated members (pigz, `cat a.gz b.gz`) are one file; anything else after the data is not.
+        if not rest.startswith(GZIP_MAGIC):
+            raise ClaimFileError(f"{shown}: {len(rest)} bytes of garbage after the gzip data")
 
 
-def _text(name: str, data: bytes) -> str:
-    if b"\x00" in data:
-        where = data.index(b"\x00")
+def _sniff(shown: str, fmt: str, data: bytes) -> None:
+    if fmt == "parquet":
+        if not data.startswith(b"PAR1"):
+            kind = next((what for magic, what in SIGNATURES if data.startswith(magic)), None)
+            raise ClaimFileError(f"{shown}: not a Parquet file" + (f" ({kind})" if kind else ""))
+        return
+    for magic, what in SIGNATURES:
+        if data.startswith(magic):
+            raise ClaimFileError(f"{shown}: binary content: {what}, not {fmt.upper()} text")
+    if data.startswith(b"PAR1"):
+        raise ClaimFileError(f"{shown}: binary content: a Parquet file named as {fmt.upper()}")
+
+
+def _text(shown: str, data: bytes) -> str:
+    where = data.find(b"\x00")
+    if where >= 0:
         line = data.count(b"\n", 0, where) + 1
-        raise ClaimFileError(f"{name}: binary content (NUL byte at offset {where}, line {line})")
+        raise ClaimFileError(f"{shown}: binary content (NUL byte on line {line}, byte offset {where})")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise ClaimFileError(f"{name}: not UTF-8 (byte offset {error.start}, line {line})") from None
+        start = error.start
+        line = data.count(b"\n", 0, start) + 1
+        column = start - (data.rfind(b"\n", 0, start) + 1) + 1
+        raise ClaimFileError(f"{shown}: not UTF-8: byte 0x{data[start]:02X} on line {line}, column {column} "
+                             f"(byte offset {start}); save the file as UTF-8") from None
     text = text.removeprefix("\ufeff")
-    bad = next((ch for ch in text[:65536] if ord(ch) < 32 and ch not in "\r\n\t"), None)
+    bad = CONTROL.search(text)
     if bad is not None:
-        offset = text.index(bad)
-        line = text.count("\n", 0, offset) + 1
-        raise ClaimFileError(f"{name}: binary content (control byte {ord(bad):#04x} on line {line})")
+        line = text.count("\n", 0, bad.start()) + 1
+        raise ClaimFileError(f"{shown}: binary content (control character {ord(bad.group()):#04x} on line {line})")
     if not text.strip():
-        raise ClaimFileError(f"{name}: the file is empty")
-    return text
+        raise ClaimFileError(f"{shown}: the file is empty")
+    # CRLF (Windows) and bare CR (old Mac) line ends are both line ends.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _check_columns(name: str, header: list[str]) -> None:
+# --- columns -------------------------------------------------------------------------------
+
+def _names(names: list[str]) -> str:
+    shown = [label(n) if n else "(no name)" for n in names[:8]]
+    return ", ".join(shown) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+
+
+def _check_columns(shown: str, header: list[str]) -> list[str]:
+    """The stripped header; ClaimFileError naming every missing, duplicate and unknown column."""
     cleaned = [h.strip() for h in header]
-    duplicates = sorted({h for h in cleaned if cleaned.count(h) > 1})
+    if len(cleaned) == 1:
+        for separator, what in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+            if separator in cleaned[0]:
+                raise ClaimFileError(f"{shown}: the header is separated by {what}; claim files are comma-separated")
+    problems = []
+    duplicates = sorted({h for h in cleaned if cleaned.count(h) > 1 and h})
     if duplicates:
-        raise ClaimFileError(f"{name}: duplicate columns: {', '.join(duplicates)}")
+        problems.append(f"duplicate columns: {_names(duplicates)}")
     missing = [c for c in CLAIM_COLUMNS if c not in cleaned]
     if missing:
-        raise ClaimFileError(f"{name}: missing columns: {', '.join(missing)}")
-    unknown = [h for h in cleaned if h not in CLAIM_COLUMNS]
+        problems.append(f"missing columns: {_names(missing)}")
+    unknown = [h for h in dict.fromkeys(cleaned) if h not in CLAIM_COLUMNS and h]
     if unknown:
-        raise ClaimFileError(f"{name}: unknown columns: {', '.join(unknown)}")
+        problems.append(f"unknown columns: {_names(unknown)}")
+    unnamed = [str(i) for i, h in enumerate(cleaned, start=1) if not h]
+    if unnamed:
+        problems.append(f"columns without a name at position {', '.join(unnamed[:8])}")
+    if problems:
+        raise ClaimFileError(f"{shown}: " + "; ".join(problems))
+    return cleaned
 
 
-def _csv(name: str, text: str, data: bytes) -> tuple[pl.DataFrame, list[int]]:
-    first_line = text.split("\n", 1)[0].rstrip("\r")
-    header = next(csv.reader([first_line]), [])
-    _check_columns(name, header)
+# --- CSV -----------------------------------------------------------------------------------
+
+def _csv(shown: str, text: str) -> tuple[pl.DataFrame, list[int] | pl.Series]:
+    if '"' in text:
+        return _csv_quoted(shown, text)
+    # No quotes: every line is one record and every comma separates two fields; split in polars.
+    lines = (
+        pl.DataFrame({"text": [text]}).select(pl.col("text").str.split("\n")).explode("text")
+        .with_row_index("line", offset=1)
+        .filter(~pl.col("text").str.contains(BLANK_LINE))
+    )
+    if lines.height == 0:
+        raise ClaimFileError(f"{shown}: the file is empty")
+    header_line = lines.row(0, named=True)
+    header = _check_columns(shown, header_line["text"].split(","))
+    data = lines.slice(1)
+    fields = data.select("line", n=pl.col("text").str.count_matches(",", literal=True) + 1)
+    wrong = fields.filter(pl.col("n") != len(header)).head(1)
+    if wrong.height:
+        _wrong_count(shown, wrong["line"][0], wrong["n"][0], len(header))
+    frame = data.select(pl.col("text").str.split_exact(",", len(header) - 1)
+                        .struct.rename_fields(header).alias("record")).unnest("record")
+    return frame, data.get_column("line").cast(pl.Int64)
+
+
+def _wrong_count(shown: str, line: int, got: int, want: int) -> None:
+    raise ClaimFileError(f"{shown}: line {line} has {got} fields but the header has {want} "
+                         f"(every row must have the header's fields)")
+
+
+def _csv_quoted(shown: str, text: str) -> tuple[pl.DataFrame, list[int]]:
+    """Quoted fields (RFC 4180): read record by record, remembering the line each record starts on."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    frames: list[pl.DataFrame] = []
+    columns: list[list[str]] = []
+    lines: list[int] = []
+    start = 1
     try:
-        frame = pl.read_csv(io.BytesIO(data), infer_schema=False, has_header=True)
-    except pl.exceptions.PolarsError as error:
-        raise ClaimFileError(f"{name}: not a readable CSV file ({str(error).splitlines()[0]})") from None
-    frame = frame.rename({c: c.strip() for c in frame.columns})
-    # Fully blank lines are not claims.
-    frame = frame.filter(~pl.all_horizontal(pl.all().is_null()))
-    physical = text.count("\n") + (0 if text.endswith("\n") else 1)
-    if physical - 1 == frame.height and '"' not in text:
-        lines = list(range(2, frame.height + 2))
-    else:
-        lines = _csv_record_lines(text)
-    if len(lines) != frame.height:
-        raise ClaimFileError(f"{name}: rows could not be told apart (unbalanced quotes?)")
-    return frame, lines
+        for record in reader:
+            if not any(field.strip() for field in record):
+                start = reader.line_num + 1
+                continue
+            if header is None:
+                header = _check_columns(shown, record)
+                columns = [[] for _ in header]
+            else:
+                if len(record) != len(header):
+                    _wrong_count(shown, start, len(record), len(header))
+                for column, value in zip(columns, record):
+                    column.append(value)
+                lines.append(start)
+                if len(columns[0]) == CHUNK:
+                    frames.append(_frame(header, columns))
+                    columns = [[] for _ in header]
+            start = reader.line_num + 1
+    except csv.Error as error:
+        reason = str(error)
+        if "unexpected end of data" in reason or "EOF" in reason:
+            raise ClaimFileError(f"{shown}: the quoted field opened on line {start} is never closed") from None
+        if "field larger than field limit" in reason:
+            raise ClaimFileError(f"{shown}: line {start}: a field longer than {csv.field_size_limit()} characters") \
+                from None
+        raise ClaimFileError(f"{shown}: line {reader.line_num}: broken quoting ({reason})") from None
+    if header is None:
+        raise ClaimFileError(f"{shown}: the file is empty")
+    frames.append(_frame(header, columns))
+    return pl.concat(frames), lines
 
 
-def _csv_record_lines(text: str) -> list[int]:
-    """The line each non-blank record starts on, for files with quoted line breaks or blank lines."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    lines, start = [], 1
-    for index, record in enumerate(reader):
-        if index and any(field.strip() for field in record):
-            lines.append(start)
-        start = reader.line_num + 1
-    return lines
+def _frame(header: list[str], columns: list[list[str | None]]) -> pl.DataFrame:
+    return pl.DataFrame({name: values for name, values in zip(header, columns)},
+                        schema={name: pl.String for name in header})
 
 
-def _jsonl(name: str, text: str) -> tuple[pl.DataFrame, list[int]]:
-    records, lines, keys = [], [], set()
-    for number, raw in enumerate(text.splitlines(), start=1):
+# --- JSON Lines ----------------------------------------------------------------------------
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object(pairs: list[tuple[str, object]]) -> dict:
+    record: dict = {}
+    for key, value in pairs:
+        if key in record:
+            raise _DuplicateKey(key)
+        record[key] = value
+    return record
+
+
+def _jsonl(shown: str, text: str) -> tuple[pl.DataFrame, list[int]]:
+    if text.lstrip().startswith("["):
+        raise ClaimFileError(f"{shown}: a JSON array; claim files in JSON are JSON Lines (one claim object per line)")
+    frames: list[pl.DataFrame] = []
+    records: list[dict] = []
+    lines: list[int] = []
+    keys: dict[str, None] = {}
+    # Numbers are kept as their exact text: a claim's units and rate never pass through a binary float.
+    decoder = json.JSONDecoder(object_pairs_hook=_object, parse_float=str, parse_int=str, parse_constant=str)
+    for number, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         try:
-            record = json.loads(raw)
+            record = decoder.decode(raw)
+        except _DuplicateKey as error:
+            raise ClaimFileError(f"{shown}: line {number}: duplicate columns: {_names([str(error)])}") from None
         except json.JSONDecodeError as error:
-            raise ClaimFileError(f"{name}: line {number} is not JSON ({error.msg})") from None
+            raise ClaimFileError(f"{shown}: line {number} is not JSON ({error.msg.removesuffix(' at')} at column "
+                                 f"{error.colno})") from None
         if not isinstance(record, dict):
-            raise ClaimFileError(f"{name}: line {number} is not a JSON object")
-        keys.update(record)
-        records.append({k: None if v is None else (v if isinstance(v, str) else json.dumps(v)) for k, v in record.items()})
+            raise ClaimFileError(f"{shown}: line {number} is not a JSON object")
+        stripped = {key.strip(): value for key, value in record.items()}
+        if len(stripped) != len(record):
+            repeated = sorted({k.strip() for k in record if list(map(str.strip, record)).count(k.strip()) > 1})
+            raise ClaimFileError(f"{shown}: line {number}: duplicate columns: {_names(repeated)}")
+        record = stripped
+        new_keys = [key for key in record if key not in keys]
+        if new_keys:
+            unknown = [key for key in new_keys if key not in CLAIM_COLUMNS]
+            if unknown:
+                raise ClaimFileError(f"{shown}: line {number}: unknown columns: {_names(unknown)}")
+            keys.update(dict.fromkeys(new_keys))
+        records.append({key: _json_text(value) for key, value in record.items()})
         lines.append(number)
+        if len(records) == CHUNK:
+            frames.append(_records(records))
+            records = []
+    if not lines:
+        raise ClaimFileError(f"{shown}: no claim rows")
+    _check_columns(shown, list(keys))
+    frames.append(_records(records))
+    return pl.concat(frames, how="vertical"), lines
+
+
+def _json_text(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)  # a list or object: kept as text, and the record checks reject the row
+
+
+def _records(records: list[dict]) -> pl.DataFrame:
+    schema = {c: pl.String for c in CLAIM_COLUMNS}
     if not records:
-        raise ClaimFileError(f"{name}: no claim rows")
-    _check_columns(name, [k for k in keys if k in CLAIM_COLUMNS] + sorted(k for k in keys if k not in CLAIM_COLUMNS))
-    frame = pl.DataFrame(records, schema={k: pl.String for k in CLAIM_COLUMNS if k in keys})
-    return frame, lines
+        return pl.DataFrame(schema=schema)
+    return pl.DataFrame(records, schema=schema)
 
 
-def _parquet(name: str, data: bytes) -> tuple[pl.DataFrame, list[int]]:
-    if not data.startswith(b"PAR1"):
-        raise ClaimFileError(f"{name}: not a Parquet file")
+# --- Parquet -------------------------------------------------------------------------------
+
+def _parquet(shown: str, data: bytes, cap: int) -> tuple[pl.DataFrame, list[int]]:
+    try:
+        schema = pl.read_parquet_schema(io.BytesIO(data))
+        rows = pl.scan_parquet(io.BytesIO(data)).select(pl.len()).collect().item()
+    except Exception as error:  # polars raises several kinds for a corrupt file
+        raise ClaimFileError(f"{shown}: not a readable Parquet file ({_first_line(error)})") from None
+    _check_columns(shown, list(schema))
+    # Parquet is compressed inside: its row count is known before anything is decoded.
+    if rows * MIN_ROW_BYTES > cap:
+        raise ClaimFileError(f"{shown}: {rows} rows is over what the decompressed-size limit of {cap} bytes allows "
+                             f"(refused before decoding)")
+    for column, dtype in schema.items():
+        if dtype.is_nested() or dtype == pl.Object:
+            raise ClaimFileError(f"{shown}: column {label(column)} holds {dtype}, not single values")
     try:
         frame = pl.read_parquet(io.BytesIO(data))
-    except Exception as error:  # polars raises several kinds for a corrupt file
-        raise ClaimFileError(f"{name}: not a readable Parquet file ({str(error).splitlines()[0]})") from None
-    _check_columns(name, frame.columns)
-    formats = {pl.Date: "%Y-%m-%d", pl.Time: "%H:%M"}
-    frame = frame.with_columns(
-        [pl.col(c).dt.strftime(formats[frame.schema[c]]) if frame.schema[c] in formats else pl.col(c).cast(pl.String)
-         for c in frame.columns]
-    )
+    except Exception as error:
+        raise ClaimFileError(f"{shown}: not a readable Parquet file ({_first_line(error)})") from None
+    try:
+        frame = frame.select([_parquet_text(column, dtype) for column, dtype in frame.schema.items()])
+    except Exception as error:
+        raise ClaimFileError(f"{shown}: a column cannot be read as text ({_first_line(error)})") from None
+    size = frame.select(pl.sum_horizontal(pl.all().str.len_bytes().sum())).item() if frame.height else 0
+    if size and size > cap:
+        raise ClaimFileError(f"{shown}: decompresses to more than the limit of {cap} bytes")
     # A Parquet row is numbered as the CSV line it would be on (header = line 1).
     return frame, list(range(2, frame.height + 2))
+
+
+def _parquet_text(column: str, dtype: pl.DataType) -> pl.Expr:
+    """Typed Parquet values as the text a CSV would hold; a value with more precision than the claim
+    field allows keeps it, so the record checks reject the row rather than a silent truncation."""
+    col = pl.col(column)
+    if dtype == pl.Date:
+        return col.dt.strftime("%Y-%m-%d")
+    if dtype == pl.Time:
+        return pl.when(col.dt.second() + col.dt.nanosecond() == 0).then(col.dt.strftime("%H:%M")) \
+            .otherwise(col.cast(pl.String)).alias(column)
+    if isinstance(dtype, pl.Datetime):
+        midnight = (col.dt.hour() + col.dt.minute() + col.dt.second() + col.dt.nanosecond()) == 0
+        return pl.when(midnight).then(col.dt.strftime("%Y-%m-%d")).otherwise(col.cast(pl.String)).alias(column)
+    return col.cast(pl.String)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from adjudication import reasons as R
-from adjudication.claims import parse_claims
+from adjudication.claims import REASONS_BY_MASK, parse_claims
 from adjudication.decimals import SCALE
 from adjudication.rules import Rules
 
@@ -108,7 +108,8 @@ def _static(
         .with_columns(order=pl.int_range(pl.len(), dtype=pl.Int64), valid=pl.col("invalid_mask") == 0)
         # In row (= adjudication) order, before any join may reorder rows.
         .with_columns(first_in_run=pl.when(pl.col("valid")).then(pl.col("claim_id")).is_first_distinct())
-        .join(holders.lazy(), on="claim_id", how="left")
+        .drop("service_date", "start_time", "end_time", "units", "billed_rate", "staff_id")
+        .join(holders.lazy(), on="claim_id", how="left", maintain_order="left")
         .with_columns(
             # The id is held by a stored claim not rejected (unless that is this claim, re-queued),
             # else by the first valid claim of this run that carries it.
@@ -165,11 +166,10 @@ def _static(
     )
     waived = waivers.lazy().group_by("claim_pk").agg(waived=pl.col("code").unique().sort())
     return (
-        claims.join(plan, on="order", how="left")
-        .join(enrolled, on="order", how="left")
-        .join(spa, on="order", how="left")
-        .join(waived, on="claim_pk", how="left")
-        .sort("order")
+        claims.join(plan, on="order", how="left", maintain_order="left")
+        .join(enrolled, on="order", how="left", maintain_order="left")
+        .join(spa, on="order", how="left", maintain_order="left")
+        .join(waived, on="claim_pk", how="left", maintain_order="left")
         .with_columns(
             waived=pl.col("waived").fill_null(pl.lit([], dtype=pl.List(pl.String))),
             no_plan=pl.col("plan_id").is_null(),
@@ -385,18 +385,26 @@ def _outcomes(
         R.OVERLAP_DUPLICATE: pl.col("hit_overlap_duplicate"),
         R.OVERLAP_SAME_PROVIDER: pl.col("hit_overlap_same_provider"),
     }
-    edits = pl.concat_list(
-        [pl.when(failed.fill_null(False)).then(pl.lit(code)) for code, failed in edit_failures.items()]
-    ).list.drop_nulls()
-    carc = rules.carc
+    assert tuple(edit_failures) == R.EDITS
+    edit_mask = pl.sum_horizontal(
+        [pl.when(failed.fill_null(False)).then(1 << bit).otherwise(0) for bit, failed in enumerate(edit_failures.values())]
+    )
+    # One small integer per combination of reasons: failing fields of a rejected record (negative),
+    # a duplicate claim id, or the failing edits (0 = paid). Lists are looked up, not built per row.
+    reason_key = (
+        pl.when(~pl.col("valid")).then(-pl.col("invalid_mask"))
+        .when(pl.col("duplicate_id")).then(pl.lit(DUPLICATE_ID_KEY))
+        .otherwise(edit_mask)
+    )
+    reasons_by_key = _reasons_by_key()
+    carc_by_key = {key: [rules.carc[r.split(":")[0]] for r in reasons] for key, reasons in reasons_by_key.items()}
     frame = (
         claims.lazy()
         .with_columns(paid=is_paid)
         .with_columns(paid_units=paid_units)
-        .join(ledger_spa.lazy(), on=["spa_id", "spa_period"], how="left")
-        .join(ledger_month.lazy(), on=["client_prime", "month"], how="left")
-        .join(collisions.lazy(), on="order", how="left")
-        .sort("order")
+        .join(ledger_spa.lazy(), on=["spa_id", "spa_period"], how="left", maintain_order="left")
+        .join(ledger_month.lazy(), on=["client_prime", "month"], how="left", maintain_order="left")
+        .join(collisions.lazy(), on="order", how="left", maintain_order="left")
         .with_columns(
             spa_before=pl.col("spa_prior").fill_null(0)
             + (pl.col("paid_units").cum_sum() - pl.col("paid_units")).over("spa_id", "spa_period"),
@@ -406,22 +414,15 @@ def _outcomes(
                 - pl.when(pl.col("attendant")).then(pl.col("paid_units")).otherwise(0)
             ).over("client_prime", "month"),
         )
-        .with_columns(
-            reasons=pl.when(~pl.col("valid"))
-            .then(pl.col("invalid"))
-            .when(pl.col("duplicate_id"))
-            .then(pl.lit([R.DUPLICATE_CLAIM_ID]))
-            .otherwise(edits)
-        )
+        .with_columns(reason_key=reason_key.cast(pl.Int32))
         .with_columns(
             status=pl.when(pl.col("rejected"))
             .then(pl.lit(R.REJECTED))
-            .when(pl.col("reasons").list.len() == 0)
+            .when(pl.col("reason_key") == 0)
             .then(pl.lit(R.PAID))
             .otherwise(pl.lit(R.SUSPENDED)),
-            carc=pl.col("reasons").list.eval(
-                pl.element().str.extract(r"^([A-Z_]+)", 1).replace_strict(carc, default="")
-            ),
+            reasons=pl.col("reason_key").replace_strict(reasons_by_key, return_dtype=pl.List(pl.String)),
+            carc=pl.col("reason_key").replace_strict(carc_by_key, return_dtype=pl.List(pl.String)),
             rate_s=pl.min_horizontal("spa_rate_s", "rate_s"),
         )
         .with_columns(
@@ -438,6 +439,17 @@ def _outcomes(
     outcomes = frame.select(OUTCOME_SCHEMA.keys()).cast(OUTCOME_SCHEMA)
     newly_paid = frame.filter(pl.col("paid")).select(LEDGER_SCHEMA.keys()).cast(LEDGER_SCHEMA)
     return outcomes, newly_paid
+
+
+DUPLICATE_ID_KEY = -(1 << 20)
+
+
+def _reasons_by_key() -> dict[int, list[str]]:
+    keys = {-mask: reasons for mask, reasons in REASONS_BY_MASK.items() if mask}
+    keys[DUPLICATE_ID_KEY] = [R.DUPLICATE_CLAIM_ID]
+    for mask in range(1 << len(R.EDITS)):
+        keys[mask] = [code for bit, code in enumerate(R.EDITS) if mask >> bit & 1]
+    return keys
 
 
 assert SCALE == 10_000  # paid_cents above divides a x10^8 product by 10^6

@@ -231,6 +231,75 @@ def audit(
 
 
 @cli.command()
+def ack(
+    ctx: typer.Context,
+    batch: str,
+    fmt: Annotated[TextFormat, typer.Option("--format", help="csv (a batch row with the counts, then one row per "
+                                            "rejected field) or json")] = TextFormat.csv,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout")] = None,
+) -> None:
+    """Acknowledge a submitted batch (like X12 999/277CA): accepted and rejected counts, and every
+    rejected line with its field and reason."""
+    from worker import intake
+
+    a = app(ctx)
+    document = intake.acknowledgement(a.engine, batch, a.rules)
+    if fmt == TextFormat.csv:
+        _write(intake.ack_frame(document), "csv", output)
+        return
+    text = json.dumps(document, indent=1, default=str) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+@cli.command()
+def watch(
+    ctx: typer.Context,
+    folder: Path,
+    once: Annotated[bool, typer.Option("--once", help="One sweep, then exit")] = False,
+    interval: Annotated[Optional[float], typer.Option(help="Seconds between sweeps (env "
+                                                      "ADJUDICATION_DROP_INTERVAL_SECONDS, default 30)")] = None,
+    settle: Annotated[Optional[float], typer.Option(help="Seconds a file must stay unchanged before it is taken "
+                                                    "(env ADJUDICATION_DROP_SETTLE_SECONDS, default 10)")] = None,
+) -> None:
+    """Submit every complete claim file that appears in FOLDER, then move it to FOLDER/accepted/ or
+    FOLDER/rejected/ with its acknowledgement beside it (NAME.ack.json). Loops until interrupted."""
+    import signal
+    import time
+
+    from worker import intake
+
+    a = app(ctx)
+    stop: list[int] = []
+    wait = a.settings.drop_interval_seconds if interval is None else interval
+    if not once:
+        signal.signal(signal.SIGTERM, lambda signum, _frame: stop.append(signum))
+    try:
+        while True:
+            try:
+                results = intake.sweep(a, folder, settle_seconds=settle, should_stop=lambda: bool(stop))
+            except service.UserError:
+                raise
+            except Exception as error:  # noqa: BLE001 - a long-running watcher reports and tries again
+                if once:
+                    raise
+                err.print(f"error: sweep failed ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                          f"trying again in {wait:g} s", markup=False)
+                results = []
+            for result in results:
+                out.print(result.line(), markup=False)
+            if once or stop:
+                break
+            deadline = time.monotonic() + wait
+            while not stop and time.monotonic() < deadline:
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+    except KeyboardInterrupt:
+        err.print("stopped")
+
+
+@cli.command()
 def demo(ctx: typer.Context) -> None:
     """Run the whole story on the shipped fixtures in a temporary database and print a summary."""
     from worker.demo import run_demo

@@ -99,17 +99,21 @@ def _store_batch(engine: Engine, name: str, content_hash: str, claim_file: Claim
     rows = claim_file.rows
     invalid = parse_claims(rows.lazy(), rules).select(pl.col("invalid_mask") != 0).collect().to_series().sum()
     with engine.begin() as conn:
+        _lock(conn, "submit")
         if conn.execute(select(t.batches.c.batch_id).where(t.batches.c.content_hash == content_hash)).first():
             return Submitted(batch_id, False, rows.height, invalid)  # a concurrent submit won
         seq = repo.new_queue_event(conn, "batch")
         conn.execute(insert(t.batches).values(
             batch_id=batch_id, content_hash=content_hash, file_name=name, file_format=claim_file.format,
             submitted_at=repo.now(), seq=seq, status="queued", claims=rows.height, intake_rejected=invalid))
-        frame = rows.select(pl.lit(batch_id).alias("batch_id"), "line", *CLAIM_COLUMNS)
+        first_pk = repo.next_claim_pk(conn)
+        frame = rows.select(pl.int_range(first_pk, first_pk + rows.height, dtype=pl.Int64).alias("claim_pk"),
+                            pl.lit(batch_id).alias("batch_id"), "line", *CLAIM_COLUMNS)
         step = 200_000
         for start in range(0, frame.height, step):
             insert_frame(conn, t.claims, frame.slice(start, step))
             progress("submit", min(start + step, frame.height), frame.height)
+        repo.store_payload(conn, batch_id, frame)
     log.info("batch %s queued: %d claims, %d failing record checks", batch_id, rows.height, invalid)
     return Submitted(batch_id, True, rows.height, invalid)
 
@@ -130,17 +134,16 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet) -> RunSummary
     """Adjudicate everything queued, in one transaction: all outcomes are stored, or none."""
     with engine.begin() as conn:
         _lock(conn, "run")
-        queue = repo.queued_claims(conn)
+        snapshot = repo.queued_claims(conn)
+        queue = snapshot.claims
         if queue.height == 0:
             return RunSummary(None, 0, 0, 0, 0, 0)
         progress("adjudicate", 0, queue.height)
-        reference = repo.reference_set(conn)
-        frames = reference.frames()
-        total_spas = frames.spas.filter(pl.col("unit_period") == "total").get_column("spa_id").to_list()
+        holders = repo.holders_for(conn)
         result = adjudicate(
-            queue, frames, rules,
-            ledger=repo.ledger_for(conn, queue, total_spas),
-            holders=repo.holders_for(conn, queue),
+            queue, repo.reference_frames(conn), rules,
+            ledger=repo.ledger_for(conn, queue),
+            holders=holders,
             waivers=repo.waivers_for(conn, queue),
         )
         outcomes = result.outcomes
@@ -154,7 +157,7 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet) -> RunSummary
             suspended=by_status.get(R.SUSPENDED, 0), rejected=by_status.get(R.REJECTED, 0), paid_cents=paid_cents,
         ).returning(t.runs.c.run_id)).scalar_one()
         previous = repo.attempt_numbers(conn)
-        repo.finish_queue(conn)
+        repo.finish_queue(conn, snapshot)
         attempts = outcomes.select(
             "claim_pk",
             attempt=pl.col("claim_pk").replace_strict(previous, default=0, return_dtype=pl.Int64) + 1,
@@ -177,7 +180,7 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet) -> RunSummary
             outcomes.filter(pl.col("status") != R.REJECTED)
             .join(queue.select("claim_pk", "claim_id"), on="claim_pk")
             .select(pl.col("claim_id").str.strip_chars(), "claim_pk")
-            .join(repo.holders_for(conn, queue).rename({"holder_pk": "claim_pk"}), on="claim_pk", how="anti")
+            .join(holders.rename({"holder_pk": "claim_pk"}), on="claim_pk", how="anti")
         )
         insert_frame(conn, t.claim_ids, new_holders)
         conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(finished_at=repo.now()))
@@ -388,3 +391,46 @@ def audit_trail(engine: Engine) -> pl.DataFrame:
     return pl.DataFrame([dict(r._mapping) for r in rows],
                         schema={"id": pl.Int64, "at": pl.Datetime("us", "UTC"), "operator": pl.String,
                                 "action": pl.String, "target": pl.String, "note": pl.String}, orient="row")
+
+
+# --- intake: acknowledgements and the drop folder (used by worker.intake) ---------------------
+
+def submit_bytes(engine: Engine, name: str, data: bytes, rules: Rules, limits: Limits,
+                 progress: Progress = _quiet) -> Submitted:
+    """`submit` for content already read (a drop-folder sweep reads a file once, then checks that
+    nothing wrote to it meanwhile): the same content again is a no-op returning the same id."""
+    from adjudication.claim_file import detect_format
+
+    detect_format(name)
+    if len(data) > limits.max_file_bytes:
+        raise UserError(f"{name}: {len(data)} bytes is over the limit of {limits.max_file_bytes} bytes")
+    content_hash = hashlib.sha256(data).hexdigest()
+    with engine.connect() as conn:
+        existing = conn.execute(select(t.batches.c.batch_id, t.batches.c.claims, t.batches.c.intake_rejected)
+                                .where(t.batches.c.content_hash == content_hash)).first()
+    if existing:
+        return Submitted(existing.batch_id, False, existing.claims, existing.intake_rejected)
+    claim_file = read_claim_file(name, data, limits)
+    return _store_batch(engine, name, content_hash, claim_file, rules, progress)
+
+
+BATCH_CLAIM_SCHEMA = {"claim_pk": pl.Int64, "line": pl.Int64, **{c: pl.String for c in CLAIM_COLUMNS},
+                      "status": pl.String, "reasons": pl.String}
+
+
+def batch_claims(engine: Engine, batch_id: str) -> tuple[dict, pl.DataFrame]:
+    """A batch (its stored row) and its claims as posted, in file order, with the latest outcome's
+    status and reasons (null while the claim has not been adjudicated)."""
+    with engine.connect() as conn:
+        batch = conn.execute(select(t.batches).where(t.batches.c.batch_id == batch_id)).first()
+        if batch is None:
+            raise UserError(f"no batch {batch_id}")
+        statement = (
+            select(t.claims.c.claim_pk, t.claims.c.line, *[t.claims.c[c] for c in CLAIM_COLUMNS],
+                   t.attempts.c.status, t.attempts.c.reasons)
+            .outerjoin(t.attempts, and_(t.attempts.c.claim_pk == t.claims.c.claim_pk, t.attempts.c.latest))
+            .where(t.claims.c.batch_id == batch_id)
+            .order_by(t.claims.c.line, t.claims.c.claim_pk)
+        )
+        frame = read_frame(conn, statement, BATCH_CLAIM_SCHEMA)
+    return dict(batch._mapping), frame

@@ -17,3 +17,11 @@ class Settings(BaseSettings):
     max_decompressed_bytes: int = 2 * 1024 * 1024 * 1024
     # Seconds a second `run` (or writer) waits for the one holding the SQLite write lock.
     sqlite_busy_timeout: float = 600.0
+
+    # Drop folder (`adjudicate watch DIR`, or a Celery beat task sweeping `drop_folder`): a file is
+    # taken once its size and times have not changed for `drop_settle_seconds`; a file a crashed sweep
+    # left in DIR/.processing/ goes back to DIR after `drop_stale_seconds` (at once if its process is gone).
+    drop_folder: Path | None = None
+    drop_settle_seconds: float = 10.0
+    drop_interval_seconds: float = 30.0
+    drop_stale_seconds: float = 3600.0

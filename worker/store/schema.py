@@ -6,8 +6,8 @@ paid ledger and the audit trail only grow. `attempts.latest` marks the current o
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, ForeignKey, Index, Integer, MetaData, String,
-                        Table, Text, UniqueConstraint)
+from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData,
+                        String, Table, Text, UniqueConstraint)
 
 metadata = MetaData()
 
@@ -92,6 +92,14 @@ claims = Table(
     Column("billed_rate", String),
     Index("ix_claims_batch_line", "batch_id", "line"),
     Index("ix_claims_claim_id", "claim_id"),
+)
+
+# The posted claims of a batch as one Parquet blob (claim_pk, line, raw columns): the nightly run
+# reads a million claims from it in a fraction of the time a row-by-row select takes.
+batch_payloads = Table(
+    "batch_payloads", metadata,
+    Column("batch_id", String, ForeignKey("batches.batch_id"), primary_key=True),
+    Column("payload", LargeBinary, nullable=False),
 )
 
 # Suspended claims waiting for another adjudication, at the place in the order they were queued.

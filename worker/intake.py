@@ -1,0 +1,377 @@
+"""Claim intake around `submit`: acknowledgements of posted files, and the drop-folder sweep.
+
+Acknowledgement (in the spirit of X12 999/277CA): for one batch, how many claim lines were accepted
+for adjudication and how many rejected, and every rejected line with its field and reason. Before
+the batch's run the rejections are the record checks (INVALID_RECORD), worked out from the claims as
+stored; after the run they are the rejected outcomes, which add DUPLICATE_CLAIM_ID.
+
+Drop folder: `sweep(app, folder)` submits every complete file that appeared in `folder` and moves it
+to `folder/accepted/` or `folder/rejected/` with its acknowledgement beside it (`NAME.ack.json`).
+A file is taken only once its size and times have not changed for a settle period, never while its
+name marks it as unfinished (dotfiles, *.part, *.tmp, ...), and it is claimed by an atomic rename
+into `folder/.processing/` first, so two sweeps running at the same moment never both submit it.
+The command line (`adjudicate watch`) and a Celery beat task both just call `sweep`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+from sqlalchemy.exc import IntegrityError
+
+from adjudication import reasons as R
+from adjudication.claim_file import FORMATS, ClaimFileError, label
+from adjudication.claims import parse_claims
+from adjudication.decimals import SCALE
+from adjudication.rules import Rules
+from worker import service
+
+log = logging.getLogger("adjudication.intake")
+
+# --- acknowledgements ----------------------------------------------------------------------
+
+ACK_CSV_SCHEMA = {
+    "kind": pl.String, "batch_id": pl.String, "file_name": pl.String, "status": pl.String, "claims": pl.Int64,
+    "accepted": pl.Int64, "rejected": pl.Int64, "line": pl.Int64, "claim_id": pl.String, "field": pl.String,
+    "reason": pl.String, "carc": pl.String, "detail": pl.String, "value": pl.String,
+}
+QUEUED_NOTE = ("not adjudicated yet: rejections shown are the record checks; a claim_id already held "
+               "by another claim (DUPLICATE_CLAIM_ID) is found by the run")
+
+
+def acknowledgement(engine, batch_id: str, rules: Rules) -> dict:
+    """The acknowledgement of one batch as a JSON-ready dict; UserError for an unknown batch."""
+    batch, claims = service.batch_claims(engine, batch_id)
+    parsed = parse_claims(claims.lazy(), rules).collect()
+    adjudicated = pl.col("status").is_not_null()
+    parsed = parsed.with_columns(
+        codes=pl.when(adjudicated & (pl.col("status") == R.REJECTED)).then(pl.col("reasons").str.split(";"))
+        .when(adjudicated).then(pl.lit([], dtype=pl.List(pl.String)))
+        .otherwise(pl.col("invalid"))
+    )
+    rejected_rows = parsed.filter(pl.col("codes").list.len() > 0)
+    rejections = []
+    for row in rejected_rows.iter_rows(named=True):
+        for reason in row["codes"]:
+            code, _, detail = reason.partition(":")
+            rejections.append(_rejection(row, code, detail, rules))
+    queued = claims.height and claims.get_column("status").is_null().any()
+    document = {
+        "batch_id": batch["batch_id"],
+        "file_name": batch["file_name"],
+        "file_format": batch["file_format"],
+        "submitted_at": _iso(batch["submitted_at"]),
+        "status": "queued" if queued else "adjudicated",
+        "claims": claims.height,
+        "accepted": claims.height - rejected_rows.height,
+        "rejected": rejected_rows.height,
+        "rejections": rejections,
+    }
+    if queued:
+        document["note"] = QUEUED_NOTE
+    return document
+
+
+def ack_frame(document: dict) -> pl.DataFrame:
+    """The acknowledgement as one table: a `batch` row with the counts, then one `rejected` row per
+    rejected field (a line failing two fields has two rows)."""
+    summary = {"kind": "batch", **{k: document[k] for k in ("batch_id", "file_name", "status", "claims", "accepted",
+                                                            "rejected")}}
+    details = [{"kind": "rejected", "batch_id": document["batch_id"], **item} for item in document["rejections"]]
+    return pl.DataFrame([summary, *details], schema=ACK_CSV_SCHEMA)
+
+
+def _rejection(row: dict, code: str, detail: str, rules: Rules) -> dict:
+    if code == R.INVALID_RECORD and detail:
+        field_name = detail
+        text = _explain(field_name, row)
+    elif code == R.DUPLICATE_CLAIM_ID:
+        field_name = "claim_id"
+        text = "this claim_id is already held by a claim that was not rejected (send a new id)"
+    else:
+        field_name = detail
+        text = ""
+    value = row.get(field_name) if field_name in row and field_name != "client_prime" else None
+    return {"line": row["line"], "claim_id": row["claim_id"], "field": field_name, "reason": code,
+            "carc": rules.carc.get(code, ""), "detail": text, "value": value}
+
+
+def _explain(field_name: str, row: dict) -> str:
+    """Why a field failed the record checks, in words a billing clerk can act on."""
+    value = row.get(field_name)
+    if field_name == "start_time" or field_name == "end_time":
+        other = "end_time" if field_name == "start_time" else "start_time"
+        if value is None:
+            if row.get(other) is not None:
+                return f"missing: {other} is given, so both times are needed"
+            return f"missing: {row.get('procedure_code')} is checked for overlap in time, so its times are required"
+        minutes = row["start_min" if field_name == "start_time" else "end_min"]
+        if minutes is None:
+            return "not a time HH:MM (00:00 to 23:59)" if field_name == "start_time" \
+                else "not a time HH:MM (00:00 to 24:00)"
+        return "not after start_time (a shift past midnight is billed as two lines)"
+    if value is None:
+        return "missing"
+    if field_name == "service_date":
+        return "not a date YYYY-MM-DD"
+    if field_name in ("units", "billed_rate"):
+        scaled = row["units_s" if field_name == "units" else "rate_s"]
+        if scaled is None:
+            return "not a decimal number (up to 5 digits, a point and up to 4 places)"
+        if field_name == "units" and scaled <= 0:
+            return "not positive"
+        if field_name == "units" and row.get("start_min") is not None and row.get("end_min") is not None:
+            hours = Decimal(row["end_min"] - row["start_min"]) / 60
+            return (f"{Decimal(scaled) / SCALE:f} hours differ from the billed time span of "
+                    f"{hours.quantize(Decimal('0.01')).normalize():f} hours by more than 0.01")
+        return "not valid"
+    return "not valid"
+
+
+def _iso(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.isoformat()
+
+
+# --- drop folder ---------------------------------------------------------------------------
+
+PROCESSING = ".processing"
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+ACK_SUFFIX = ".ack.json"
+# Names that mark a file as still on its way (uploads, editors, browsers, office lock files).
+UNFINISHED_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".filepart", ".crdownload", ".download", ".swp", "~",
+                       ACK_SUFFIX)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """One file a sweep handled: accepted (as a batch; some of its lines may be rejected) or refused
+    (the file as a whole, nothing stored)."""
+
+    file: str
+    result: str  # accepted | refused
+    message: str
+    batch_id: str | None = None
+    moved_to: Path | None = None
+    ack: Path | None = None
+    acknowledgement: dict = field(default_factory=dict, repr=False)
+
+    def line(self) -> str:
+        """One line for the operator: what happened and where the file went."""
+        where = f" -> {self.moved_to.parent.name}/{self.moved_to.name}" if self.moved_to else ""
+        named = label(self.file) + ":"
+        message = self.message if self.message.startswith(named) else f"{named} {self.message}"
+        return f"{self.result} {message}{where}"
+
+
+def waiting(entry: os.DirEntry) -> bool:
+    """A name that says the file is not a finished claim file (or not one at all)."""
+    name = entry.name
+    lower = name.lower()
+    return name.startswith((".", "~$")) or lower.endswith(UNFINISHED_SUFFIXES)
+
+
+def sweep(app, folder: Path, *, settle_seconds: float | None = None, stale_seconds: float | None = None,
+          should_stop: Callable[[], bool] = lambda: False) -> list[SweepResult]:
+    """Submit every complete file in `folder`, oldest first; returns what happened to each file taken.
+
+    `app` is a worker.bootstrap.App (engine, rules, limits, settings). Files still being written, or
+    taken by a concurrent sweep, are left alone. A database error stops the sweep (after putting the
+    file it was handling back) and is raised: the file is not to blame.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise service.UserError(f"{folder} is not a folder")
+    settings = app.settings
+    settle = settings.drop_settle_seconds if settle_seconds is None else settle_seconds
+    stale = settings.drop_stale_seconds if stale_seconds is None else stale_seconds
+    for sub in (PROCESSING, ACCEPTED, REJECTED):
+        (folder / sub).mkdir(exist_ok=True)
+    _recover(folder, stale)
+    now = time.time()
+    candidates = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if waiting(entry) or entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                stat = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # taken by another sweep meanwhile
+            # Any write moves mtime, and ctime cannot be set back by a copying tool: both must be settled.
+            if now - max(stat.st_mtime, stat.st_ctime) < settle:
+                log.debug("drop folder: %s still settling", entry.name)
+                continue
+            candidates.append((stat.st_mtime, entry.name, stat))
+    results = []
+    for _mtime, name, stat in sorted(candidates):
+        if should_stop():
+            break
+        result = _take(app, folder, name, stat)
+        if result is not None:
+            results.append(result)
+    return results
+
+
+def _take(app, folder: Path, name: str, seen: os.stat_result) -> SweepResult | None:
+    token = folder / PROCESSING / f"{socket.gethostname()}~{os.getpid()}~{uuid.uuid4().hex[:12]}"
+    token.mkdir()
+    claimed = token / name
+    try:
+        os.rename(folder / name, claimed)  # atomic: of two sweeps, exactly one gets the file
+    except FileNotFoundError:
+        token.rmdir()
+        return None
+    try:
+        data = _read_settled(claimed, seen, app.limits.max_file_bytes)
+        if data is _CHANGED:
+            _put_back(claimed, folder / name)
+            log.info("drop folder: %s changed while being taken; left for the next sweep", name)
+            return None
+        return _submit(app, folder, name, data, seen.st_size, claimed)
+    except BaseException:
+        _put_back(claimed, folder / name)
+        raise
+    finally:
+        try:
+            token.rmdir()
+        except OSError:
+            pass
+
+
+_CHANGED = object()
+
+
+def _read_settled(path: Path, seen: os.stat_result, max_bytes: int):
+    """The file's content; None when it is over the size limit (refused unread); _CHANGED when a
+    writer is still at it (its size or mtime moved since the sweep looked)."""
+    with open(path, "rb") as handle:
+        before = os.fstat(handle.fileno())
+        if (before.st_size, before.st_mtime_ns) != (seen.st_size, seen.st_mtime_ns):
+            return _CHANGED
+        if before.st_size > max_bytes:
+            return None
+        data = handle.read(max_bytes + 1)
+        after = os.fstat(handle.fileno())
+    if len(data) != before.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        return _CHANGED
+    return data
+
+
+def _submit(app, folder: Path, name: str, data: bytes | None, size: int, claimed: Path) -> SweepResult:
+    now = _iso(dt.datetime.now(dt.timezone.utc))
+    try:
+        if data is None:
+            raise service.UserError(f"{name}: {size} bytes is over the limit of {app.limits.max_file_bytes} bytes")
+        try:
+            submitted = service.submit_bytes(app.engine, name, data, app.rules, app.limits)
+        except IntegrityError:
+            # The same content was stored by a concurrent submit in the meantime: now it is a no-op.
+            submitted = service.submit_bytes(app.engine, name, data, app.rules, app.limits)
+    except (ClaimFileError, service.UserError) as error:
+        message = str(error)
+        document = {"file": name, "result": "refused", "batch_id": None, "refused_at": now, "error": message}
+        moved, ack = _place(claimed, folder / REJECTED, name, document)
+        log.info("drop folder: %s refused: %s", name, message)
+        return SweepResult(name, "refused", message, None, moved, ack, document)
+    document = {"file": name, "result": "accepted", "new": submitted.new, "received_at": now,
+                **acknowledgement(app.engine, submitted.batch_id, app.rules)}
+    if not submitted.new:
+        document["note"] = f"already submitted as batch {submitted.batch_id}: nothing changed"
+    moved, ack = _place(claimed, folder / ACCEPTED, name, document)
+    message = (f"batch {submitted.batch_id} ({document['claims']} claims, {document['rejected']} rejected)"
+               if submitted.new else f"already submitted as batch {submitted.batch_id}, nothing changed")
+    log.info("drop folder: %s accepted as batch %s", name, submitted.batch_id)
+    return SweepResult(name, "accepted", message, submitted.batch_id, moved, ack, document)
+
+
+def _place(claimed: Path, target_dir: Path, name: str, document: dict) -> tuple[Path, Path]:
+    """Move the file into `target_dir` with its acknowledgement beside it. The acknowledgement's name
+    is reserved first (exclusive create), so two sweeps never write over each other's files: a name
+    already used gets a number (claims.csv, claims.2.csv, ...)."""
+    stem, suffix = _split_name(name)
+    for number in range(1, 100_000):
+        candidate = name if number == 1 else f"{stem}.{number}{suffix}"
+        ack = target_dir / (candidate + ACK_SUFFIX)
+        if (target_dir / candidate).exists():
+            continue
+        try:
+            fd = os.open(ack, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=1, default=str)
+            handle.write("\n")
+        destination = target_dir / candidate
+        os.rename(claimed, destination)
+        return destination, ack
+    raise service.UserError(f"{target_dir}: no free name for {name}")
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    lower = name.lower()
+    for suffix in sorted((s + gz for s in FORMATS for gz in (".gz", "")), key=len, reverse=True):
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], name[-len(suffix):]
+    stem, dot, ext = name.rpartition(".")
+    return (stem, dot + ext) if stem else (name, "")
+
+
+def _put_back(claimed: Path, original: Path) -> None:
+    """Return a claimed file to the folder for a later sweep (never over a newer file of that name)."""
+    if claimed.exists() and not original.exists():
+        try:
+            os.rename(claimed, original)
+        except FileNotFoundError:
+            pass
+
+
+def _recover(folder: Path, stale_seconds: float) -> None:
+    """Files left in .processing by a sweep that died (its process is gone, or it has been longer than
+    the stale period) go back to the folder; submitting them again is harmless (same content, same batch)."""
+    host = socket.gethostname()
+    now = time.time()
+    for token in (folder / PROCESSING).iterdir():
+        if not token.is_dir():
+            continue
+        owner_host, _, rest = token.name.partition("~")
+        pid_text = rest.partition("~")[0]
+        try:
+            age = now - token.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        dead = owner_host == host and pid_text.isdigit() and not _alive(int(pid_text))
+        if not dead and age < stale_seconds:
+            continue
+        for claimed in list(token.iterdir()):
+            _put_back(claimed, folder / claimed.name)
+            log.warning("drop folder: %s recovered from an interrupted sweep", claimed.name)
+        try:
+            token.rmdir()
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
