@@ -31,6 +31,9 @@ class App:
         return Limits(self.settings.max_file_bytes, self.settings.max_decompressed_bytes)
 
     def run(self, progress: service.Progress = service._quiet) -> service.RunSummary:
+        if self.settings.broker_url:
+            raise service.UserError("runs through a Celery broker are not built yet; "
+                                    "unset --broker / ADJUDICATION_BROKER_URL to run in-process")
         return service.run(self.engine, self.rules, progress)
 
 

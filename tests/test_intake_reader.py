@@ -1,0 +1,133 @@
+"""The claim file reader on the hostile corpus (tests/hostile/): what is refused, with which message,
+and what awkward-but-legitimate files are read as. The command-line side is in test_intake_cli.py."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tracemalloc
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from adjudication.claim_file import ClaimFileError, Limits, read_claim_file
+from adjudication.claims import CLAIM_COLUMNS
+from hostile.make_corpus import (ACCEPTED_LINES, HEADER, MAX_DECOMPRESSED_BYTES, MAX_FILE_BYTES, REFUSALS, accepted,
+                                 refused)
+
+HOSTILE = Path(__file__).parent / "hostile"
+LIMITS = Limits(MAX_FILE_BYTES, MAX_DECOMPRESSED_BYTES)
+
+def test_corpus_on_disk_is_what_the_generator_makes():
+    """The committed files and tests/hostile/make_corpus.py agree, and every file has an expectation."""
+    on_disk = {p.name for p in (HOSTILE / "refused").iterdir()}
+    assert on_disk == set(refused()) == set(REFUSALS)
+    assert {p.name for p in (HOSTILE / "accepted").iterdir()} == set(accepted()) == set(ACCEPTED_LINES)
+    for folder, files in (("refused", refused()), ("accepted", accepted())):
+        for name, data in files.items():
+            assert (HOSTILE / folder / name).read_bytes() == data, name
+
+
+@pytest.mark.parametrize("name", sorted(REFUSALS))
+def test_hostile_file_is_refused_with_a_one_line_reason(name):
+    data = (HOSTILE / "refused" / name).read_bytes()
+    with pytest.raises(ClaimFileError) as refusal:
+        read_claim_file(name, data, LIMITS)
+    message = str(refusal.value)
+    assert message.startswith(f"{name}: ")
+    assert REFUSALS[name] in message
+    assert "\n" not in message and "\r" not in message
+
+
+@pytest.mark.parametrize("name", sorted(ACCEPTED_LINES))
+def test_awkward_but_legitimate_file_is_read_exactly(name):
+    """BOM, CRLF, bare CR, quoted fields, blank and padded rows, gzip (also multi-member and unnamed),
+    JSON Lines numbers, typed Parquet: all read as the same three claims, with their line numbers."""
+    claim_file = read_claim_file(name, (HOSTILE / "accepted" / name).read_bytes(), LIMITS)
+    rows = claim_file.rows
+    assert rows.columns == ["line", *CLAIM_COLUMNS]
+    assert rows.get_column("line").to_list() == ACCEPTED_LINES[name]
+    tag = rows.get_column("claim_id")[0].split("-")[0]
+    assert rows.get_column("claim_id").to_list() == [f"{tag}-1", f"{tag}-2", f"{tag}-3"]
+    assert rows.get_column("client_prime").to_list() == ["xyz0000a"] * 3
+    assert rows.get_column("service_date").to_list() == ["2026-04-01"] * 3
+    assert rows.get_column("start_time").to_list() == ["09:00", "10:00", "15:00"]
+    assert rows.get_column("staff_id").to_list()[0] is None  # empty text is missing, in every format
+    assert [float(u) for u in rows.get_column("units")] == [4, 2, 2]
+    assert rows.get_column("billed_rate").to_list() == [None, "17.53", None]
+    if name == "quoted_fields.csv":
+        assert rows.get_column("staff_id")[1] == 'Smith, "Jo"\nnight shift'
+
+
+def test_same_rows_from_csv_json_lines_and_parquet():
+    """One claim set written three ways reads to one frame (only JSON Lines numbers its lines from 1:
+    it has no header line)."""
+    frame = pl.DataFrame([
+        ["F-1", "xyz0000a", "P1", "", "OR526", "NA", "2026-04-01", "09:00", "13:00", "4", ""],
+        ["F-2", " xyz0000a ", "P3", "S 9", "OR526", "ZE", "2026-04-31", "10:00", "24:00", "2.50", "17.5300"],
+        ["=F-3", "xyz0000a", "G1", "", "OR526", "", "2026-04-01", "", "", "-1", "1e3"],
+    ], schema=list(CLAIM_COLUMNS), orient="row")
+    as_csv = frame.write_csv().encode()
+    as_jsonl = "\n".join(json.dumps(row) for row in frame.to_dicts()).encode()
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    results = {name: read_claim_file(name, data).rows for name, data in
+               (("f.csv", as_csv), ("f.jsonl", as_jsonl), ("f.parquet", buffer.getvalue()),
+                ("f.csv.gz", gzip.compress(as_csv)))}
+    expected = results["f.csv"]
+    assert expected.get_column("line").to_list() == [2, 3, 4]
+    for name, rows in results.items():
+        if name == "f.jsonl":
+            rows = rows.with_columns(pl.col("line") + 1)
+        assert rows.equals(expected), name
+
+
+def test_numbers_in_json_lines_keep_their_exact_text():
+    """No binary float in between: 17.5300000000000001 stays that text, and the record checks reject it
+    rather than pay 17.53."""
+    line = {c: "x" for c in CLAIM_COLUMNS} | {"units": 4, "billed_rate": 1}
+    text = json.dumps(line).replace('"billed_rate": 1', '"billed_rate": 17.5300000000000001')
+    rows = read_claim_file("n.jsonl", text.encode()).rows
+    assert rows.get_column("units")[0] == "4"
+    assert rows.get_column("billed_rate")[0] == "17.5300000000000001"
+
+
+def test_a_compression_bomb_is_refused_without_being_unpacked():
+    """100 MB of claims compressed to about 100 KB, with a 1 MB limit: refused having allocated about
+    the limit, never the 100 MB."""
+    row = b"B-1,xyz0000a,P1,,OR526,NA,2026-04-01,09:00,13:00,4,\n"
+    bomb = gzip.compress(HEADER.encode() + b"\n" + row * (100 * 1024 * 1024 // len(row)), compresslevel=9)
+    assert len(bomb) < 512 * 1024
+    tracemalloc.start()
+    try:
+        with pytest.raises(ClaimFileError, match="decompresses to more than the limit of 1048576 bytes"):
+            read_claim_file("bomb.csv.gz", bomb, Limits(max_file_bytes=1024 * 1024, max_decompressed_bytes=1024 * 1024))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024
+
+
+def test_a_parquet_with_too_many_rows_is_refused_before_decoding():
+    frame = pl.DataFrame({c: ["x"] * 50_000 for c in CLAIM_COLUMNS})
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="zstd")
+    with pytest.raises(ClaimFileError, match="50000 rows is over"):
+        read_claim_file("many.parquet", buffer.getvalue(), Limits(max_decompressed_bytes=100_000))
+
+
+def test_a_control_character_deep_in_a_large_file_is_found():
+    row = "C-1,xyz0000a,P1,,OR526,NA,2026-04-01,09:00,13:00,4,\n"
+    text = HEADER + "\n" + row * 5000 + row.replace("P1", "P\x071") + row
+    with pytest.raises(ClaimFileError, match="control character 0x07 on line 5002"):
+        read_claim_file("deep.csv", text.encode())
+
+
+def test_odd_names_stay_on_one_line():
+    with pytest.raises(ClaimFileError) as refusal:
+        read_claim_file("bad\nname.csv", b"")
+    assert "\n" not in str(refusal.value) and str(refusal.value).startswith("'bad\\nname.csv': ")
+    with pytest.raises(ClaimFileError, match=r"unknown columns: '\\ufeffclaim_id'"):
+        read_claim_file("bom2.csv", ("\ufeff\ufeff" + HEADER + "\nx,x,x,x,x,x,x,x,x,x,x\n").encode())
