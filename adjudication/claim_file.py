@@ -208,7 +208,7 @@ def _check_columns(shown: str, header: list[str]) -> list[str]:
 
 def _csv(shown: str, text: str) -> tuple[pl.DataFrame, list[int] | pl.Series]:
     if '"' in text:
-        return _csv_quoted(shown, text)
+        return _csv_one_line_records(shown, text) or _csv_quoted(shown, text)
     # No quotes: every line is one record and every comma separates two fields; split in polars.
     lines = (
         pl.DataFrame({"text": [text]}).select(pl.col("text").str.split("\n")).explode("text")
@@ -226,6 +226,37 @@ def _csv(shown: str, text: str) -> tuple[pl.DataFrame, list[int] | pl.Series]:
         _wrong_count(shown, wrong["line"][0], wrong["n"][0], len(header))
     frame = data.select(pl.col("text").str.split_exact(",", len(header) - 1)
                         .struct.rename_fields(header).alias("record")).unnest("record")
+    return frame, data.get_column("line").cast(pl.Int64)
+
+
+# One RFC 4180 record on one line: fields plain or fully quoted (with "" for a quote inside).
+QUOTED_FIELD = r'"(?:[^"]|"")*"'
+ONE_LINE_RECORD = rf'^(?:[^",]*|{QUOTED_FIELD})(?:,(?:[^",]*|{QUOTED_FIELD}))*$'
+
+
+def _csv_one_line_records(shown: str, text: str) -> tuple[pl.DataFrame, pl.Series] | None:
+    """Quoted fields that never span lines (what most exporters write): checked and parsed in polars.
+
+    None when any line is not a well-formed one-line record; the record-by-record reader then
+    takes over and says exactly what is wrong.
+    """
+    lines = (
+        pl.DataFrame({"text": [text]}).select(pl.col("text").str.split("\n")).explode("text")
+        .with_row_index("line", offset=1)
+        .with_columns(pl.col("text").str.strip_suffix("\r"))
+        .filter(~pl.col("text").str.contains(BLANK_LINE))
+    )
+    if lines.height < 2 or not lines.get_column("text").str.contains(ONE_LINE_RECORD).all():
+        return None
+    header = _check_columns(shown, next(csv.reader([lines.item(0, "text")])))
+    data = lines.slice(1)
+    fields = data.select("line", n=pl.col("text").str.replace_all(QUOTED_FIELD, "").str.count_matches(",", literal=True) + 1)
+    wrong = fields.filter(pl.col("n") != len(header)).head(1)
+    if wrong.height:
+        _wrong_count(shown, wrong["line"][0], wrong["n"][0], len(header))
+    body = data.select(pl.col("text").str.join("\n")).item()
+    frame = pl.read_csv(io.BytesIO(body.encode()), has_header=False, new_columns=header, infer_schema=False,
+                        quote_char='"')
     return frame, data.get_column("line").cast(pl.Int64)
 
 

@@ -77,20 +77,13 @@ def batch_id_for(content_hash: str) -> str:
 def submit(engine: Engine, path: Path, rules: Rules, limits: Limits, progress: Progress = _quiet) -> Submitted:
     """Queue a claim file as one batch; the same content again is a no-op returning the same id."""
     try:
-        size = path.stat().st_size
+        if path.stat().st_size > limits.max_file_bytes:  # checked before anything is read
+            raise UserError(f"{path.name}: {path.stat().st_size} bytes is over the limit of "
+                            f"{limits.max_file_bytes} bytes")
+        data = path.read_bytes()
     except OSError as error:
         raise UserError(f"{path}: cannot read ({error.strerror})") from None
-    if size > limits.max_file_bytes:
-        raise UserError(f"{path.name}: {size} bytes is over the limit of {limits.max_file_bytes} bytes")
-    data = path.read_bytes()
-    content_hash = hashlib.sha256(data).hexdigest()
-    with engine.connect() as conn:
-        existing = conn.execute(select(t.batches.c.batch_id, t.batches.c.claims, t.batches.c.intake_rejected)
-                                .where(t.batches.c.content_hash == content_hash)).first()
-    if existing:
-        return Submitted(existing.batch_id, False, existing.claims, existing.intake_rejected)
-    claim_file = read_claim_file(path.name, data, limits)
-    return _store_batch(engine, path.name, content_hash, claim_file, rules, progress)
+    return submit_bytes(engine, path.name, data, rules, limits, progress)
 
 
 def _store_batch(engine: Engine, name: str, content_hash: str, claim_file: ClaimFile, rules: Rules,
