@@ -25,8 +25,6 @@ CLAIM_COLUMNS = (
     "units",
     "billed_rate",
 )
-REQUIRED_COLUMNS = ("claim_id", "client_prime", "provider_id", "procedure_code", "service_date", "units")
-OPTIONAL_COLUMNS = tuple(c for c in CLAIM_COLUMNS if c not in REQUIRED_COLUMNS)
 
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 TIME_PATTERN = r"^\d{2}:\d{2}$"

@@ -21,6 +21,14 @@ from adjudication.rules import Rules
 # The order of a claim paid in an earlier run: before everything in this one.
 LEDGER_ORDER = -1
 TOTAL_PERIOD_KEY = pl.date(1970, 1, 1)
+# The SPA period a service date counts in: the day, its calendar month, or the SPA's whole span.
+SPA_PERIOD = (
+    pl.when(pl.col("unit_period") == "day")
+    .then(pl.col("service_day"))
+    .when(pl.col("unit_period") == "month")
+    .then(pl.col("service_day").dt.month_start())
+    .otherwise(TOTAL_PERIOD_KEY)
+)
 
 LEDGER_SCHEMA = {
     "claim_pk": pl.Int64,
@@ -157,11 +165,7 @@ def _static(
             "spa_id",
             spa_units_s="units_s",
             spa_rate_s="rate_s",
-            spa_period=pl.when(pl.col("unit_period") == "day")
-            .then(pl.col("service_day"))
-            .when(pl.col("unit_period") == "month")
-            .then(pl.col("service_day").dt.month_start())
-            .otherwise(TOTAL_PERIOD_KEY),
+            spa_period=SPA_PERIOD,
         )
     )
     waived = waivers.lazy().group_by("claim_pk").agg(waived=pl.col("code").unique().sort())
@@ -194,11 +198,7 @@ def _ledger_rows(ledger: pl.DataFrame, reference: ReferenceFrames, rules: Rules)
             month=pl.col("service_day").dt.month_start(),
             attendant=pl.col("procedure_code").is_in(sorted(rules.attendant_care_procedures)),
             group=pl.col("procedure_code").replace_strict(_group_map(rules), default=None, return_dtype=pl.Int32),
-            spa_period=pl.when(pl.col("unit_period") == "day")
-            .then(pl.col("service_day"))
-            .when(pl.col("unit_period") == "month")
-            .then(pl.col("service_day").dt.month_start())
-            .otherwise(TOTAL_PERIOD_KEY),
+            spa_period=SPA_PERIOD,
         )
         .pipe(_as_paid)
     )

@@ -147,9 +147,6 @@ def _write(frame: pl.DataFrame, fmt: str, output: Optional[Path]) -> None:
         output.write_text(text, encoding="utf-8")
 
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
 def safe_for_spreadsheets(frame: pl.DataFrame) -> pl.DataFrame:
     """Cells a spreadsheet would run as a formula get a leading apostrophe."""
     pattern = r"^[=+\-@\t\r]"
