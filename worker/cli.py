@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import logging
 import sys
 from contextlib import contextmanager
@@ -294,6 +295,27 @@ def watch(
                 time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
     except KeyboardInterrupt:
         err.print("stopped")
+
+
+@cli.command()
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    beat: Annotated[bool, typer.Option(help="Also schedule the drop-folder sweep (ADJUDICATION_DROP_FOLDER)")] = True,
+) -> None:
+    """Start a Celery worker (needs --broker): it sweeps the drop folder on a schedule."""
+    from worker.tasks import make_celery
+
+    a = app(ctx)
+    if not a.settings.broker_url:
+        raise service.UserError("a worker needs --broker URL (or ADJUDICATION_BROKER_URL)")
+    # Settings given as flags reach the tasks through the environment the worker processes inherit.
+    os.environ["ADJUDICATION_DATABASE_URL"] = a.settings.database_url
+    os.environ["ADJUDICATION_BROKER_URL"] = a.settings.broker_url
+    argv = ["worker", f"--concurrency={concurrency}", "--loglevel=INFO", "--pool=prefork"]
+    if beat:
+        argv.append("--beat")
+    make_celery(a.settings).worker_main(argv)
 
 
 @cli.command()
