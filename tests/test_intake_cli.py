@@ -46,7 +46,7 @@ def snapshot(path: Path) -> dict[str, list[str]]:
     """Every stored row of every table."""
     with sqlite3.connect(path) as conn:
         tables = [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        assert "batches" in tables and "attempts" in tables
+        assert "batches" in tables and "outcome_segments" in tables
         return {table: sorted(map(repr, conn.execute(f'SELECT * FROM "{table}"'))) for table in tables}
 
 

@@ -150,8 +150,8 @@ def stored(path: Path) -> dict[str, tuple[int, int, list[int]]]:
     with sqlite3.connect(path) as conn:
         said = dict(conn.execute("SELECT batch_id, claims FROM batches"))
         lines: dict[str, list[int]] = {b: [] for b in said}
-        for batch_id, line in conn.execute("SELECT batch_id, line FROM claims ORDER BY claim_pk"):
-            lines.setdefault(batch_id, []).append(line)
+        for batch_id, payload in conn.execute("SELECT batch_id, payload FROM batch_payloads"):
+            lines.setdefault(batch_id, []).extend(pl.read_parquet(io.BytesIO(payload)).sort("claim_pk")["line"])
     return {b: (said.get(b, -1), len(lines[b]), lines[b]) for b in lines}
 
 

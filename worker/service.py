@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from adjudication import reasons as R
 from adjudication.claim_file import ClaimFile, Limits, read_claim_file
@@ -22,7 +22,7 @@ from adjudication.reference import merge, read_dir
 from adjudication.rules import Rules
 from worker.store import repository as repo
 from worker.store import schema as t
-from worker.store.bulk import insert_frame, read_frame
+from worker.store.bulk import read_frame
 
 log = logging.getLogger("adjudication")
 
@@ -96,17 +96,14 @@ def _store_batch(engine: Engine, name: str, content_hash: str, claim_file: Claim
         if conn.execute(select(t.batches.c.batch_id).where(t.batches.c.content_hash == content_hash)).first():
             return Submitted(batch_id, False, rows.height, invalid)  # a concurrent submit won
         seq = repo.new_queue_event(conn, "batch")
+        first_pk = repo.next_claim_pk(conn)
         conn.execute(insert(t.batches).values(
             batch_id=batch_id, content_hash=content_hash, file_name=name, file_format=claim_file.format,
-            submitted_at=repo.now(), seq=seq, status="queued", claims=rows.height, intake_rejected=invalid))
-        first_pk = repo.next_claim_pk(conn)
-        frame = rows.select(pl.int_range(first_pk, first_pk + rows.height, dtype=pl.Int64).alias("claim_pk"),
-                            pl.lit(batch_id).alias("batch_id"), "line", *CLAIM_COLUMNS)
-        step = 200_000
-        for start in range(0, frame.height, step):
-            insert_frame(conn, t.claims, frame.slice(start, step))
-            progress("submit", min(start + step, frame.height), frame.height)
-        repo.store_payload(conn, batch_id, frame)
+            submitted_at=repo.now(), seq=seq, status="queued", claims=rows.height, intake_rejected=invalid,
+            first_pk=first_pk))
+        repo.store_payload(conn, batch_id, rows.with_columns(
+            claim_pk=pl.int_range(first_pk, first_pk + rows.height, dtype=pl.Int64)))
+        progress("submit", rows.height, rows.height)
     log.info("batch %s queued: %d claims, %d failing record checks", batch_id, rows.height, invalid)
     return Submitted(batch_id, True, rows.height, invalid)
 
@@ -132,50 +129,34 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet) -> RunSummary
         if queue.height == 0:
             return RunSummary(None, 0, 0, 0, 0, 0)
         progress("adjudicate", 0, queue.height)
-        holders = repo.holders_for(conn)
+        reference = repo.reference_frames(conn)
+        holders = repo.holders_for(conn, queue)
         result = adjudicate(
-            queue, repo.reference_frames(conn), rules,
-            ledger=repo.ledger_for(conn, queue),
+            queue, reference, rules,
+            ledger=repo.ledger_for(conn, queue, reference),
             holders=holders,
-            waivers=repo.waivers_for(conn, queue),
+            waivers=repo.waivers_for(conn),
         )
         outcomes = result.outcomes
         progress("adjudicate", queue.height, queue.height)
         counts = outcomes.group_by("status").len().to_dict(as_series=False)
         by_status = dict(zip(counts["status"], counts["len"]))
         paid_cents = int(outcomes.get_column("paid_cents").sum() or 0)
-        started = repo.now()
         run_id = conn.execute(insert(t.runs).values(
-            started_at=started, finished_at=None, claims=queue.height, paid=by_status.get(R.PAID, 0),
+            started_at=repo.now(), finished_at=None, claims=queue.height, paid=by_status.get(R.PAID, 0),
             suspended=by_status.get(R.SUSPENDED, 0), rejected=by_status.get(R.REJECTED, 0), paid_cents=paid_cents,
         ).returning(t.runs.c.run_id)).scalar_one()
-        previous = repo.attempt_numbers(conn)
         repo.finish_queue(conn, snapshot)
-        attempts = outcomes.select(
-            "claim_pk",
-            attempt=pl.col("claim_pk").replace_strict(previous, default=0, return_dtype=pl.Int64) + 1,
-            run_id=pl.lit(run_id, dtype=pl.Int64),
-            status="status",
-            reasons=pl.col("reasons").list.join(";"),
-            carc=pl.col("carc").list.join(";"),
-            spa_id="spa_id",
-            paid_units_s="paid_units_s",
-            paid_cents="paid_cents",
-            conflicts_with=pl.col("conflicts_with").list.join(";"),
-            latest=pl.lit(True),
-        )
-        step = 200_000
-        for start in range(0, attempts.height, step):
-            insert_frame(conn, t.attempts, attempts.slice(start, step))
-            progress("store", min(start + step, attempts.height), attempts.height)
-        insert_frame(conn, t.ledger, result.newly_paid)
+        attempts = outcomes.join(snapshot.origin, on="claim_pk", how="left", maintain_order="left")
         new_holders = (
             outcomes.filter(pl.col("status") != R.REJECTED)
             .join(queue.select("claim_pk", "claim_id"), on="claim_pk")
             .select(pl.col("claim_id").str.strip_chars(), "claim_pk")
             .join(holders.rename({"holder_pk": "claim_pk"}), on="claim_pk", how="anti")
         )
-        insert_frame(conn, t.claim_ids, new_holders)
+        repo.store_run(conn, run_id, attempts, snapshot.origin.get_column("batch_id").unique().sort().to_list(),
+                       result.newly_paid, new_holders)
+        progress("store", queue.height, queue.height)
         conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(finished_at=repo.now()))
     summary = RunSummary(run_id, queue.height, by_status.get(R.PAID, 0), by_status.get(R.SUSPENDED, 0),
                          by_status.get(R.REJECTED, 0), paid_cents)
@@ -197,36 +178,27 @@ OUTCOME_COLUMNS = ("claim_id", "batch_id", "line", "status", "reasons", "spa_id"
 def outcomes(engine: Engine, batch: str | None = None, status: str | None = None, history: bool = False,
              operator: str = "system", export_format: str | None = None) -> pl.DataFrame:
     """Outcomes in export shape (latest attempt per claim, or every attempt with history)."""
-    statement = (
-        select(t.claims.c.claim_id, t.claims.c.batch_id, t.claims.c.line, t.attempts.c.status, t.attempts.c.reasons,
-               t.attempts.c.spa_id, t.attempts.c.paid_units_s, t.attempts.c.paid_cents, t.attempts.c.conflicts_with,
-               t.attempts.c.carc, t.attempts.c.attempt, t.batches.c.seq)
-        .join(t.attempts, t.attempts.c.claim_pk == t.claims.c.claim_pk)
-        .join(t.batches, t.batches.c.batch_id == t.claims.c.batch_id)
-        .order_by(t.batches.c.seq, t.claims.c.line, t.attempts.c.attempt)
-    )
-    if not history:
-        statement = statement.where(t.attempts.c.latest)
-    if batch:
-        statement = statement.where(t.claims.c.batch_id == batch)
-    if status:
-        statement = statement.where(t.attempts.c.status == status)
-    schema = {"claim_id": pl.String, "batch_id": pl.String, "line": pl.Int64, "status": pl.String,
-              "reasons": pl.String, "spa_id": pl.String, "paid_units_s": pl.Int64, "paid_cents": pl.Int64,
-              "conflicts_with": pl.String, "carc": pl.String, "attempt": pl.Int64, "seq": pl.Int64}
     with engine.begin() as conn:
         if batch and not conn.execute(select(t.batches.c.batch_id).where(t.batches.c.batch_id == batch)).first():
             raise UserError(f"no batch {batch}")
-        frame = read_frame(conn, statement, schema)
+        attempts = repo.segments(conn, batch)
+        claims = repo.payloads(conn, [batch] if batch else None)
+        if not history:
+            attempts = repo.latest(attempts)
+        if status:
+            attempts = attempts.filter(pl.col("status") == status)
+        frame = claims.join(attempts, on="claim_pk").sort("batch_seq", "line", "attempt")
         if export_format:
             _audit(conn, operator, "outcomes.export",
                    f"batch={batch or '*'} status={status or '*'} history={history} rows={frame.height}",
                    export_format)
     return frame.select(
-        pl.col("claim_id").fill_null(""), "batch_id", "line", "status", "reasons", pl.col("spa_id").fill_null(""),
+        pl.col("claim_id").fill_null(""), "batch_id", "line", "status", pl.col("reasons").list.join(";"),
+        pl.col("spa_id").fill_null(""),
         paid_units=_decimal_text(pl.col("paid_units_s").fill_null(0), 4, strip=True),
         paid_amount=_decimal_text(pl.col("paid_cents").fill_null(0), 2, strip=False),
-        conflicts_with="conflicts_with", carc="carc", attempt="attempt",
+        conflicts_with=pl.col("conflicts_with").list.join(";"), carc=pl.col("carc").list.join(";"),
+        attempt="attempt",
     )
 
 
@@ -301,46 +273,49 @@ def requeue(engine: Engine, selection: Selection, operator: str, note: str) -> l
 
 
 def _enqueue(conn: Connection, claim_pks: list[int], seq: int) -> None:
-    conn.execute(delete(t.requeues).where(t.requeues.c.claim_pk.in_(claim_pks)))
-    conn.execute(insert(t.requeues), [{"claim_pk": pk, "seq": seq} for pk in claim_pks])
+    for start in range(0, len(claim_pks), 10_000):  # below every driver's limit on bound parameters
+        chunk = claim_pks[start:start + 10_000]
+        conn.execute(delete(t.requeues).where(t.requeues.c.claim_pk.in_(chunk)))
+        conn.execute(insert(t.requeues), [{"claim_pk": pk, "seq": seq} for pk in chunk])
 
 
 def _select_suspended(conn: Connection, selection: Selection) -> list[tuple[int, str]]:
-    c, a = t.claims.c, t.attempts.c
-    statement = (
-        select(c.claim_pk, c.claim_id)
-        .join(t.attempts, and_(a.claim_pk == c.claim_pk, a.latest))
-        .where(a.status == R.SUSPENDED)
-        .order_by(c.claim_pk)
-    )
+    """(claim_pk, claim_id) of the suspended claims the selection names, in claim order."""
+    waiting = read_frame(conn, select(t.suspended.c.claim_pk, t.suspended.c.batch_id, t.suspended.c.reasons),
+                         {"claim_pk": pl.Int64, "batch_id": pl.String, "reasons": pl.String})
     if selection.claim_ids:
         ids = [i.strip() for i in selection.claim_ids]
-        statement = statement.join(t.claim_ids, t.claim_ids.c.claim_pk == c.claim_pk).where(
-            t.claim_ids.c.claim_id.in_(ids))
-        found = {row.claim_id.strip(): row for row in conn.execute(
-            select(t.claim_ids.c.claim_id, a.status).join(t.attempts, and_(a.claim_pk == t.claim_ids.c.claim_pk,
-                                                                             a.latest))
-            .where(t.claim_ids.c.claim_id.in_(ids)))}
+        holders = dict(conn.execute(select(t.claim_ids.c.claim_id, t.claim_ids.c.claim_pk).where(
+            t.claim_ids.c.claim_id.in_(ids))).all())
+        suspended_pks = set(waiting.get_column("claim_pk").to_list())
         for claim_id in ids:
-            if claim_id not in found:
+            if claim_id not in holders:
                 raise UserError(f"no adjudicated claim {claim_id}")
-            if found[claim_id].status != R.SUSPENDED:
-                raise UserError(f"claim {claim_id} is {found[claim_id].status}; only suspended claims are re-queued")
+            if holders[claim_id] not in suspended_pks:
+                raise UserError(f"claim {claim_id} is {_status_of(conn, holders[claim_id])}; "
+                                "only suspended claims are re-queued")
+        waiting = waiting.filter(pl.col("claim_pk").is_in(list(holders.values())))
     if selection.batch:
-        statement = statement.where(c.batch_id == selection.batch)
-    if selection.provider:
-        statement = statement.where(c.provider_id == selection.provider)
-    if selection.client:
-        statement = statement.where(c.client_prime == selection.client)
+        waiting = waiting.filter(pl.col("batch_id") == selection.batch)
     if selection.reason:
-        code = selection.reason
-        statement = statement.where(or_(a.reasons == code, a.reasons.like(f"{code};%"), a.reasons.like(f"%;{code}"),
-                                        a.reasons.like(f"%;{code};%")))
+        waiting = waiting.filter(pl.col("reasons").str.split(";").list.contains(selection.reason))
+    claims = repo.payloads(conn, waiting.get_column("batch_id").unique().to_list()).join(
+        waiting.select("claim_pk"), on="claim_pk")
+    for column, value in (("provider_id", selection.provider), ("client_prime", selection.client)):
+        if value:
+            claims = claims.filter(pl.col(column) == value)
     if selection.date_from:
-        statement = statement.where(c.service_date >= selection.date_from)
+        claims = claims.filter(pl.col("service_date") >= selection.date_from)
     if selection.date_to:
-        statement = statement.where(c.service_date <= selection.date_to)
-    return [(row.claim_pk, row.claim_id) for row in conn.execute(statement)]
+        claims = claims.filter(pl.col("service_date") <= selection.date_to)
+    return claims.sort("claim_pk").select("claim_pk", "claim_id").rows()
+
+
+def _status_of(conn: Connection, claim_pk: int) -> str:
+    batch_id = conn.execute(select(t.batches.c.batch_id).where(
+        t.batches.c.first_pk <= claim_pk, claim_pk < t.batches.c.first_pk + t.batches.c.claims)).scalar_one()
+    attempts = repo.latest(repo.segments(conn, batch_id).filter(pl.col("claim_pk") == claim_pk))
+    return attempts.get_column("status").item()
 
 
 def override(engine: Engine, claim_id: str, code: str, operator: str, note: str, rules: Rules) -> None:
@@ -355,8 +330,7 @@ def override(engine: Engine, claim_id: str, code: str, operator: str, note: str,
             raise UserError(f"operator {operator} does not have the override role")
         chosen = _select_suspended(conn, Selection(claim_ids=(claim_id,)))
         claim_pk = chosen[0][0]
-        current = conn.execute(select(t.attempts.c.reasons).where(t.attempts.c.claim_pk == claim_pk,
-                                                                  t.attempts.c.latest)).scalar_one()
+        current = conn.execute(select(t.suspended.c.reasons).where(t.suspended.c.claim_pk == claim_pk)).scalar_one()
         if code not in current.split(";"):
             raise UserError(f"claim {claim_id} is not suspended for {code} (it is for {current.replace(';', ', ')})")
         already = conn.execute(select(t.waivers.c.id).where(t.waivers.c.claim_pk == claim_pk,
@@ -407,10 +381,6 @@ def submit_bytes(engine: Engine, name: str, data: bytes, rules: Rules, limits: L
     return _store_batch(engine, name, content_hash, claim_file, rules, progress)
 
 
-BATCH_CLAIM_SCHEMA = {"claim_pk": pl.Int64, "line": pl.Int64, **{c: pl.String for c in CLAIM_COLUMNS},
-                      "status": pl.String, "reasons": pl.String}
-
-
 def batch_claims(engine: Engine, batch_id: str) -> tuple[dict, pl.DataFrame]:
     """A batch (its stored row) and its claims as posted, in file order, with the latest outcome's
     status and reasons (null while the claim has not been adjudicated)."""
@@ -418,12 +388,8 @@ def batch_claims(engine: Engine, batch_id: str) -> tuple[dict, pl.DataFrame]:
         batch = conn.execute(select(t.batches).where(t.batches.c.batch_id == batch_id)).first()
         if batch is None:
             raise UserError(f"no batch {batch_id}")
-        statement = (
-            select(t.claims.c.claim_pk, t.claims.c.line, *[t.claims.c[c] for c in CLAIM_COLUMNS],
-                   t.attempts.c.status, t.attempts.c.reasons)
-            .outerjoin(t.attempts, and_(t.attempts.c.claim_pk == t.claims.c.claim_pk, t.attempts.c.latest))
-            .where(t.claims.c.batch_id == batch_id)
-            .order_by(t.claims.c.line, t.claims.c.claim_pk)
-        )
-        frame = read_frame(conn, statement, BATCH_CLAIM_SCHEMA)
-    return dict(batch._mapping), frame
+        outcomes = repo.latest(repo.segments(conn, batch_id)).select(
+            "claim_pk", "status", reasons=pl.col("reasons").list.join(";"))
+        claims = repo.payloads(conn, [batch_id])
+    frame = claims.join(outcomes, on="claim_pk", how="left").sort("line", "claim_pk")
+    return dict(batch._mapping), frame.select("claim_pk", "line", *CLAIM_COLUMNS, "status", "reasons")

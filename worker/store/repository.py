@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 from dataclasses import dataclass
 
 import polars as pl
-from sqlalchemy import Connection, and_, delete, func, insert, select, union, update
+from sqlalchemy import ARRAY, Connection, String, any_, bindparam, delete, func, insert, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from adjudication.claims import CLAIM_COLUMNS
+from adjudication.claims import CLAIM_COLUMNS, scaled_number
 from adjudication.decimals import to_scaled
 from adjudication.engine import LEDGER_SCHEMA, ReferenceFrames
+from adjudication.ledger_codec import PACKED_SCHEMA, pack, unpack
 from adjudication.reference import Enrollment, Located, Plan, Provider, ReferenceSet, Spa
 from worker.store import schema as t
-from worker.store.bulk import read_frame
+from worker.store.bulk import insert_frame, read_frame
 
 
 def now() -> dt.datetime:
@@ -38,8 +40,14 @@ def reference_frames(conn: Connection) -> ReferenceFrames:
     def frame(table, schema):
         return read_frame(conn, select(*[table.c[c] for c in schema]), schema)
 
-    def scaled(column: str) -> pl.Expr:
-        return pl.col(column).map_elements(to_scaled, return_dtype=pl.Int64)
+    def scaled(frame: pl.DataFrame, column: str) -> pl.Series:
+        """Stored decimal text x10^4: vectorized for plain numbers, exact Decimal parsing for the rest."""
+        texts = frame.get_column(column)
+        fast = frame.select(scaled_number(column)).to_series()
+        odd = fast.is_null() & texts.is_not_null()
+        if odd.any():
+            fast = fast.scatter(odd.arg_true(), [to_scaled(v) for v in texts.filter(odd)])
+        return fast
 
     plans = frame(t.plans, {"plan_id": pl.String, "client_prime": pl.String, "start_date": pl.Date,
                             "end_date": pl.Date, "status": pl.String, "monthly_hours": pl.String})
@@ -48,11 +56,12 @@ def reference_frames(conn: Connection) -> ReferenceFrames:
                           "end_date": pl.Date, "units": pl.String, "unit_period": pl.String, "rate": pl.String,
                           "status": pl.String})
     return ReferenceFrames(
-        plans=plans.with_columns(monthly_hours_s=scaled("monthly_hours")).drop("monthly_hours"),
+        plans=plans.with_columns(monthly_hours_s=scaled(plans, "monthly_hours")).drop("monthly_hours"),
         enrollments=frame(t.enrollments, {"client_prime": pl.String, "start_date": pl.Date, "end_date": pl.Date}),
-        spas=spas.join(plans.select("plan_id", "client_prime"), on="plan_id", how="left").select(
-            "spa_id", "plan_id", "client_prime", "provider_id", "procedure_code", "modifier", "start_date",
-            "end_date", units_s=scaled("units"), unit_period="unit_period", rate_s=scaled("rate"), status="status"),
+        spas=spas.with_columns(units_s=scaled(spas, "units"), rate_s=scaled(spas, "rate"))
+        .join(plans.select("plan_id", "client_prime"), on="plan_id", how="left", maintain_order="left")
+        .select("spa_id", "plan_id", "client_prime", "provider_id", "procedure_code", "modifier", "start_date",
+                "end_date", "units_s", "unit_period", "rate_s", "status"),
     )
 
 
@@ -93,15 +102,33 @@ def new_queue_event(conn: Connection, kind: str) -> int:
     return conn.execute(insert(t.queue_events).values(kind=kind, at=now()).returning(t.queue_events.c.seq)).scalar_one()
 
 
-RAW_SCHEMA = {"claim_pk": pl.Int64, **{c: pl.String for c in CLAIM_COLUMNS}}
+PAYLOAD_SCHEMA = {"claim_pk": pl.Int64, "line": pl.Int64, **{c: pl.String for c in CLAIM_COLUMNS}}
 
 
-def _queued() -> tuple:
-    """Selects of the claims waiting for adjudication: fresh claims of queued batches, re-queued ones."""
-    fresh = select(t.claims).join(t.batches, t.batches.c.batch_id == t.claims.c.batch_id).where(
-        t.batches.c.status == "queued")
-    again = select(t.claims).join(t.requeues, t.requeues.c.claim_pk == t.claims.c.claim_pk)
-    return fresh, again
+def store_payload(conn: Connection, batch_id: str, claims: pl.DataFrame) -> None:
+    buffer = io.BytesIO()
+    claims.select(PAYLOAD_SCHEMA.keys()).write_parquet(buffer, compression="lz4")
+    conn.execute(insert(t.batch_payloads).values(batch_id=batch_id, payload=buffer.getvalue()))
+
+
+def payloads(conn: Connection, batch_ids: list[str] | None = None) -> pl.DataFrame:
+    """The posted claims of some batches (all when None): PAYLOAD_SCHEMA + batch_id and its queue seq."""
+    statement = select(t.batches.c.batch_id, t.batches.c.seq, t.batch_payloads.c.payload).join(
+        t.batch_payloads, t.batch_payloads.c.batch_id == t.batches.c.batch_id)
+    if batch_ids is not None:
+        statement = statement.where(t.batches.c.batch_id.in_(batch_ids))
+    frames = [
+        pl.read_parquet(io.BytesIO(payload)).cast(PAYLOAD_SCHEMA).with_columns(
+            batch_id=pl.lit(batch_id, pl.String), batch_seq=pl.lit(seq, pl.Int64))
+        for batch_id, seq, payload in conn.execute(statement)
+    ]
+    empty = pl.DataFrame(schema={**PAYLOAD_SCHEMA, "batch_id": pl.String, "batch_seq": pl.Int64})
+    return pl.concat([empty, *frames])
+
+
+def next_claim_pk(conn: Connection) -> int:
+    """First free claim_pk; callers hold the writer lock, so ranges never collide."""
+    return conn.execute(select(func.coalesce(func.max(t.batches.c.first_pk + t.batches.c.claims), 1))).scalar()
 
 
 @dataclass(frozen=True)
@@ -109,100 +136,131 @@ class Queue:
     """A snapshot of the work of one run: claims in adjudication order, and where they came from."""
 
     claims: pl.DataFrame  # claim_pk + raw claim columns
-    batch_ids: list[str]
+    origin: pl.DataFrame  # claim_pk, batch_id, attempt (the number this run's attempt gets)
+    batch_ids: list[str]  # fresh batches read
     requeued_pks: list[int]
 
 
 def queued_claims(conn: Connection) -> Queue:
     """Every claim waiting for adjudication, in adjudication order (batch or re-queue time, line)."""
-    batches = conn.execute(select(t.batches.c.batch_id, t.batches.c.seq).where(t.batches.c.status == "queued")).all()
-    frames = []
-    payloads = dict(conn.execute(select(t.batch_payloads.c.batch_id, t.batch_payloads.c.payload).where(
-        t.batch_payloads.c.batch_id.in_([b.batch_id for b in batches]))).all()) if batches else {}
-    raw = [t.claims.c.claim_pk, t.claims.c.line, *[t.claims.c[c] for c in CLAIM_COLUMNS]]
-    schema = {"claim_pk": pl.Int64, "line": pl.Int64, **{c: pl.String for c in CLAIM_COLUMNS}}
-    for batch_id, seq in batches:
-        if batch_id in payloads:
-            frame = pl.read_parquet(io.BytesIO(payloads[batch_id])).cast(schema)
-        else:  # stored before payloads existed
-            frame = read_frame(conn, select(*raw).where(t.claims.c.batch_id == batch_id), schema)
-        frames.append(frame.with_columns(seq=pl.lit(seq, pl.Int64), batch_seq=pl.lit(seq, pl.Int64)))
+    fresh_ids = list(conn.execute(select(t.batches.c.batch_id).where(t.batches.c.status == "queued")).scalars())
+    fresh = payloads(conn, fresh_ids).with_columns(seq=pl.col("batch_seq"), attempt=pl.lit(1, pl.Int64))
     again = read_frame(
         conn,
-        select(*raw, t.requeues.c.seq, t.batches.c.seq)
-        .join(t.requeues, t.requeues.c.claim_pk == t.claims.c.claim_pk)
-        .join(t.batches, t.batches.c.batch_id == t.claims.c.batch_id),
-        {**schema, "seq": pl.Int64, "batch_seq": pl.Int64},
+        select(t.requeues.c.claim_pk, t.requeues.c.seq, t.suspended.c.attempt + 1).join(
+            t.suspended, t.suspended.c.claim_pk == t.requeues.c.claim_pk),
+        {"claim_pk": pl.Int64, "seq": pl.Int64, "attempt": pl.Int64},
     )
-    claims = pl.concat([*frames, again]).sort("seq", "batch_seq", "line").select("claim_pk", *CLAIM_COLUMNS)
-    return Queue(claims, [b.batch_id for b in batches], again.get_column("claim_pk").to_list())
-
-
-def store_payload(conn: Connection, batch_id: str, claims: pl.DataFrame) -> None:
-    buffer = io.BytesIO()
-    claims.select("claim_pk", "line", *CLAIM_COLUMNS).write_parquet(buffer, compression="lz4")
-    conn.execute(insert(t.batch_payloads).values(batch_id=batch_id, payload=buffer.getvalue()))
-
-
-def next_claim_pk(conn: Connection) -> int:
-    """First free claim_pk; callers hold the writer lock, so ranges never collide."""
-    return (conn.execute(select(func.max(t.claims.c.claim_pk))).scalar() or 0) + 1
-
-
-def _queued_values(column: str):
-    """The distinct (trimmed) values of one claim column over the queue, as a subquery."""
-    fresh, again = _queued()
-    value = func.trim(t.claims.c[column])
-    return union(fresh.with_only_columns(value), again.with_only_columns(value))
-
-
-def ledger_for(conn: Connection, queue: pl.DataFrame) -> pl.DataFrame:
-    """Earlier paid claims that can matter to this run: its clients' claims in the months it
-    touches, and every claim on an SPA of theirs counted over its whole span (unit_period total)."""
-    days = queue.get_column("service_date").str.strip_chars().str.to_date("%Y-%m-%d", strict=False).drop_nulls()
-    if days.len() == 0:
-        return pl.DataFrame(schema=LEDGER_SCHEMA)
-    first = days.min().replace(day=1)
-    last = (days.max().replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    columns = [t.ledger.c[c] for c in LEDGER_SCHEMA]
-    day = t.ledger.c.service_day
-    clients = _queued_values("client_prime")
-    in_window = select(*columns).where(t.ledger.c.client_prime.in_(clients), day >= first, day < last)
-    total_spas = select(t.spas.c.spa_id).join(t.plans, t.plans.c.plan_id == t.spas.c.plan_id).where(
-        t.spas.c.unit_period == "total", t.plans.c.client_prime.in_(_queued_values("client_prime")))
-    outside = select(*columns).where(t.ledger.c.spa_id.in_(total_spas), ~and_(day >= first, day < last))
-    return pl.concat([read_frame(conn, in_window, LEDGER_SCHEMA), read_frame(conn, outside, LEDGER_SCHEMA)])
-
-
-def holders_for(conn: Connection) -> pl.DataFrame:
-    """Which stored claim holds each claim id the queue carries."""
-    schema = {"claim_id": pl.String, "holder_pk": pl.Int64}
-    statement = select(t.claim_ids.c.claim_id, t.claim_ids.c.claim_pk).where(
-        t.claim_ids.c.claim_id.in_(_queued_values("claim_id")))
-    return read_frame(conn, statement, schema)
-
-
-def waivers_for(conn: Connection, queue: pl.DataFrame) -> pl.DataFrame:
-    schema = {"claim_pk": pl.Int64, "code": pl.String}
-    statement = select(t.waivers.c.claim_pk, t.waivers.c.code).join(t.requeues, t.requeues.c.claim_pk == t.waivers.c.claim_pk)
-    return read_frame(conn, statement, schema)
-
-
-def attempt_numbers(conn: Connection) -> dict[int, int]:
-    """Attempts already made by the re-queued claims (fresh claims have none)."""
-    statement = (
-        select(t.attempts.c.claim_pk, func.max(t.attempts.c.attempt))
-        .join(t.requeues, t.requeues.c.claim_pk == t.attempts.c.claim_pk)
-        .group_by(t.attempts.c.claim_pk)
+    again_batches = list(conn.execute(select(t.suspended.c.batch_id).distinct().join(
+        t.requeues, t.requeues.c.claim_pk == t.suspended.c.claim_pk)).scalars())
+    requeued = payloads(conn, again_batches).join(again, on="claim_pk")
+    queue = pl.concat([fresh, requeued.select(fresh.columns)]).sort("seq", "batch_seq", "line")
+    return Queue(
+        claims=queue.select("claim_pk", *CLAIM_COLUMNS),
+        origin=queue.select("claim_pk", "batch_id", "attempt"),
+        batch_ids=fresh_ids,
+        requeued_pks=again.get_column("claim_pk").to_list(),
     )
-    return dict(conn.execute(statement).all())
 
 
 def finish_queue(conn: Connection, queue: Queue) -> None:
     """Mark exactly the work this run read as done (a batch posted meanwhile waits for the next run)."""
     if queue.batch_ids:
         conn.execute(update(t.batches).where(t.batches.c.batch_id.in_(queue.batch_ids)).values(status="adjudicated"))
-    if queue.requeued_pks:
-        conn.execute(update(t.attempts).where(and_(t.attempts.c.latest, t.attempts.c.claim_pk.in_(
-            queue.requeued_pks))).values(latest=False))
-        conn.execute(delete(t.requeues).where(t.requeues.c.claim_pk.in_(queue.requeued_pks)))
+    for chunk in _chunks(queue.requeued_pks):
+        conn.execute(delete(t.suspended).where(t.suspended.c.claim_pk.in_(chunk)))
+        conn.execute(delete(t.requeues).where(t.requeues.c.claim_pk.in_(chunk)))
+
+
+def _chunks(values: list, size: int = 10_000):
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def _in_values(conn: Connection, column, values: list[str], name: str = "values"):
+    """`column IN values` for any number of values, as one bound parameter (a JSON array on SQLite,
+    an array on PostgreSQL): a nightly queue carries a million claim ids."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(name, values, type_=ARRAY(String)))
+    return column.in_(select(literal_column("value")).select_from(
+        func.json_each(bindparam(name, json.dumps(values), type_=String))))
+
+
+# --- state a run reads ------------------------------------------------------------------------
+
+def ledger_for(conn: Connection, queue: pl.DataFrame, reference: ReferenceFrames) -> pl.DataFrame:
+    """Earlier paid claims that can matter to this run: its clients' claims in the months it
+    touches, and every claim on an SPA of theirs counted over its whole span (unit_period total)."""
+    days = queue.get_column("service_date").str.strip_chars().str.to_date("%Y-%m-%d", strict=False).drop_nulls()
+    if days.len() == 0 or not conn.execute(select(t.paid_months.c.run_id).limit(1)).first():
+        return pl.DataFrame(schema=LEDGER_SCHEMA)
+    first = days.min().replace(day=1)
+    end = (days.max().replace(day=28) + dt.timedelta(days=4)).replace(day=1)  # the day after the last month
+    clients = queue.get_column("client_prime").str.strip_chars().drop_nulls().unique()
+    total = reference.spas.filter((pl.col("unit_period") == "total") & pl.col("client_prime").is_in(clients.implode()))
+    c = t.paid_months.c
+    statement = select(c.client_prime, c.month, c.claims).where(
+        _in_values(conn, c.client_prime, clients.to_list(), "clients"),
+        (c.month >= first) & (c.month < end)
+        | _in_values(conn, c.client_prime, total.get_column("client_prime").unique().to_list(), "total_clients"),
+    ).order_by(c.run_id)  # the order claims were paid in: conflicts are listed in that order
+    rows = unpack(read_frame(conn, statement, PACKED_SCHEMA))
+    in_window = (pl.col("service_day") >= first) & (pl.col("service_day") < end)
+    return rows.filter(in_window | pl.col("spa_id").is_in(total.get_column("spa_id").implode()))
+
+
+def holders_for(conn: Connection, queue: pl.DataFrame) -> pl.DataFrame:
+    """Which stored claim holds each claim id the queue carries."""
+    schema = {"claim_id": pl.String, "holder_pk": pl.Int64}
+    if not conn.execute(select(t.claim_ids.c.claim_id).limit(1)).first():
+        return pl.DataFrame(schema=schema)
+    ids = queue.get_column("claim_id").str.strip_chars().drop_nulls().unique().to_list()
+    statement = select(t.claim_ids.c.claim_id, t.claim_ids.c.claim_pk).where(
+        _in_values(conn, t.claim_ids.c.claim_id, ids, "claim_ids"))
+    return read_frame(conn, statement, schema)
+
+
+def waivers_for(conn: Connection) -> pl.DataFrame:
+    schema = {"claim_pk": pl.Int64, "code": pl.String}
+    statement = select(t.waivers.c.claim_pk, t.waivers.c.code).join(t.requeues, t.requeues.c.claim_pk == t.waivers.c.claim_pk)
+    return read_frame(conn, statement, schema)
+
+
+# --- what a run writes -------------------------------------------------------------------------
+
+SEGMENT_SCHEMA = {
+    "claim_pk": pl.Int64, "attempt": pl.Int64, "status": pl.String, "reasons": pl.List(pl.String),
+    "carc": pl.List(pl.String), "spa_id": pl.String, "paid_units_s": pl.Int64, "paid_cents": pl.Int64,
+    "conflicts_with": pl.List(pl.String),
+}
+
+
+def store_run(conn: Connection, run_id: int, attempts: pl.DataFrame, batch_ids: list[str], newly_paid: pl.DataFrame,
+              new_holders: pl.DataFrame) -> None:
+    """Everything a run decided: its attempts (SEGMENT_SCHEMA + batch_id), the ledger rows of the claims
+    it paid, the claim ids they now hold, and the claims left suspended."""
+    buffer = io.BytesIO()
+    attempts.select(SEGMENT_SCHEMA.keys()).write_parquet(buffer, compression="lz4")
+    conn.execute(insert(t.outcome_segments).values(run_id=run_id, payload=buffer.getvalue()))
+    if batch_ids:
+        conn.execute(insert(t.run_batches), [{"run_id": run_id, "batch_id": b} for b in batch_ids])
+    insert_frame(conn, t.suspended, attempts.filter(pl.col("status") == "suspended").select(
+        "claim_pk", "batch_id", "attempt", run_id=pl.lit(run_id, pl.Int64), reasons=pl.col("reasons").list.join(";")))
+    insert_frame(conn, t.paid_months, pack(newly_paid).with_columns(run_id=pl.lit(run_id, pl.Int64)))
+    insert_frame(conn, t.claim_ids, new_holders.sort("claim_id"))
+
+
+def segments(conn: Connection, batch_id: str | None = None) -> pl.DataFrame:
+    """Every attempt stored (SEGMENT_SCHEMA + run_id), or those of the runs that decided a batch's claims."""
+    statement = select(t.outcome_segments.c.run_id, t.outcome_segments.c.payload)
+    if batch_id is not None:
+        statement = statement.where(t.outcome_segments.c.run_id.in_(
+            select(t.run_batches.c.run_id).where(t.run_batches.c.batch_id == batch_id)))
+    frames = [pl.read_parquet(io.BytesIO(payload)).cast(SEGMENT_SCHEMA).with_columns(run_id=pl.lit(run_id, pl.Int64))
+              for run_id, payload in conn.execute(statement)]
+    return pl.concat([pl.DataFrame(schema={**SEGMENT_SCHEMA, "run_id": pl.Int64}), *frames])
+
+
+def latest(attempts: pl.DataFrame) -> pl.DataFrame:
+    """The current outcome of each claim: its last attempt."""
+    return attempts.sort("claim_pk", "attempt").unique("claim_pk", keep="last", maintain_order=True)

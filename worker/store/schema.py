@@ -1,13 +1,16 @@
 """Tables (SQLAlchemy Core). Numbers the engine sums are scaled integers: units x10^4, money in cents.
 
-Append-only by design: claims are kept as posted, every adjudication attempt is a new row, the
-paid ledger and the audit trail only grow. `attempts.latest` marks the current outcome of a claim.
+Append-only by design: claims are kept as posted, every adjudication attempt is kept, the paid
+ledger and the audit trail only grow. Bulk data (a batch's claims, a run's attempts) is stored as
+one Parquet blob per batch or run, because a nightly run writes a million of each and rows cost
+several times more (BENCHMARKS.md); the few things looked up one by one (claim-id holders,
+suspended claims, the paid ledger by client and month) are indexed rows.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData,
-                        String, Table, Text, UniqueConstraint)
+from sqlalchemy import (BigInteger, Column, Date, DateTime, ForeignKey, Integer, LargeBinary, MetaData, String, Table, Text,
+                        UniqueConstraint)
 
 metadata = MetaData()
 
@@ -72,30 +75,12 @@ batches = Table(
     Column("status", String, nullable=False),  # queued | adjudicated
     Column("claims", Integer, nullable=False),
     Column("intake_rejected", Integer, nullable=False),  # rows failing record checks at intake
+    Column("first_pk", BigInteger, nullable=False),  # claim_pk of its first claim
 )
 
-claims = Table(
-    "claims", metadata,
-    Column("claim_pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("batch_id", String, ForeignKey("batches.batch_id"), nullable=False),
-    Column("line", Integer, nullable=False),
-    Column("claim_id", String),
-    Column("client_prime", String),
-    Column("provider_id", String),
-    Column("staff_id", String),
-    Column("procedure_code", String),
-    Column("modifier", String),
-    Column("service_date", String),
-    Column("start_time", String),
-    Column("end_time", String),
-    Column("units", String),
-    Column("billed_rate", String),
-    Index("ix_claims_batch_line", "batch_id", "line"),
-    Index("ix_claims_claim_id", "claim_id"),
-)
-
-# The posted claims of a batch as one Parquet blob (claim_pk, line, raw columns): the nightly run
-# reads a million claims from it in a fraction of the time a row-by-row select takes.
+# The posted claims of a batch live in one Parquet blob (claim_pk, line, raw columns): a batch is
+# written and read whole, and a million claims go in and out in a fraction of what rows would cost.
+# Its claim_pks are first_pk .. first_pk + claims - 1, in line order.
 batch_payloads = Table(
     "batch_payloads", metadata,
     Column("batch_id", String, ForeignKey("batches.batch_id"), primary_key=True),
@@ -105,7 +90,7 @@ batch_payloads = Table(
 # Suspended claims waiting for another adjudication, at the place in the order they were queued.
 requeues = Table(
     "requeues", metadata,
-    Column("claim_pk", BigInteger, ForeignKey("claims.claim_pk"), primary_key=True),
+    Column("claim_pk", BigInteger, primary_key=True),
     Column("seq", Integer, ForeignKey("queue_events.seq"), nullable=False),
 )
 
@@ -121,45 +106,48 @@ runs = Table(
     Column("paid_cents", BigInteger, nullable=False, default=0),
 )
 
-attempts = Table(
-    "attempts", metadata,
-    Column("claim_pk", BigInteger, ForeignKey("claims.claim_pk"), primary_key=True),
-    Column("attempt", Integer, primary_key=True),
-    Column("run_id", Integer, ForeignKey("runs.run_id"), nullable=False),
-    Column("status", String, nullable=False),
-    Column("reasons", Text, nullable=False),  # ';'-separated
-    Column("carc", Text, nullable=False),
-    Column("spa_id", String),
-    Column("paid_units_s", BigInteger),  # x10^4
-    Column("paid_cents", BigInteger),
-    Column("conflicts_with", Text, nullable=False),
-    Column("latest", Boolean, nullable=False),
-    Index("ix_attempts_latest_status", "latest", "status"),
+# Every attempt a run made, as one Parquet blob per run (claim_pk, attempt, status, reasons, carc,
+# spa_id, paid_units_s, paid_cents, conflicts_with): append-only history, written in one piece.
+outcome_segments = Table(
+    "outcome_segments", metadata,
+    Column("run_id", Integer, ForeignKey("runs.run_id"), primary_key=True),
+    Column("payload", LargeBinary, nullable=False),
 )
 
-# Claims paid, denormalized for the edits of later runs (paid stays paid: rows are never removed).
-ledger = Table(
-    "ledger", metadata,
-    Column("claim_pk", BigInteger, ForeignKey("claims.claim_pk"), primary_key=True),
-    Column("claim_id", String, nullable=False),
-    Column("client_prime", String, nullable=False),
-    Column("service_day", Date, nullable=False),
-    Column("provider_id", String, nullable=False),
-    Column("procedure_code", String, nullable=False),
-    Column("modifier", String, nullable=False),
-    Column("start_min", Integer),
-    Column("end_min", Integer),
-    Column("units_s", BigInteger, nullable=False),
-    Column("spa_id", String, nullable=False),
-    Index("ix_ledger_client_day", "client_prime", "service_day"),
-    Index("ix_ledger_spa", "spa_id"),
+# Which batches' claims each run decided: exports of one batch read only those runs' segments.
+run_batches = Table(
+    "run_batches", metadata,
+    Column("run_id", Integer, ForeignKey("runs.run_id"), primary_key=True),
+    Column("batch_id", String, ForeignKey("batches.batch_id"), primary_key=True),
+)
+
+# Claims whose latest attempt is suspended: what operators re-queue and override.
+suspended = Table(
+    "suspended", metadata,
+    Column("claim_pk", BigInteger, primary_key=True),
+    Column("batch_id", String, ForeignKey("batches.batch_id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("run_id", Integer, ForeignKey("runs.run_id"), nullable=False),
+    Column("reasons", Text, nullable=False),  # ';'-separated
+)
+
+# The paid ledger the edits of later runs read, one row per client, month and run: the claims that
+# run paid for that client and month, packed as text (adjudication.ledger_codec). A run reads the
+# rows of the clients and months it touches; paid stays paid, rows are never removed.
+paid_months = Table(
+    "paid_months", metadata,
+    Column("client_prime", String, primary_key=True),
+    Column("month", Date, primary_key=True),
+    Column("run_id", Integer, ForeignKey("runs.run_id"), primary_key=True),
+    Column("claims", Text, nullable=False),
 )
 
 # Which claim holds a claim_id (the first claim with that id that was not rejected).
 claim_ids = Table(
     "claim_ids", metadata,
     Column("claim_id", String, primary_key=True),
-    Column("claim_pk", BigInteger, ForeignKey("claims.claim_pk"), nullable=False),
+    Column("claim_pk", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 operators = Table(
@@ -172,7 +160,7 @@ operators = Table(
 waivers = Table(
     "waivers", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("claim_pk", BigInteger, ForeignKey("claims.claim_pk"), nullable=False, index=True),
+    Column("claim_pk", BigInteger, nullable=False, index=True),
     Column("code", String, nullable=False),
     Column("operator", String, ForeignKey("operators.name"), nullable=False),
     Column("note", Text, nullable=False),
