@@ -38,6 +38,6 @@ def test_a_revision_0002_database_upgrades_without_losing_anything(tmp_path):
     # The waiting re-queue, the queued batch, the ledger and the claim-id holders carried over:
     # the next run decides exactly what the old code decided (WX-1 a duplicate id, WX-7 overlapping
     # the migrated paid WX-1, WX-3 suspended again).
-    assert "3 claims" not in cli("run").err
+    assert "run 3: 4 claims" in cli("run").out
     assert history() == (LEGACY / "history_after_run.csv").read_text()
-    assert "re-queued 1 claims" in cli("requeue", "--claim", "WX-7", "--operator", "lead", "--note", "n").err
+    assert "re-queued 1 claims" in cli("requeue", "--claim", "WX-7", "--operator", "lead", "--note", "n").out

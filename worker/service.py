@@ -129,7 +129,8 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet) -> RunSummary
         if queue.height == 0:
             return RunSummary(None, 0, 0, 0, 0, 0)
         progress("adjudicate", 0, queue.height)
-        reference = repo.reference_frames(conn)
+        reference = repo.reference_frames(
+            conn, queue.get_column("client_prime").str.strip_chars().drop_nulls().unique().to_list())
         holders = repo.holders_for(conn, queue)
         result = adjudicate(
             queue, reference, rules,

@@ -8,7 +8,8 @@ import json
 from dataclasses import dataclass
 
 import polars as pl
-from sqlalchemy import ARRAY, Connection, String, any_, bindparam, delete, func, insert, literal_column, select, update
+from sqlalchemy import (ARRAY, Connection, String, any_, bindparam, delete, func, insert, literal_column, select, true,
+                        update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -35,10 +36,14 @@ def reference_set(conn: Connection) -> ReferenceSet:
                                   rows(t.spas, Spa))
 
 
-def reference_frames(conn: Connection) -> ReferenceFrames:
-    """Reference data as engine frames, read without per-row validation (it was checked on load)."""
-    def frame(table, schema):
-        return read_frame(conn, select(*[table.c[c] for c in schema]), schema)
+def reference_frames(conn: Connection, clients: list[str] | None = None) -> ReferenceFrames:
+    """Reference data as engine frames, read without per-row validation (it was checked on load);
+    with `clients`, only theirs: a run reads the state of the clients it touches."""
+    def of_clients(column):
+        return true() if clients is None else _in_values(conn, column, clients, "clients")
+
+    def frame(table, schema, where):
+        return read_frame(conn, select(*[table.c[c] for c in schema]).where(where), schema)
 
     def scaled(frame: pl.DataFrame, column: str) -> pl.Series:
         """Stored decimal text x10^4: vectorized for plain numbers, exact Decimal parsing for the rest."""
@@ -50,14 +55,18 @@ def reference_frames(conn: Connection) -> ReferenceFrames:
         return fast
 
     plans = frame(t.plans, {"plan_id": pl.String, "client_prime": pl.String, "start_date": pl.Date,
-                            "end_date": pl.Date, "status": pl.String, "monthly_hours": pl.String})
+                            "end_date": pl.Date, "status": pl.String, "monthly_hours": pl.String},
+                  of_clients(t.plans.c.client_prime))
     spas = frame(t.spas, {"spa_id": pl.String, "plan_id": pl.String, "provider_id": pl.String,
                           "procedure_code": pl.String, "modifier": pl.String, "start_date": pl.Date,
                           "end_date": pl.Date, "units": pl.String, "unit_period": pl.String, "rate": pl.String,
-                          "status": pl.String})
+                          "status": pl.String},
+                 t.spas.c.plan_id.in_(select(t.plans.c.plan_id).where(of_clients(t.plans.c.client_prime))))
+    enrollments = frame(t.enrollments, {"client_prime": pl.String, "start_date": pl.Date, "end_date": pl.Date},
+                        of_clients(t.enrollments.c.client_prime))
     return ReferenceFrames(
         plans=plans.with_columns(monthly_hours_s=scaled(plans, "monthly_hours")).drop("monthly_hours"),
-        enrollments=frame(t.enrollments, {"client_prime": pl.String, "start_date": pl.Date, "end_date": pl.Date}),
+        enrollments=enrollments,
         spas=spas.with_columns(units_s=scaled(spas, "units"), rate_s=scaled(spas, "rate"))
         .join(plans.select("plan_id", "client_prime"), on="plan_id", how="left", maintain_order="left")
         .select("spa_id", "plan_id", "client_prime", "provider_id", "procedure_code", "modifier", "start_date",
