@@ -53,7 +53,8 @@ def pack(paid: pl.DataFrame) -> pl.DataFrame:
             row=pl.concat_str([_encoded(name) for name in PACKED_FIELDS], separator=FIELD_SEPARATOR),
         )
         .group_by("client_prime", "month")
-        .agg(claims=pl.col("row").str.join(ROW_SEPARATOR))
+        .agg("row")
+        .select("client_prime", "month", claims=pl.col("row").list.join(ROW_SEPARATOR))
         .sort("client_prime", "month")
         .collect()
     )
