@@ -26,8 +26,9 @@ CLAIM_COLUMNS = (
     "billed_rate",
 )
 
-DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
-TIME_PATTERN = r"^\d{2}:\d{2}$"
+# ASCII digits only: polars' \d also matches other scripts' digits, which no exporter sends.
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+TIME_PATTERN = r"^[0-9]{2}:[0-9]{2}$"
 # Hourly units may differ from the billed span by 0.01 h: |units*60 - minutes| <= 0.6 min, scaled.
 HOURLY_TOLERANCE = 60 * SCALE // 100
 CHECKED_FIELDS = ("claim_id", "client_prime", "provider_id", "procedure_code", "service_date", "start_time",
@@ -40,11 +41,15 @@ REASONS_BY_MASK = {
 
 
 def scaled_number(column: str) -> pl.Expr:
-    """Text '12.5' -> 125000 (x10^4); null when it is not a plain non-negative decimal."""
+    """Text '12.5' -> 125000 (x10^4); null when it is not a plain non-negative decimal.
+
+    Whole part and places are parsed as integers: exact, with no float in between.
+    """
     text = pl.col(column)
     parts = text.str.split_exact(".", 1)
     whole = parts.struct.field("field_0").cast(pl.Int64, strict=False)
-    fraction = parts.struct.field("field_1").fill_null("").str.slice(0, 4).str.pad_end(4, "0").cast(pl.Int64)
+    fraction = parts.struct.field("field_1").fill_null("").str.slice(0, 4).str.pad_end(4, "0").cast(pl.Int64,
+                                                                                                 strict=False)
     return pl.when(text.str.contains(CLAIM_NUMBER_PATTERN)).then(whole * SCALE + fraction)
 
 

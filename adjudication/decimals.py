@@ -12,7 +12,7 @@ SCALE = 10_000  # 4 decimal places for units, hours and rates
 PLACES = 4
 MAX_INTEGER_DIGITS = 5  # claim units and rates below 100,000
 # Digits, optionally a point and up to four places (zeros after them are harmless).
-CLAIM_NUMBER_PATTERN = r"^(\d{1,5})(?:\.(\d{0,4})0*)?$"
+CLAIM_NUMBER_PATTERN = r"^([0-9]{1,5})(?:\.([0-9]{0,4})0*)?$"  # ASCII digits only
 
 
 def to_scaled(value: Decimal | str | int) -> int:

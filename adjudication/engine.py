@@ -1,10 +1,17 @@
 """The batch engine: SPEC section 4's sequential adjudication, computed vectorized with polars.
 
 Sequential order only matters where claims can interact: a shared SPA period or client month
-whose caps all the payable claims together could exceed, or two claims of one client and day that
-collide (duplicate service, overlap). Everything else is decided at once. The few entangled
+whose caps all the claims together could exceed ('tight'), or two claims of one client and day
+that collide (duplicate service, overlap). Everything else is decided at once. The few entangled
 claims are walked in adjudication order to settle which get paid; then every claim's reasons are
 computed vectorized against the claims paid before it, and checked against the walk.
+
+Speed: a claim's `order` is its row index in the run (0..n-1), so per-claim results found on
+narrow frames are placed back by index (scatter / gather) instead of joined onto the wide claims
+frame; joins and sorts touch only the few rows that need them (claims sharing a client and day,
+claims on tight caps, claims matching several SPAs). Queries run on polars' in-memory engine,
+several times faster here than the streaming default for order-keeping joins on a million rows;
+only the plain pair join runs streaming, where that is the faster one.
 """
 
 from __future__ import annotations
@@ -29,6 +36,11 @@ SPA_PERIOD = (
     .then(pl.col("service_day").dt.month_start())
     .otherwise(TOTAL_PERIOD_KEY)
 )
+# The caps: units per SPA period, attendant-care hours per client month.
+SPA_GROUP = ["spa_id", "spa_period"]
+MONTH_GROUP = ["client_prime", "month"]
+SPA_KEY = ["client_prime", "provider_id", "procedure_code", "modifier"]
+IN_MEMORY = "in-memory"
 
 LEDGER_SCHEMA = {
     "claim_pk": pl.Int64,
@@ -91,11 +103,10 @@ def adjudicate(
 
     claims = _static(queue, reference, rules, holders, waivers)
     ledger_rows = _ledger_rows(ledger, reference, rules)
-    candidates = claims.filter(pl.col("static_ok"))
-    pairs = _conflict_pairs(claims.filter(~pl.col("rejected")), pl.concat([ledger_rows, _as_paid(candidates)]), rules)
-
-    paid_orders = _settle(candidates, ledger_rows, pairs)
-    outcomes, newly_paid = _outcomes(claims, ledger_rows, pairs, paid_orders, rules)
+    pairs = _conflict_pairs(claims, ledger_rows, rules)
+    tight = _tight(claims, ledger_rows)
+    unpaid = _settle(claims, tight, pairs)
+    outcomes, newly_paid = _outcomes(claims, tight, pairs, unpaid, rules)
     return Adjudication(outcomes=outcomes, newly_paid=newly_paid)
 
 
@@ -103,89 +114,139 @@ def _empty(schema: dict) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
+def _bit(code: str) -> int:
+    """A failing (or waived) edit's bit in an edit mask."""
+    return 1 << R.EDITS.index(code)
+
+
 def _waived(code: str) -> pl.Expr:
-    return pl.col("waived").list.contains(pl.lit(code))
+    return (pl.col("waived") & _bit(code)) != 0
 
 
 def _static(
     queue: pl.DataFrame, reference: ReferenceFrames, rules: Rules, holders: pl.DataFrame, waivers: pl.DataFrame
 ) -> pl.DataFrame:
-    """Record checks and the edits that do not depend on other claims of the run."""
+    """Record checks and the edits that do not depend on other claims of the run: one row per claim, in order."""
     claims = (
         parse_claims(queue.lazy(), rules)
-        .with_columns(order=pl.int_range(pl.len(), dtype=pl.Int64), valid=pl.col("invalid_mask") == 0)
-        # In row (= adjudication) order, before any join may reorder rows.
-        .with_columns(first_in_run=pl.when(pl.col("valid")).then(pl.col("claim_id")).is_first_distinct())
-        .drop("service_date", "start_time", "end_time", "units", "billed_rate", "staff_id")
-        .join(holders.lazy(), on="claim_id", how="left", maintain_order="left")
+        .drop("invalid", "service_date", "start_time", "end_time", "units", "billed_rate", "staff_id")
         .with_columns(
-            # The id is held by a stored claim not rejected (unless that is this claim, re-queued),
-            # else by the first valid claim of this run that carries it.
-            duplicate_id=pl.col("valid")
-            & pl.when(pl.col("holder_pk").is_not_null())
-            .then(pl.col("holder_pk") != pl.col("claim_pk"))
-            .otherwise(~pl.col("first_in_run"))
-        )
-        .with_columns(rejected=~pl.col("valid") | pl.col("duplicate_id"))
-        .with_columns(
+            order=pl.int_range(pl.len(), dtype=pl.Int64),
+            valid=pl.col("invalid_mask") == 0,
             month=pl.col("service_day").dt.month_start(),
             attendant=pl.col("procedure_code").is_in(sorted(rules.attendant_care_procedures)).fill_null(False),
         )
-        .collect()
-        .lazy()
+        .collect(engine=IN_MEMORY)
     )
-    keyed = claims.filter(~pl.col("rejected")).select("order", "client_prime", "service_day", "provider_id",
-                                                      "procedure_code", "modifier")
+    claims = claims.with_columns(duplicate_id=_duplicate_ids(claims, holders)).with_columns(
+        rejected=~pl.col("valid") | pl.col("duplicate_id")
+    )
+    return claims.hstack(_lookups(claims, reference, waivers)).with_columns(
+        spa_period=SPA_PERIOD,
+        no_plan=pl.col("plan_id").is_null(),
+        no_enrollment=pl.col("enrolled").is_null(),
+        no_spa=pl.col("spa_id").is_null(),
+        hours_cap_s=pl.when(pl.col("attendant")).then(pl.col("monthly_hours_s")),
+        static_ok=~pl.col("rejected")
+        & pl.col("plan_id").is_not_null()
+        & pl.col("enrolled").is_not_null()
+        & pl.col("spa_id").is_not_null(),
+    )
 
-    plan = (
-        keyed.join(reference.plans.lazy().filter(pl.col("status") == "accepted"), on="client_prime")
-        .filter(pl.col("service_day").is_between(pl.col("start_date"), pl.col("end_date")))
-        .group_by("order")
-        .agg(plan_id=pl.col("plan_id").min(), monthly_hours_s=pl.col("monthly_hours_s").first())
+
+def _duplicate_ids(claims: pl.DataFrame, holders: pl.DataFrame) -> pl.Series:
+    """Whether each claim is valid with an id held already: by a stored claim not rejected (unless
+    that is this claim, re-queued), else by the first valid claim of this run that carries it.
+
+    Ids are compared by hash first; only the claims whose id hash repeats, or is a holder's, need
+    the exact check on the text.
+    """
+    ids = claims.select(pl.when(pl.col("valid")).then(pl.col("claim_id"))).to_series()
+    hashes = ids.hash()
+    repeats = hashes.is_duplicated()
+    # In row (= adjudication) order.
+    first_in_run = pl.repeat(True, claims.height, eager=True).scatter(
+        repeats.arg_true(), ids.filter(repeats).is_first_distinct()
     )
-    enrolled = (
-        keyed.join(reference.enrollments.lazy(), on="client_prime")
-        .filter(pl.col("service_day").is_between(pl.col("start_date"), pl.col("end_date")))
-        .select("order")
-        .unique()
-        .with_columns(enrolled=pl.lit(True))
+    maybe_held = hashes.is_in(holders.get_column("claim_id").hash().implode())
+    held = claims.filter(maybe_held).select("order", "claim_id").join(holders, on="claim_id")
+    holder_pk = _at_orders(claims.height, held, "holder_pk")
+    return claims.get_column("valid") & (holder_pk != claims.get_column("claim_pk")).fill_null(~first_in_run)
+
+
+def _lookups(claims: pl.DataFrame, reference: ReferenceFrames, waivers: pl.DataFrame) -> pl.DataFrame:
+    """Each claim's plan, enrollment, SPA and waived edits, aligned with `claims` (null when none).
+
+    Matched for the claims not rejected on narrow frames; each claim then takes its plan and SPA
+    rows by index, rather than joining the matches back onto it.
+    """
+    keyed = claims.lazy().filter(~pl.col("rejected")).select("order", "service_day", *SPA_KEY)
+    plans = reference.plans.filter(pl.col("status") == "accepted").with_row_index("row")
+    spas = reference.spas.filter(pl.col("status") == "accepted").with_row_index("row")
+    dates = ["start_date", "end_date"]
+    plan_matches, enrollment_matches, spa_matches, waived = pl.collect_all(
+        [
+            _covering(keyed, plans.lazy().select("row", "plan_id", "client_prime", *dates), ["client_prime"]),
+            _covering(keyed, reference.enrollments.lazy().select("client_prime", *dates), ["client_prime"]),
+            _covering(keyed, spas.lazy().select("row", "spa_id", "plan_id", *SPA_KEY, *dates), SPA_KEY),
+            waivers.lazy()
+            .join(claims.lazy().select("claim_pk", "order"), on="claim_pk")
+            .group_by("order")
+            .agg(waived=pl.col("code").replace_strict({c: _bit(c) for c in R.EDITS}, default=0).bitwise_or()),
+        ],
+        engine=IN_MEMORY,
     )
-    spa = (
-        keyed.join(plan.select("order", active_plan="plan_id"), on="order", how="left")
-        .join(
-            reference.spas.lazy().filter(pl.col("status") == "accepted"),
-            on=["client_prime", "provider_id", "procedure_code", "modifier"],
-        )
-        .filter(pl.col("service_day").is_between(pl.col("start_date"), pl.col("end_date")))
-        # Several accepted SPAs can cover a date across plans: prefer the active plan's, then the lowest id.
-        .sort(["order", (pl.col("plan_id") != pl.col("active_plan")).fill_null(True), "spa_id"])
-        .unique("order", keep="first", maintain_order=True)
-        .select(
-            "order",
-            "spa_id",
-            spa_units_s="units_s",
-            spa_rate_s="rate_s",
-            spa_period=SPA_PERIOD,
-        )
+    n = claims.height
+    plan_row = _at_orders(n, _preferred(plan_matches, ["plan_id"]), "row")
+    # Several accepted SPAs can cover a date across plans: prefer the active plan's, then the lowest id.
+    active_plan = pl.lit(plans.get_column("plan_id").gather(plan_row)).gather(pl.col("order"))
+    spa = _preferred(spa_matches, [(pl.col("plan_id") != active_plan).fill_null(True), "spa_id"])
+    spa_row = _at_orders(n, spa, "row")
+    return pl.concat(
+        [
+            plans.select("plan_id", "monthly_hours_s")[plan_row],
+            spas.select("spa_id", "unit_period", spa_units_s="units_s", spa_rate_s="rate_s")[spa_row],
+            _at_orders(n, _preferred(enrollment_matches, []).with_columns(enrolled=True), "enrolled").to_frame(),
+            _at_orders(n, waived, "waived").fill_null(0).cast(pl.Int32).to_frame(),
+        ],
+        how="horizontal",
     )
-    waived = waivers.lazy().group_by("claim_pk").agg(waived=pl.col("code").unique().sort())
-    return (
-        claims.join(plan, on="order", how="left", maintain_order="left")
-        .join(enrolled, on="order", how="left", maintain_order="left")
-        .join(spa, on="order", how="left", maintain_order="left")
-        .join(waived, on="claim_pk", how="left", maintain_order="left")
-        .with_columns(
-            waived=pl.col("waived").fill_null(pl.lit([], dtype=pl.List(pl.String))),
-            no_plan=pl.col("plan_id").is_null(),
-            no_enrollment=pl.col("enrolled").is_null(),
-            no_spa=pl.col("spa_id").is_null(),
-            hours_cap_s=pl.when(pl.col("attendant")).then(pl.col("monthly_hours_s")),
-        )
-        .with_columns(
-            static_ok=~pl.col("rejected") & ~pl.col("no_plan") & ~pl.col("no_enrollment") & ~pl.col("no_spa")
-        )
-        .collect()
+
+
+def _aligned(n: int, frame: pl.DataFrame) -> list[pl.Series]:
+    """The columns of `frame` (a row per order) placed at the claims `frame["order"]` of a run of n claims."""
+    position = _at_orders(n, frame.with_row_index("position"), "position")
+    return frame.drop("order")[position].get_columns()
+
+
+def _at_orders(n: int, frame: pl.DataFrame, column: str) -> pl.Series:
+    """`frame[column]` placed at the claims `frame["order"]` of a run of `n` claims (null elsewhere)."""
+    placed = pl.repeat(None, n, dtype=frame.schema[column], eager=True)
+    return placed.scatter(frame.get_column("order"), frame.get_column(column)).rename(column)
+
+
+def _covering(keyed: pl.LazyFrame, table: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
+    """The rows of `table` matching a claim on `on` whose dates cover its service day, in claim order."""
+    return keyed.join(table, on=on, maintain_order="left").filter(
+        pl.col("service_day").is_between(pl.col("start_date"), pl.col("end_date"))
     )
+
+
+def _preferred(matches: pl.DataFrame, prefer: list) -> pl.DataFrame:
+    """The first match of each claim by `prefer` (ties: any). `matches` come grouped by order.
+
+    Nearly every claim has a single match, so only the claims with several are sorted; the result
+    is in no particular order.
+    """
+    several = (pl.col("order") == pl.col("order").shift(1)) | (pl.col("order") == pl.col("order").shift(-1))
+    several = several.fill_null(False)
+    first = matches.filter(several).sort(["order", *prefer]).unique("order", keep="first", maintain_order=True)
+    return pl.concat([matches.filter(~several), first])
+
+
+# A paid claim as the edits read it.
+PAID_COLUMNS = ("order", "claim_id", "client_prime", "service_day", "month", "provider_id", "procedure_code",
+                "modifier", "start_min", "end_min", "units_s", "spa_id", "spa_period", "attendant", "group")
 
 
 def _ledger_rows(ledger: pl.DataFrame, reference: ReferenceFrames, rules: Rules) -> pl.DataFrame:
@@ -200,7 +261,8 @@ def _ledger_rows(ledger: pl.DataFrame, reference: ReferenceFrames, rules: Rules)
             group=pl.col("procedure_code").replace_strict(_group_map(rules), default=None, return_dtype=pl.Int32),
             spa_period=SPA_PERIOD,
         )
-        .pipe(_as_paid)
+        .select(PAID_COLUMNS)
+        .cast({"group": pl.Int32, "spa_period": pl.Date})
     )
 
 
@@ -208,20 +270,14 @@ def _group_map(rules: Rules) -> dict[str, int]:
     return {proc: index for index, group in enumerate(rules.overlap_groups) for proc in group}
 
 
-PAID_COLUMNS = ("order", "claim_id", "client_prime", "service_day", "month", "provider_id", "procedure_code",
-                "modifier", "start_min", "end_min", "units_s", "spa_id", "spa_period", "attendant", "group")
+def _conflict_pairs(claims: pl.DataFrame, ledger_rows: pl.DataFrame, rules: Rules) -> pl.DataFrame:
+    """Every (claim not rejected, earlier payable claim) pair of one client and day that collides, with its codes.
 
-
-def _as_paid(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.select(PAID_COLUMNS).cast({"group": pl.Int32, "spa_period": pl.Date})
-
-
-def _conflict_pairs(claims: pl.DataFrame, paid: pl.DataFrame, rules: Rules) -> pl.DataFrame:
-    """Every (claim, earlier payable claim) pair of one client and day that collides, with its codes.
-
-    Codes per pair, before waivers: DUPLICATE_SERVICE (same provider, service, date and times),
-    OVERLAP_DUPLICATE (overlap in one group, pair not allowed), OVERLAP_SAME_PROVIDER (overlap in
-    one group, one provider, pair not allowed for one provider).
+    Payable: a ledger claim or a candidate of this run. Codes per pair, after waivers: DUPLICATE_SERVICE
+    (same provider, service, date and times), OVERLAP_DUPLICATE (overlap in one group, pair not allowed),
+    OVERLAP_SAME_PROVIDER (overlap in one group, one provider, pair not allowed for one provider).
+    The pairs are found on narrow frames (most claims share their client and day with no other
+    claim of the run), then both sides' columns are taken by index.
     """
     allowed = pl.DataFrame(
         [
@@ -232,9 +288,31 @@ def _conflict_pairs(claims: pl.DataFrame, paid: pl.DataFrame, rules: Rules) -> p
         schema=["procedure_code", "modifier", "p_procedure_code", "p_modifier", "allowance"],
         orient="row",
     )
-    left = claims.select("order", "claim_id", "client_prime", "service_day", "provider_id", "procedure_code",
-                         "modifier", "start_min", "end_min", "group", "waived")
-    right = paid.select(pl.exclude("client_prime", "service_day").name.prefix("p_"), "client_prime", "service_day")
+    day = ["client_prime", "service_day"]
+    rows = claims.lazy().filter(~pl.col("rejected")).select("order", "static_ok", *day)
+    # Claims sharing their client and day with another claim of the run (found by hash: a collision
+    # only lets a few more claims through to the exact join).
+    shared = rows.filter(pl.struct(day).hash().is_duplicated())
+    run_pairs, ledger_pairs = pl.collect_all(
+        [
+            shared.join(shared.filter("static_ok").select(*day, p_order="order"), on=day)
+            .filter(pl.col("p_order") < pl.col("order"))
+            .select("order", "p_order"),
+            rows.join(ledger_rows.lazy().select(*day).with_row_index("ledger_row"), on=day)
+            .select("order", "ledger_row"),
+        ],
+        engine="streaming",  # faster than in-memory for these plain joins
+    )
+    compared = ["order", "claim_id", "provider_id", "procedure_code", "modifier", "start_min", "end_min", "group"]
+    mine = claims.select(*compared, "waived")
+    candidates = pl.concat(
+        [
+            _side_by_side(mine[run_pairs["order"]], claims.select(compared)[run_pairs["p_order"]]),
+            _side_by_side(mine[ledger_pairs["order"]], ledger_rows.select(compared)[ledger_pairs["ledger_row"]])
+            .with_columns(ledger_pairs["ledger_row"]),
+        ],
+        how="diagonal",
+    )
     same_times = (pl.col("start_min").eq_missing(pl.col("p_start_min"))) & (
         pl.col("end_min").eq_missing(pl.col("p_end_min"))
     )
@@ -245,9 +323,7 @@ def _conflict_pairs(claims: pl.DataFrame, paid: pl.DataFrame, rules: Rules) -> p
         & (pl.col("p_start_min") < pl.col("end_min"))
     ).fill_null(False)
     return (
-        left.lazy()
-        .join(right.lazy(), on=["client_prime", "service_day"])
-        .filter(pl.col("p_order") < pl.col("order"))
+        candidates.lazy()
         .join(allowed.lazy(), on=["procedure_code", "modifier", "p_procedure_code", "p_modifier"], how="left")
         .with_columns(
             dup_service=same_provider
@@ -262,109 +338,157 @@ def _conflict_pairs(claims: pl.DataFrame, paid: pl.DataFrame, rules: Rules) -> p
             & ~_waived(R.OVERLAP_SAME_PROVIDER),
         )
         .filter(pl.col("dup_service") | pl.col("overlap_duplicate") | pl.col("overlap_same_provider"))
-        .select("order", "p_order", "p_claim_id", "dup_service", "overlap_duplicate", "overlap_same_provider")
-        .collect()
+        .select("order", "p_order", "ledger_row", "p_claim_id", "dup_service", "overlap_duplicate",
+                "overlap_same_provider")
+        .collect(engine=IN_MEMORY)
     )
 
 
-def _settle(candidates: pl.DataFrame, ledger_rows: pl.DataFrame, pairs: pl.DataFrame) -> pl.Series:
-    """The orders of the run's claims that get paid.
+def _side_by_side(mine: pl.DataFrame, theirs: pl.DataFrame) -> pl.DataFrame:
+    return mine.hstack(theirs.select(pl.all().name.prefix("p_")))
 
-    A candidate (passing record checks and static edits) is paid unless an earlier paid claim
-    collides with it or a cap it counts against is already used up. Only candidates on a cap that
-    all candidates together could exceed ('hot'), or colliding with another candidate, need the
+
+def _tight(claims: pl.DataFrame, ledger_rows: pl.DataFrame) -> pl.DataFrame:
+    """The claims (not rejected) on a cap that they all together with the ledger could exceed, in order.
+
+    On any other cap no claim can fail, whichever of them get paid: the cap edits need the claims
+    paid before a claim only here. Columns: order, tight_spa / tight_month (the claim counts against
+    that tight cap), spa_cap, and the units the ledger already used on each cap.
+    """
+    rows = claims.lazy().filter(~pl.col("rejected"))
+    on_spa = rows.filter(pl.col("spa_id").is_not_null())
+    on_month = rows.filter(pl.col("attendant") & pl.col("hours_cap_s").is_not_null())
+    ledger = ledger_rows.lazy()
+    spa_caps, month_caps = pl.collect_all(
+        [
+            on_spa.group_by(SPA_GROUP)
+            .agg(total=pl.col("units_s").sum(), spa_cap=pl.col("spa_units_s").first())
+            .join(ledger.group_by(SPA_GROUP).agg(spa_used=pl.col("units_s").sum()), on=SPA_GROUP, how="left")
+            .with_columns(pl.col("spa_used").fill_null(0))
+            .filter(pl.col("spa_used") + pl.col("total") > pl.col("spa_cap"))
+            .select(*SPA_GROUP, "spa_cap", "spa_used"),
+            on_month.group_by(MONTH_GROUP)
+            .agg(total=pl.col("units_s").sum(), min_cap=pl.col("hours_cap_s").min())
+            .join(
+                ledger.filter(pl.col("attendant")).group_by(MONTH_GROUP).agg(month_used=pl.col("units_s").sum()),
+                on=MONTH_GROUP,
+                how="left",
+            )
+            .with_columns(pl.col("month_used").fill_null(0))
+            .filter(pl.col("month_used") + pl.col("total") > pl.col("min_cap"))
+            .select(*MONTH_GROUP, "month_used"),
+        ],
+        engine=IN_MEMORY,
+    )
+    # Tight caps are few: their claims are picked by SPA or client before the exact join.
+    tight_spa = (
+        on_spa.filter(pl.col("spa_id").is_in(spa_caps.get_column("spa_id").implode()))
+        .join(spa_caps.lazy(), on=SPA_GROUP)
+        .select("order", "spa_cap", "spa_used", tight_spa=pl.lit(True))
+    )
+    tight_month = (
+        on_month.filter(pl.col("client_prime").is_in(month_caps.get_column("client_prime").implode()))
+        .join(month_caps.lazy(), on=MONTH_GROUP)
+        .select("order", "month_used", tight_month=pl.lit(True))
+    )
+    return (
+        tight_spa.join(tight_month, on="order", how="full", coalesce=True)
+        .sort("order")
+        .with_columns(pl.col("tight_spa", "tight_month").fill_null(False))
+        .collect(engine=IN_MEMORY)
+    )
+
+
+def _settle(claims: pl.DataFrame, tight: pl.DataFrame, pairs: pl.DataFrame) -> pl.Series:
+    """The orders of the candidates (claims passing record checks and static edits) that are not paid.
+
+    A candidate is paid unless an earlier paid claim collides with it or a cap it counts against is
+    already used up. Only candidates on a tight cap, or colliding with another candidate, need the
     sequential walk; the rest are paid.
     """
+    is_candidate = claims.get_column("static_ok")
     ledger_hit = pairs.filter(pl.col("p_order") == LEDGER_ORDER).get_column("order").unique()
-    edges = pairs.filter(
-        (pl.col("p_order") != LEDGER_ORDER) & pl.col("order").is_in(candidates["order"].implode())
-    ).select("order", "p_order")
-
-    spa_used = ledger_rows.group_by("spa_id", "spa_period").agg(used=pl.col("units_s").sum())
-    hot_spa = (
-        candidates.group_by("spa_id", "spa_period")
-        .agg(total=pl.col("units_s").sum(), cap=pl.col("spa_units_s").first())
-        .join(spa_used, on=["spa_id", "spa_period"], how="left")
-        .with_columns(used=pl.col("used").fill_null(0))
-        .filter(pl.col("used") + pl.col("total") > pl.col("cap"))
-        .select("spa_id", "spa_period", "cap", "used")
+    ledger_hit = ledger_hit.filter(is_candidate.gather(ledger_hit))
+    edges = pairs.filter(pl.col("p_order") != LEDGER_ORDER).select("order", "p_order")
+    edges = edges.filter(is_candidate.gather(edges.get_column("order")))
+    walked = (
+        pl.concat([tight.get_column("order"), edges.get_column("order"), edges.get_column("p_order")])
+        .unique()
+        .sort()
     )
-    month_used = (
-        ledger_rows.filter(pl.col("attendant"))
-        .group_by("client_prime", "month")
-        .agg(used=pl.col("units_s").sum())
+    walked = walked.filter(is_candidate.gather(walked) & ~walked.is_in(ledger_hit.implode()))
+    walk = (
+        claims.select("order", *SPA_GROUP, *MONTH_GROUP, "units_s", "hours_cap_s", "waived")[walked]
+        .join(tight, on="order", how="left", maintain_order="left")
+        .with_columns(pl.col("tight_spa", "tight_month").fill_null(False))
     )
-    hot_month = (
-        candidates.filter(pl.col("attendant") & pl.col("hours_cap_s").is_not_null())
-        .group_by("client_prime", "month")
-        .agg(total=pl.col("units_s").sum(), min_cap=pl.col("hours_cap_s").min())
-        .join(month_used, on=["client_prime", "month"], how="left")
-        .with_columns(used=pl.col("used").fill_null(0))
-        .filter(pl.col("used") + pl.col("total") > pl.col("min_cap"))
-        .select("client_prime", "month", "used")
-    )
-    marked = (
-        candidates.filter(~pl.col("order").is_in(ledger_hit.implode()))
-        .join(hot_spa.with_columns(hot_spa=pl.lit(True)), on=["spa_id", "spa_period"], how="left")
-        .join(
-            hot_month.rename({"used": "month_used"}).with_columns(hot_month=pl.lit(True)),
-            on=["client_prime", "month"],
-            how="left",
-        )
-        .with_columns(
-            hot_spa=pl.col("hot_spa").fill_null(False),
-            hot_month=pl.col("hot_month").fill_null(False) & pl.col("attendant"),
-            edged=pl.col("order").is_in(pl.concat([edges["order"], edges["p_order"]]).implode()),
-        )
-        .with_columns(entangled=pl.col("hot_spa") | pl.col("hot_month") | pl.col("edged"))
-    )
-    free = marked.filter(~pl.col("entangled")).get_column("order")
-    walk = marked.filter(pl.col("entangled")).sort("order")
-    return pl.concat([free, pl.Series("order", _walk(walk, hot_spa, hot_month, edges), dtype=pl.Int64)])
+    paid = _walk(walk, edges)
+    return pl.concat([ledger_hit, walked.filter(~walked.is_in(pl.Series(paid, dtype=pl.Int64).implode()))])
 
 
-def _walk(walk: pl.DataFrame, hot_spa: pl.DataFrame, hot_month: pl.DataFrame, edges: pl.DataFrame) -> list[int]:
+def _walk(walk: pl.DataFrame, edges: pl.DataFrame) -> list[int]:
     """Settle entangled claims one at a time, in adjudication order: the sequential definition."""
-    spa_used = {(row[0], row[1]): row[2] for row in hot_spa.select("spa_id", "spa_period", "used").iter_rows()}
-    spa_cap = {(row[0], row[1]): row[2] for row in hot_spa.select("spa_id", "spa_period", "cap").iter_rows()}
-    month_used = {(row[0], row[1]): row[2] for row in hot_month.iter_rows()}
+    walk = walk.with_columns(pl.col("spa_period", "month").to_physical())  # plain ints are quicker in Python
+    spa_caps = walk.filter("tight_spa").unique(SPA_GROUP).select(*SPA_GROUP, "spa_used", "spa_cap")
+    spa_used = {(spa_id, period): used for spa_id, period, used, _cap in spa_caps.iter_rows()}
+    spa_cap = {(spa_id, period): cap for spa_id, period, _used, cap in spa_caps.iter_rows()}
+    month_caps = walk.filter("tight_month").unique(MONTH_GROUP).select(*MONTH_GROUP, "month_used")
+    month_used = {(client, month): used for client, month, used in month_caps.iter_rows()}
     earlier: dict[int, list[int]] = {}
     for order, p_order in edges.iter_rows():
         earlier.setdefault(order, []).append(p_order)
-    paid: set[int] = set()
-    columns = ("order", "spa_id", "spa_period", "client_prime", "month", "units_s", "hours_cap_s",
-               "hot_spa", "hot_month", "waived")
-    for order, spa_id, period, client, month, units, hours_cap, hot_s, hot_m, waived in walk.select(
-        columns
-    ).iter_rows():
+    paid: list[int] = []
+    paid_set: set[int] = set()
+    rows = walk.select(
+        "order", *SPA_GROUP, *MONTH_GROUP, "units_s", "hours_cap_s", "tight_spa", "tight_month",
+        hours_waived=_waived(R.MONTHLY_HOURS_EXCEEDED),
+    )
+    for order, spa_id, period, client, month, units, hours_cap, hot_s, hot_m, hours_waived in zip(
+        *(rows.get_column(c).to_list() for c in rows.columns)
+    ):
         spa_key, month_key = (spa_id, period), (client, month)
         if hot_s and spa_used[spa_key] + units > spa_cap[spa_key]:
             continue
-        if hot_m and R.MONTHLY_HOURS_EXCEEDED not in waived and month_used[month_key] + units > hours_cap:
+        if hot_m and not hours_waived and month_used[month_key] + units > hours_cap:
             continue
-        if any(p in paid for p in earlier.get(order, ())):
+        if any(p in paid_set for p in earlier.get(order, ())):
             continue
-        paid.add(order)
+        paid.append(order)
+        paid_set.add(order)
         if hot_s:
             spa_used[spa_key] += units
         if hot_m:
             month_used[month_key] += units
-    return sorted(paid)
+    return paid
 
 
 def _outcomes(
-    claims: pl.DataFrame, ledger_rows: pl.DataFrame, pairs: pl.DataFrame, paid_orders: pl.Series, rules: Rules
+    claims: pl.DataFrame, tight: pl.DataFrame, pairs: pl.DataFrame, unpaid: pl.Series, rules: Rules
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Every claim's reasons against the claims paid before it; the walk's verdicts must agree."""
-    is_paid = pl.col("order").is_in(paid_orders.implode())
-    paid_units = pl.when(pl.col("paid")).then(pl.col("units_s")).otherwise(0)
-    ledger_spa = ledger_rows.group_by("spa_id", "spa_period").agg(spa_prior=pl.col("units_s").sum())
-    ledger_month = (
-        ledger_rows.filter(pl.col("attendant")).group_by("client_prime", "month").agg(month_prior=pl.col("units_s").sum())
+    paid = claims.select(pl.col("static_ok") & ~pl.col("order").is_in(unpaid.implode())).to_series()
+    # Units paid on a tight cap before each claim (elsewhere no cap can be exceeded). A claim counts
+    # on a cap only where it is flagged: the tight frame also holds its other claims, by client or SPA.
+    spa_units = pl.when(pl.col("paid") & pl.col("tight_spa")).then(pl.col("units_s")).otherwise(0)
+    month_units = pl.when(pl.col("paid") & pl.col("tight_month")).then(pl.col("units_s")).otherwise(0)
+    before = (
+        tight.hstack(claims.select(*SPA_GROUP, *MONTH_GROUP, "units_s")[tight["order"]])
+        .with_columns(paid=paid.gather(tight["order"]))
+        .select(
+            "order",
+            spa_before=pl.when("tight_spa").then(
+                pl.col("spa_used") + (spa_units.cum_sum() - spa_units).over(SPA_GROUP)
+            ),
+            month_before=pl.when("tight_month").then(
+                pl.col("month_used") + (month_units.cum_sum() - month_units).over(MONTH_GROUP)
+            ),
+        )
     )
     collisions = (
-        pairs.filter(pl.col("p_order").is_in(paid_orders.implode()) | (pl.col("p_order") == LEDGER_ORDER))
-        .sort("order", "p_order")
+        pairs
+        # Every claim on the paying side of a pair is from the ledger or a candidate.
+        .filter((pl.col("p_order") == LEDGER_ORDER) | ~pl.col("p_order").is_in(unpaid.implode()))
+        .sort("order", "p_order", "ledger_row")  # conflicts in the order they were paid
         .group_by("order", maintain_order=True)
         .agg(
             hit_dup_service=pl.col("dup_service").any(),
@@ -387,7 +511,7 @@ def _outcomes(
     }
     assert tuple(edit_failures) == R.EDITS
     edit_mask = pl.sum_horizontal(
-        [pl.when(failed.fill_null(False)).then(1 << bit).otherwise(0) for bit, failed in enumerate(edit_failures.values())]
+        [pl.when(failed.fill_null(False)).then(_bit(code)).otherwise(0) for code, failed in edit_failures.items()]
     )
     # One small integer per combination of reasons: failing fields of a rejected record (negative),
     # a duplicate claim id, or the failing edits (0 = paid). Lists are looked up, not built per row.
@@ -396,33 +520,27 @@ def _outcomes(
         .when(pl.col("duplicate_id")).then(pl.lit(DUPLICATE_ID_KEY))
         .otherwise(edit_mask)
     )
-    reasons_by_key = _reasons_by_key()
-    carc_by_key = {key: [rules.carc[r.split(":")[0]] for r in reasons] for key, reasons in reasons_by_key.items()}
+    reason_lists = REASON_LISTS.with_columns(
+        carc=pl.col("reasons").list.eval(
+            pl.element().str.split(":").list.first().replace_strict(rules.carc, return_dtype=pl.String)
+        )
+    )
     frame = (
         claims.lazy()
-        .with_columns(paid=is_paid)
-        .with_columns(paid_units=paid_units)
-        .join(ledger_spa.lazy(), on=["spa_id", "spa_period"], how="left", maintain_order="left")
-        .join(ledger_month.lazy(), on=["client_prime", "month"], how="left", maintain_order="left")
-        .join(collisions.lazy(), on="order", how="left", maintain_order="left")
-        .with_columns(
-            spa_before=pl.col("spa_prior").fill_null(0)
-            + (pl.col("paid_units").cum_sum() - pl.col("paid_units")).over("spa_id", "spa_period"),
-            month_before=pl.col("month_prior").fill_null(0)
-            + (
-                pl.when(pl.col("attendant")).then(pl.col("paid_units")).otherwise(0).cum_sum()
-                - pl.when(pl.col("attendant")).then(pl.col("paid_units")).otherwise(0)
-            ).over("client_prime", "month"),
+        .select(
+            *LEDGER_SCHEMA, "valid", "invalid_mask", "duplicate_id", "rejected", "no_plan", "no_enrollment", "no_spa",
+            "attendant", "hours_cap_s", "spa_units_s", "spa_rate_s", "rate_s", "waived",
         )
+        .with_columns(paid=paid)
+        .with_columns(*_aligned(claims.height, before), *_aligned(claims.height, collisions))
         .with_columns(reason_key=reason_key.cast(pl.Int32))
+        .join(reason_lists.lazy(), on="reason_key", how="left", maintain_order="left")
         .with_columns(
             status=pl.when(pl.col("rejected"))
             .then(pl.lit(R.REJECTED))
             .when(pl.col("reason_key") == 0)
             .then(pl.lit(R.PAID))
             .otherwise(pl.lit(R.SUSPENDED)),
-            reasons=pl.col("reason_key").replace_strict(reasons_by_key, return_dtype=pl.List(pl.String)),
-            carc=pl.col("reason_key").replace_strict(carc_by_key, return_dtype=pl.List(pl.String)),
             rate_s=pl.min_horizontal("spa_rate_s", "rate_s"),
         )
         .with_columns(
@@ -431,13 +549,13 @@ def _outcomes(
             spa_id=pl.when(~pl.col("rejected")).then(pl.col("spa_id")),
             conflicts_with=pl.col("conflicts_with").fill_null(pl.lit([], dtype=pl.List(pl.String))),
         )
-        .collect()
+        .collect(engine=IN_MEMORY)
     )
     disagree = frame.filter(pl.col("paid") != (pl.col("status") == R.PAID))
     if disagree.height:
         raise AssertionError(f"engine inconsistency on claim_pk {disagree['claim_pk'].head(5).to_list()}")
     outcomes = frame.select(OUTCOME_SCHEMA.keys()).cast(OUTCOME_SCHEMA)
-    newly_paid = frame.filter(pl.col("paid")).select(LEDGER_SCHEMA.keys()).cast(LEDGER_SCHEMA)
+    newly_paid = frame.select(*LEDGER_SCHEMA, "paid").filter("paid").drop("paid").cast(LEDGER_SCHEMA)
     return outcomes, newly_paid
 
 
@@ -452,4 +570,9 @@ def _reasons_by_key() -> dict[int, list[str]]:
     return keys
 
 
+# Every reason key with its reasons, built once (the CARCs come from the rules of a run).
+REASON_LISTS = pl.DataFrame(
+    {"reason_key": list(_reasons_by_key()), "reasons": list(_reasons_by_key().values())},
+    schema={"reason_key": pl.Int32, "reasons": pl.List(pl.String)},
+)
 assert SCALE == 10_000  # paid_cents above divides a x10^8 product by 10^6

@@ -14,7 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from adjudication.reference import ReferenceSet
 from adjudication.rules import Rules
 
-NUMBER = re.compile(r"^\d{1,5}(\.\d{0,4}0*)?$")
+NUMBER = re.compile(r"^[0-9]{1,5}(\.[0-9]{0,4}0*)?$")
 FIELDS = ("claim_id", "client_prime", "provider_id", "staff_id", "procedure_code", "modifier",
           "service_date", "start_time", "end_time", "units", "billed_rate")
 
@@ -43,7 +43,7 @@ def _text(claim: dict, name: str) -> str | None:
 
 
 def _minutes(text: str | None, is_end: bool) -> int | None:
-    if text is None or not re.fullmatch(r"\d{2}:\d{2}", text):
+    if text is None or not re.fullmatch(r"[0-9]{2}:[0-9]{2}", text):
         return None
     hour, minute = int(text[:2]), int(text[3:])
     if hour == 24 and minute == 0 and is_end:
@@ -66,7 +66,7 @@ def record_errors(claim: dict, rules: Rules) -> list[str]:
         if t[name] is None:
             errors.append(name)
     day = None
-    if t["service_date"] and re.fullmatch(r"\d{4}-\d{2}-\d{2}", t["service_date"]):
+    if t["service_date"] and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", t["service_date"]):
         try:
             day = dt.date.fromisoformat(t["service_date"])
         except ValueError:

@@ -203,6 +203,15 @@ def test_non_positive_or_unparsable_units_are_invalid(units):
     assert adjudicate([untimed(1, units=units)]) == [invalid(1, "units")]
 
 
+@pytest.mark.parametrize("field,value", [("units", "1.\u0663"), ("units", "\u0664"), ("service_date", "2026-03-0\u0662"),
+                                         ("start_time", "0\u0669:00")])
+def test_digits_of_other_scripts_are_invalid(field, value):
+    """Numbers, dates and times take ASCII digits only (Arabic-Indic digits are digits to a regex's \\d)."""
+    row = untimed(1, units="1") if field == "units" else claim(1)
+    row = {**row, field: value}
+    assert adjudicate([row]) == [invalid(1, field)]
+
+
 @pytest.mark.parametrize("units", ["4.011", "3.989", "4.02", "4.5", "2"])
 def test_hourly_units_off_the_span_by_more_than_001_hour_are_invalid(units):
     """OR526 units are hours: 09:00-13:00 is 4 h; more than 0.01 h off is rejected."""
@@ -406,6 +415,24 @@ def test_monthly_hours_count_na_and_ze_together_but_not_t1016():
         suspended(4, ["MONTHLY_HOURS_EXCEEDED"], "P2-NA"), suspended(5, ["MONTHLY_HOURS_EXCEEDED"], "P2-RB"),
         paid(6, "P2-NA", "6", "120"),
     ]
+
+
+def test_non_attendant_claims_on_a_tight_spa_do_not_count_toward_monthly_hours():
+    """T1016 units used up on their own SPA are not attendant-care hours: the OR526 claims still
+    reach the plan's hours exactly (found by comparing two engine versions; the tests had missed it)."""
+    ref = reference(plans=[plan(hours="5")],
+                    spas=[s for s in standard_spas() if s.spa_id != "P1-T1016"] + [spa("P1", "", "T1016", units="1")])
+    rows = [
+        claim(1, "P1", start="08:00", end="10:00"),                      # 2 h
+        untimed(2, "P1"),                                                # the T1016 SPA's one unit
+        untimed(3, "P1", date="2026-03-03"),                             # that SPA is used up
+        claim(4, "P2", start="10:00", end="13:00"),                      # 5 h: exactly the plan's hours
+        claim(5, "P3", start="13:00", end="14:00", date="2026-03-04"),   # 6 h > 5
+    ]
+    outcomes = adjudicate(rows, ref=ref)
+    assert [(o["status"], o["reasons"]) for o in outcomes] == [
+        ("paid", []), ("paid", []), ("suspended", ["UNITS_EXCEED_SPA"]), ("paid", []),
+        ("suspended", ["MONTHLY_HOURS_EXCEEDED"])]
 
 
 def test_monthly_hours_spent_in_an_earlier_run_count():
