@@ -148,10 +148,13 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet) -> RunSummary
             suspended=by_status.get(R.SUSPENDED, 0), rejected=by_status.get(R.REJECTED, 0), paid_cents=paid_cents,
         ).returning(t.runs.c.run_id)).scalar_one()
         repo.finish_queue(conn, snapshot)
-        attempts = outcomes.join(snapshot.origin, on="claim_pk", how="left", maintain_order="left")
+        # Outcomes come in queue order, one per queued claim: the queue's columns line up with them.
+        if not outcomes.get_column("claim_pk").equals(queue.get_column("claim_pk")):
+            raise AssertionError("outcomes are not in queue order")
+        attempts = outcomes.hstack(snapshot.origin.select("batch_id", "attempt"))
         new_holders = (
-            outcomes.filter(pl.col("status") != R.REJECTED)
-            .join(queue.select("claim_pk", "claim_id"), on="claim_pk")
+            outcomes.select("claim_pk", "status", claim_id=queue.get_column("claim_id"))
+            .filter(pl.col("status") != R.REJECTED)
             .select(pl.col("claim_id").str.strip_chars(), "claim_pk")
             .join(holders.rename({"holder_pk": "claim_pk"}), on="claim_pk", how="anti")
         )

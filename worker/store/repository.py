@@ -8,8 +8,7 @@ import json
 from dataclasses import dataclass
 
 import polars as pl
-from sqlalchemy import (ARRAY, Connection, String, any_, bindparam, delete, func, insert, literal_column, select, true,
-                        update)
+from sqlalchemy import ARRAY, Connection, String, any_, bindparam, delete, func, insert, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -36,14 +35,38 @@ def reference_set(conn: Connection) -> ReferenceSet:
                                   rows(t.spas, Spa))
 
 
-def reference_frames(conn: Connection, clients: list[str] | None = None) -> ReferenceFrames:
-    """Reference data as engine frames, read without per-row validation (it was checked on load);
-    with `clients`, only theirs: a run reads the state of the clients it touches."""
-    def of_clients(column):
-        return true() if clients is None else _in_values(conn, column, clients, "clients")
+REFERENCE_FRAMES = ("plans", "enrollments", "spas")
 
-    def frame(table, schema, where):
-        return read_frame(conn, select(*[table.c[c] for c in schema]).where(where), schema)
+
+def reference_frames(conn: Connection, clients: list[str] | None = None) -> ReferenceFrames:
+    """Reference data as the engine reads it (of `clients` only, when given), from the snapshot the
+    last load stored: a million-claim run would otherwise spend a good part of its time turning
+    reference rows into Python objects."""
+    stored = dict(conn.execute(select(t.reference_snapshots.c.name, t.reference_snapshots.c.payload)).all())
+    if set(stored) == set(REFERENCE_FRAMES):
+        frames = ReferenceFrames(**{name: pl.read_parquet(io.BytesIO(stored[name])) for name in REFERENCE_FRAMES})
+    else:  # stored before snapshots existed
+        frames = _reference_from_tables(conn)
+    if clients is None:
+        return frames
+    wanted = pl.Series(clients, dtype=pl.String).implode()
+    return ReferenceFrames(**{name: getattr(frames, name).filter(pl.col("client_prime").is_in(wanted))
+                              for name in REFERENCE_FRAMES})
+
+
+def _store_reference_snapshot(conn: Connection) -> None:
+    frames = _reference_from_tables(conn)
+    conn.execute(delete(t.reference_snapshots))
+    for name in REFERENCE_FRAMES:
+        buffer = io.BytesIO()
+        getattr(frames, name).write_parquet(buffer, compression="zstd")
+        conn.execute(insert(t.reference_snapshots).values(name=name, payload=buffer.getvalue()))
+
+
+def _reference_from_tables(conn: Connection) -> ReferenceFrames:
+    """The reference tables as engine frames, without per-row validation (rows were checked on load)."""
+    def frame(table, schema):
+        return read_frame(conn, select(*[table.c[c] for c in schema]), schema)
 
     def scaled(frame: pl.DataFrame, column: str) -> pl.Series:
         """Stored decimal text x10^4: vectorized for plain numbers, exact Decimal parsing for the rest."""
@@ -55,18 +78,14 @@ def reference_frames(conn: Connection, clients: list[str] | None = None) -> Refe
         return fast
 
     plans = frame(t.plans, {"plan_id": pl.String, "client_prime": pl.String, "start_date": pl.Date,
-                            "end_date": pl.Date, "status": pl.String, "monthly_hours": pl.String},
-                  of_clients(t.plans.c.client_prime))
+                            "end_date": pl.Date, "status": pl.String, "monthly_hours": pl.String})
     spas = frame(t.spas, {"spa_id": pl.String, "plan_id": pl.String, "provider_id": pl.String,
                           "procedure_code": pl.String, "modifier": pl.String, "start_date": pl.Date,
                           "end_date": pl.Date, "units": pl.String, "unit_period": pl.String, "rate": pl.String,
-                          "status": pl.String},
-                 t.spas.c.plan_id.in_(select(t.plans.c.plan_id).where(of_clients(t.plans.c.client_prime))))
-    enrollments = frame(t.enrollments, {"client_prime": pl.String, "start_date": pl.Date, "end_date": pl.Date},
-                        of_clients(t.enrollments.c.client_prime))
+                          "status": pl.String})
     return ReferenceFrames(
         plans=plans.with_columns(monthly_hours_s=scaled(plans, "monthly_hours")).drop("monthly_hours"),
-        enrollments=enrollments,
+        enrollments=frame(t.enrollments, {"client_prime": pl.String, "start_date": pl.Date, "end_date": pl.Date}),
         spas=spas.with_columns(units_s=scaled(spas, "units"), rate_s=scaled(spas, "rate"))
         .join(plans.select("plan_id", "client_prime"), on="plan_id", how="left", maintain_order="left")
         .select("spa_id", "plan_id", "client_prime", "provider_id", "procedure_code", "modifier", "start_date",
@@ -96,9 +115,11 @@ def save_reference(conn: Connection, loaded: dict[str, list[Located]]) -> None:
     if "enrollments.csv" in loaded:
         rows = [{**r, **_dates(r)} for r in dumped("enrollments.csv")]
         clients = sorted({r["client_prime"] for r in rows})
-        conn.execute(delete(t.enrollments).where(t.enrollments.c.client_prime.in_(clients)))
+        for start in range(0, len(clients), 10_000):  # below every driver's limit on bound parameters
+            conn.execute(delete(t.enrollments).where(t.enrollments.c.client_prime.in_(clients[start:start + 10_000])))
         if rows:
             conn.execute(insert(t.enrollments), rows)
+    _store_reference_snapshot(conn)
 
 
 def _dates(row: dict) -> dict:
@@ -116,7 +137,7 @@ PAYLOAD_SCHEMA = {"claim_pk": pl.Int64, "line": pl.Int64, **{c: pl.String for c 
 
 def store_payload(conn: Connection, batch_id: str, claims: pl.DataFrame) -> None:
     buffer = io.BytesIO()
-    claims.select(PAYLOAD_SCHEMA.keys()).write_parquet(buffer, compression="lz4")
+    claims.select(PAYLOAD_SCHEMA.keys()).write_parquet(buffer, compression="zstd")
     conn.execute(insert(t.batch_payloads).values(batch_id=batch_id, payload=buffer.getvalue()))
 
 
@@ -163,7 +184,9 @@ def queued_claims(conn: Connection) -> Queue:
     again_batches = list(conn.execute(select(t.suspended.c.batch_id).distinct().join(
         t.requeues, t.requeues.c.claim_pk == t.suspended.c.claim_pk)).scalars())
     requeued = payloads(conn, again_batches).join(again, on="claim_pk")
-    queue = pl.concat([fresh, requeued.select(fresh.columns)]).sort("seq", "batch_seq", "line")
+    queue = pl.concat([fresh, requeued.select(fresh.columns)])
+    if len(fresh_ids) > 1 or requeued.height:  # one batch alone is already in line order
+        queue = queue.sort("seq", "batch_seq", "line")
     return Queue(
         claims=queue.select("claim_pk", *CLAIM_COLUMNS),
         origin=queue.select("claim_pk", "batch_id", "attempt"),
@@ -249,7 +272,7 @@ def store_run(conn: Connection, run_id: int, attempts: pl.DataFrame, batch_ids: 
     """Everything a run decided: its attempts (SEGMENT_SCHEMA + batch_id), the ledger rows of the claims
     it paid, the claim ids they now hold, and the claims left suspended."""
     buffer = io.BytesIO()
-    attempts.select(SEGMENT_SCHEMA.keys()).write_parquet(buffer, compression="lz4")
+    attempts.select(SEGMENT_SCHEMA.keys()).write_parquet(buffer, compression="zstd")
     conn.execute(insert(t.outcome_segments).values(run_id=run_id, payload=buffer.getvalue()))
     if batch_ids:
         conn.execute(insert(t.run_batches), [{"run_id": run_id, "batch_id": b} for b in batch_ids])

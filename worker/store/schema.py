@@ -56,6 +56,14 @@ spas = Table(
     Column("status", String, nullable=False),
 )
 
+# The reference tables as the engine reads them (plans, enrollments, spas), one Parquet blob each,
+# rewritten by every reference load in the same transaction: runs read these instead of the rows.
+reference_snapshots = Table(
+    "reference_snapshots", metadata,
+    Column("name", String, primary_key=True),
+    Column("payload", LargeBinary, nullable=False),
+)
+
 # One row per enqueue (a batch submitted, claims re-queued): its seq is the adjudication order.
 queue_events = Table(
     "queue_events", metadata,

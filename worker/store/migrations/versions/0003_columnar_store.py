@@ -1,5 +1,6 @@
 """columnar store: claims only in batch payloads, attempts as one Parquet segment per run,
-suspended claims and the paid ledger (packed per client and month) as the indexed state
+suspended claims and the paid ledger (packed per client and month) as the indexed state, and a
+snapshot of the reference tables for runs
 
 Revision ID: 0003
 Revises: 0002
@@ -101,6 +102,11 @@ def upgrade() -> None:
         sa.Column("claim_id", sa.String(), primary_key=True),
         sa.Column("claim_pk", sa.BigInteger(), nullable=False),
         sqlite_with_rowid=False,
+    )
+    op.create_table(
+        "reference_snapshots",
+        sa.Column("name", sa.String(), primary_key=True),
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
     )
     op.create_table(
         "outcome_segments",
