@@ -277,8 +277,7 @@ def requeue(engine: Engine, selection: Selection, operator: str, note: str) -> l
 
 
 def _enqueue(conn: Connection, claim_pks: list[int], seq: int) -> None:
-    for start in range(0, len(claim_pks), 10_000):  # below every driver's limit on bound parameters
-        chunk = claim_pks[start:start + 10_000]
+    for chunk in repo.chunks(claim_pks):
         conn.execute(delete(t.requeues).where(t.requeues.c.claim_pk.in_(chunk)))
         conn.execute(insert(t.requeues), [{"claim_pk": pk, "seq": seq} for pk in chunk])
 

@@ -116,8 +116,8 @@ def save_reference(conn: Connection, loaded: dict[str, list[Located]]) -> None:
     if "enrollments.csv" in loaded:
         rows = [{**r, **_dates(r)} for r in dumped("enrollments.csv")]
         clients = sorted({r["client_prime"] for r in rows})
-        for start in range(0, len(clients), 10_000):  # below every driver's limit on bound parameters
-            conn.execute(delete(t.enrollments).where(t.enrollments.c.client_prime.in_(clients[start:start + 10_000])))
+        for chunk in chunks(clients):
+            conn.execute(delete(t.enrollments).where(t.enrollments.c.client_prime.in_(chunk)))
         if rows:
             conn.execute(insert(t.enrollments), rows)
     _store_reference_snapshot(conn)
@@ -200,12 +200,13 @@ def finish_queue(conn: Connection, queue: Queue) -> None:
     """Mark exactly the work this run read as done (a batch posted meanwhile waits for the next run)."""
     if queue.batch_ids:
         conn.execute(update(t.batches).where(t.batches.c.batch_id.in_(queue.batch_ids)).values(status="adjudicated"))
-    for chunk in _chunks(queue.requeued_pks):
+    for chunk in chunks(queue.requeued_pks):
         conn.execute(delete(t.suspended).where(t.suspended.c.claim_pk.in_(chunk)))
         conn.execute(delete(t.requeues).where(t.requeues.c.claim_pk.in_(chunk)))
 
 
-def _chunks(values: list, size: int = 10_000):
+def chunks(values: list, size: int = 10_000):
+    """Slices of a long list for `IN (...)`: below every driver's limit on bound parameters."""
     for start in range(0, len(values), size):
         yield values[start:start + size]
 
