@@ -129,12 +129,12 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet) -> RunSummary
         if queue.height == 0:
             return RunSummary(None, 0, 0, 0, 0, 0)
         progress("adjudicate", 0, queue.height)
-        reference = repo.reference_frames(
-            conn, queue.get_column("client_prime").str.strip_chars().drop_nulls().unique().to_list())
+        clients = repo.queue_clients(queue)
+        reference = repo.reference_frames(conn, clients)
         holders = repo.holders_for(conn, queue)
         result = adjudicate(
             queue, reference, rules,
-            ledger=repo.ledger_for(conn, queue, reference),
+            ledger=repo.ledger_for(conn, queue, clients, reference),
             holders=holders,
             waivers=repo.waivers_for(conn),
         )

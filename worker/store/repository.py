@@ -222,7 +222,12 @@ def _in_values(conn: Connection, column, values: list[str], name: str = "values"
 
 # --- state a run reads ------------------------------------------------------------------------
 
-def ledger_for(conn: Connection, queue: pl.DataFrame, reference: ReferenceFrames) -> pl.DataFrame:
+def queue_clients(queue: pl.DataFrame) -> list[str]:
+    """The clients a queue touches (as the engine reads them: trimmed)."""
+    return queue.get_column("client_prime").str.strip_chars().drop_nulls().unique().to_list()
+
+
+def ledger_for(conn: Connection, queue: pl.DataFrame, clients: list[str], reference: ReferenceFrames) -> pl.DataFrame:
     """Earlier paid claims that can matter to this run: its clients' claims in the months it
     touches, and every claim on an SPA of theirs counted over its whole span (unit_period total)."""
     days = queue.get_column("service_date").str.strip_chars().str.to_date("%Y-%m-%d", strict=False).drop_nulls()
@@ -230,11 +235,10 @@ def ledger_for(conn: Connection, queue: pl.DataFrame, reference: ReferenceFrames
         return pl.DataFrame(schema=LEDGER_SCHEMA)
     first = days.min().replace(day=1)
     end = (days.max().replace(day=28) + dt.timedelta(days=4)).replace(day=1)  # the day after the last month
-    clients = queue.get_column("client_prime").str.strip_chars().drop_nulls().unique()
-    total = reference.spas.filter((pl.col("unit_period") == "total") & pl.col("client_prime").is_in(clients.implode()))
+    total = reference.spas.filter((pl.col("unit_period") == "total") & pl.col("client_prime").is_in(clients))
     c = t.paid_months.c
     statement = select(c.client_prime, c.month, c.claims).where(
-        _in_values(conn, c.client_prime, clients.to_list(), "clients"),
+        _in_values(conn, c.client_prime, clients, "clients"),
         (c.month >= first) & (c.month < end)
         | _in_values(conn, c.client_prime, total.get_column("client_prime").unique().to_list(), "total_clients"),
     ).order_by(c.run_id)  # the order claims were paid in: conflicts are listed in that order
