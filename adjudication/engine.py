@@ -83,6 +83,24 @@ class Adjudication:
     newly_paid: pl.DataFrame  # LEDGER_SCHEMA rows to append to the paid ledger
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A queue after the record checks (typed columns, validity, duplicate claim ids), in order.
+
+    Which claims are rejected, and so which claim ids the run takes, is known here, before any
+    edit runs: the caller can store the ids while the edits are computed.
+    """
+
+    claims: pl.DataFrame
+    held_pks: pl.Series  # claim_pks that held their claim id before this run
+
+    def new_holders(self) -> pl.DataFrame:
+        """claim_id (trimmed), claim_pk of the claims not rejected that hold their id from now on
+        (a re-queued claim holds its id already)."""
+        return self.claims.filter(~pl.col("rejected") & ~pl.col("claim_pk").is_in(self.held_pks.implode())).select(
+            "claim_id", "claim_pk")
+
+
 def adjudicate(
     queue: pl.DataFrame,
     reference: ReferenceFrames,
@@ -97,11 +115,41 @@ def adjudicate(
     holders: claim_id -> claim_pk of stored claims not rejected (they hold their claim id).
     waivers: claim_pk, code: edits an operator waived for a claim.
     """
-    ledger = _empty(LEDGER_SCHEMA) if ledger is None else ledger.cast(LEDGER_SCHEMA).select(LEDGER_SCHEMA.keys())
+    return decide(check_records(queue, rules, holders), reference, rules, ledger, waivers)
+
+
+def check_records(queue: pl.DataFrame, rules: Rules, holders: pl.DataFrame | None = None) -> Checked:
+    """The record checks of SPEC 4 (invalid records, duplicate claim ids): the first half of `adjudicate`."""
     holders = holders if holders is not None else _empty({"claim_id": pl.String, "holder_pk": pl.Int64})
+    claims = (
+        parse_claims(queue.lazy(), rules)
+        .drop("invalid", "service_date", "start_time", "end_time", "units", "billed_rate", "staff_id")
+        .with_columns(
+            order=pl.int_range(pl.len(), dtype=pl.Int64),
+            valid=pl.col("invalid_mask") == 0,
+            month=pl.col("service_day").dt.month_start(),
+            attendant=pl.col("procedure_code").is_in(sorted(rules.attendant_care_procedures)).fill_null(False),
+        )
+        .collect(engine=IN_MEMORY)
+    )
+    claims = claims.with_columns(duplicate_id=_duplicate_ids(claims, holders)).with_columns(
+        rejected=~pl.col("valid") | pl.col("duplicate_id")
+    )
+    return Checked(claims, holders.get_column("holder_pk"))
+
+
+def decide(
+    checked: Checked,
+    reference: ReferenceFrames,
+    rules: Rules,
+    ledger: pl.DataFrame | None = None,
+    waivers: pl.DataFrame | None = None,
+) -> Adjudication:
+    """The edits and payment of SPEC 4 for claims through `check_records`: the second half of `adjudicate`."""
+    ledger = _empty(LEDGER_SCHEMA) if ledger is None else ledger.cast(LEDGER_SCHEMA).select(LEDGER_SCHEMA.keys())
     waivers = waivers if waivers is not None else _empty({"claim_pk": pl.Int64, "code": pl.String})
 
-    claims = _static(queue, reference, rules, holders, waivers)
+    claims = _static(checked.claims, reference, waivers)
     ledger_rows = _ledger_rows(ledger, reference, rules)
     pairs = _conflict_pairs(claims, ledger_rows, rules)
     tight = _tight(claims, ledger_rows)
@@ -123,24 +171,8 @@ def _waived(code: str) -> pl.Expr:
     return (pl.col("waived") & _bit(code)) != 0
 
 
-def _static(
-    queue: pl.DataFrame, reference: ReferenceFrames, rules: Rules, holders: pl.DataFrame, waivers: pl.DataFrame
-) -> pl.DataFrame:
-    """Record checks and the edits that do not depend on other claims of the run: one row per claim, in order."""
-    claims = (
-        parse_claims(queue.lazy(), rules)
-        .drop("invalid", "service_date", "start_time", "end_time", "units", "billed_rate", "staff_id")
-        .with_columns(
-            order=pl.int_range(pl.len(), dtype=pl.Int64),
-            valid=pl.col("invalid_mask") == 0,
-            month=pl.col("service_day").dt.month_start(),
-            attendant=pl.col("procedure_code").is_in(sorted(rules.attendant_care_procedures)).fill_null(False),
-        )
-        .collect(engine=IN_MEMORY)
-    )
-    claims = claims.with_columns(duplicate_id=_duplicate_ids(claims, holders)).with_columns(
-        rejected=~pl.col("valid") | pl.col("duplicate_id")
-    )
+def _static(claims: pl.DataFrame, reference: ReferenceFrames, waivers: pl.DataFrame) -> pl.DataFrame:
+    """The edits that do not depend on other claims of the run: one row per claim, in order."""
     return claims.hstack(_lookups(claims, reference, waivers)).with_columns(
         spa_period=SPA_PERIOD,
         no_plan=pl.col("plan_id").is_null(),

@@ -41,3 +41,14 @@ def test_a_revision_0002_database_upgrades_without_losing_anything(tmp_path):
     assert "run 3: 4 claims" in cli("run").out
     assert history() == (LEGACY / "history_after_run.csv").read_text()
     assert "re-queued 1 claims" in cli("requeue", "--claim", "WX-7", "--operator", "lead", "--note", "n").out
+
+
+def test_the_packed_ledger_is_lz4_compressed_on_postgresql(pg_url):
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    with engine.connect() as conn:
+        method = conn.exec_driver_sql(
+            "SELECT attcompression FROM pg_attribute WHERE attrelid = 'paid_months'::regclass AND attname = 'claims'"
+        ).scalar_one()
+    engine.dispose()
+    assert method == "l"

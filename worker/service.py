@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from adjudication import reasons as R
 from adjudication.claim_file import ClaimFile, Limits, read_claim_file
 from adjudication.claims import CLAIM_COLUMNS, parse_claims
-from adjudication.engine import adjudicate
+from adjudication.engine import check_records, decide
 from adjudication.reference import merge, read_dir
 from adjudication.rules import Rules
 from worker.store import repository as repo
@@ -131,14 +132,21 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet) -> RunSummary
         progress("adjudicate", 0, queue.height)
         clients = repo.queue_clients(queue)
         reference = repo.reference_frames(conn, clients)
-        holders = repo.holders_for(conn, queue)
-        result = adjudicate(
-            queue, reference, rules,
-            ledger=repo.ledger_for(conn, queue, clients, reference),
-            holders=holders,
-            waivers=repo.waivers_for(conn),
-        )
-        outcomes = result.outcomes
+        ledger = repo.ledger_for(conn, queue, clients, reference)
+        waivers = repo.waivers_for(conn)
+        checked = check_records(queue, rules, repo.holders_for(conn, queue))
+        # The claim ids this run takes are known from the record checks: they are written on a
+        # second thread while this one computes the edits and the state to store, which do not
+        # touch the connection (polars and the drivers release the GIL, so the two overlap).
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            holders_written = writer.submit(repo.store_holders, conn, checked.new_holders())
+            result = decide(checked, reference, rules, ledger, waivers)
+            outcomes = result.outcomes
+            # Outcomes come in queue order, one per queued claim: the queue's columns line up with them.
+            if not outcomes.get_column("claim_pk").equals(queue.get_column("claim_pk")):
+                raise AssertionError("outcomes are not in queue order")
+            state = repo.run_state(outcomes.hstack(snapshot.origin.select("batch_id", "attempt")), result.newly_paid)
+            holders_written.result()
         progress("adjudicate", queue.height, queue.height)
         counts = outcomes.group_by("status").len().to_dict(as_series=False)
         by_status = dict(zip(counts["status"], counts["len"]))
@@ -148,18 +156,7 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet) -> RunSummary
             suspended=by_status.get(R.SUSPENDED, 0), rejected=by_status.get(R.REJECTED, 0), paid_cents=paid_cents,
         ).returning(t.runs.c.run_id)).scalar_one()
         repo.finish_queue(conn, snapshot)
-        # Outcomes come in queue order, one per queued claim: the queue's columns line up with them.
-        if not outcomes.get_column("claim_pk").equals(queue.get_column("claim_pk")):
-            raise AssertionError("outcomes are not in queue order")
-        attempts = outcomes.hstack(snapshot.origin.select("batch_id", "attempt"))
-        new_holders = (
-            outcomes.select("claim_pk", "status", claim_id=queue.get_column("claim_id"))
-            .filter(pl.col("status") != R.REJECTED)
-            .select(pl.col("claim_id").str.strip_chars(), "claim_pk")
-            .join(holders.rename({"holder_pk": "claim_pk"}), on="claim_pk", how="anti")
-        )
-        repo.store_run(conn, run_id, attempts, snapshot.origin.get_column("batch_id").unique().sort().to_list(),
-                       result.newly_paid, new_holders)
+        repo.store_run(conn, run_id, state)
         progress("store", queue.height, queue.height)
         conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(finished_at=repo.now()))
     summary = RunSummary(run_id, queue.height, by_status.get(R.PAID, 0), by_status.get(R.SUSPENDED, 0),

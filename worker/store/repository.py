@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import polars as pl
@@ -273,31 +272,42 @@ SEGMENT_SCHEMA = {
 }
 
 
-def store_run(conn: Connection, run_id: int, attempts: pl.DataFrame, batch_ids: list[str], newly_paid: pl.DataFrame,
-              new_holders: pl.DataFrame) -> None:
-    """Everything a run decided: its attempts (SEGMENT_SCHEMA + batch_id), the ledger rows of the claims
-    it paid, the claim ids they now hold, and the claims left suspended.
+def store_holders(conn: Connection, new_holders: pl.DataFrame) -> None:
+    """The claim ids a run's claims now hold (claim_id, claim_pk)."""
+    insert_frame(conn, t.claim_ids, new_holders.sort("claim_id"))
 
-    The segment and the packed ledger are computed on a second thread while this one writes the
-    claim-id rows: polars and SQLite both work without the GIL, so the two overlap. Only this
-    thread touches the connection.
-    """
-    def segment() -> bytes:
-        buffer = io.BytesIO()
-        attempts.select(SEGMENT_SCHEMA.keys()).write_parquet(buffer, compression="zstd")
-        return buffer.getvalue()
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        packed = pool.submit(pack, newly_paid)
-        payload = pool.submit(segment)
-        insert_frame(conn, t.claim_ids, new_holders.sort("claim_id"))
-        insert_frame(conn, t.suspended, attempts.filter(pl.col("status") == "suspended").select(
-            "claim_pk", "batch_id", "attempt", run_id=pl.lit(run_id, pl.Int64),
-            reasons=pl.col("reasons").list.join(";")))
-        if batch_ids:
-            conn.execute(insert(t.run_batches), [{"run_id": run_id, "batch_id": b} for b in batch_ids])
-        insert_frame(conn, t.paid_months, packed.result().with_columns(run_id=pl.lit(run_id, pl.Int64)))
-        conn.execute(insert(t.outcome_segments).values(run_id=run_id, payload=payload.result()))
+@dataclass(frozen=True)
+class RunState:
+    """What a run stores besides its claim ids, computed before the write: the attempts as one
+    Parquet segment, the ledger rows of the claims it paid packed per client and month, and the
+    claims left suspended."""
+
+    segment: bytes
+    packed: pl.DataFrame  # PACKED_SCHEMA
+    suspended: pl.DataFrame  # claim_pk, batch_id, attempt, reasons
+    batch_ids: list[str]  # the batches whose claims the run decided
+
+
+def run_state(attempts: pl.DataFrame, newly_paid: pl.DataFrame) -> RunState:
+    """attempts: SEGMENT_SCHEMA + batch_id; newly_paid: LEDGER_SCHEMA. No connection needed."""
+    buffer = io.BytesIO()
+    attempts.select(SEGMENT_SCHEMA.keys()).write_parquet(buffer, compression="zstd")
+    return RunState(
+        segment=buffer.getvalue(),
+        packed=pack(newly_paid),
+        suspended=attempts.filter(pl.col("status") == "suspended").select(
+            "claim_pk", "batch_id", "attempt", reasons=pl.col("reasons").list.join(";")),
+        batch_ids=attempts.get_column("batch_id").unique().sort().to_list(),
+    )
+
+
+def store_run(conn: Connection, run_id: int, state: RunState) -> None:
+    insert_frame(conn, t.suspended, state.suspended.with_columns(run_id=pl.lit(run_id, pl.Int64)))
+    if state.batch_ids:
+        conn.execute(insert(t.run_batches), [{"run_id": run_id, "batch_id": b} for b in state.batch_ids])
+    insert_frame(conn, t.paid_months, state.packed.with_columns(run_id=pl.lit(run_id, pl.Int64)))
+    conn.execute(insert(t.outcome_segments).values(run_id=run_id, payload=state.segment))
 
 
 def segments(conn: Connection, batch_id: str | None = None) -> pl.DataFrame:

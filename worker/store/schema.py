@@ -129,13 +129,15 @@ run_batches = Table(
     Column("batch_id", String, ForeignKey("batches.batch_id"), primary_key=True),
 )
 
-# Claims whose latest attempt is suspended: what operators re-queue and override.
+# Claims whose latest attempt is suspended: what operators re-queue and override. Like paid_months,
+# written in bulk by a run only, with the run row and from batches it names: no foreign keys, which
+# PostgreSQL would check row by row (migration 0004).
 suspended = Table(
     "suspended", metadata,
     Column("claim_pk", BigInteger, primary_key=True),
-    Column("batch_id", String, ForeignKey("batches.batch_id"), nullable=False),
+    Column("batch_id", String, nullable=False),
     Column("attempt", Integer, nullable=False),
-    Column("run_id", Integer, ForeignKey("runs.run_id"), nullable=False),
+    Column("run_id", Integer, nullable=False),
     Column("reasons", Text, nullable=False),  # ';'-separated
 )
 
@@ -146,8 +148,8 @@ paid_months = Table(
     "paid_months", metadata,
     Column("client_prime", String, primary_key=True),
     Column("month", Date, primary_key=True),
-    Column("run_id", Integer, ForeignKey("runs.run_id"), primary_key=True),
-    Column("claims", Text, nullable=False),
+    Column("run_id", Integer, primary_key=True),
+    Column("claims", Text, nullable=False),  # lz4-compressed on PostgreSQL (migration 0004)
 )
 
 # Which claim holds a claim_id (the first claim with that id that was not rejected).
