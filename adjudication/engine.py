@@ -16,6 +16,7 @@ only the plain pair join runs streaming, where that is the faster one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -156,6 +157,10 @@ def decide(
     unpaid = _settle(claims, tight, pairs)
     outcomes, newly_paid = _outcomes(claims, tight, pairs, unpaid, rules)
     return Adjudication(outcomes=outcomes, newly_paid=newly_paid)
+
+
+# How a run has the edits decided: `decide` itself, or (adjudication.shards) split across workers.
+Decider = Callable[[Checked, ReferenceFrames, Rules, pl.DataFrame | None, pl.DataFrame | None], Adjudication]
 
 
 def _empty(schema: dict) -> pl.DataFrame:

@@ -7,7 +7,7 @@ from decimal import Decimal
 import polars as pl
 
 from adjudication.claims import CLAIM_COLUMNS
-from adjudication.engine import Adjudication, adjudicate
+from adjudication.engine import Adjudication, Decider, check_records, decide
 from adjudication.reference import ReferenceSet
 from adjudication.rules import Rules
 
@@ -39,8 +39,9 @@ def normalized(reference_outcomes: list[dict]) -> list[dict]:
 class RunByRun:
     """Keeps the state the store would keep between runs: paid ledger, id holders, waivers."""
 
-    def __init__(self, reference: ReferenceSet, rules: Rules):
-        self.frames, self.rules = reference.frames(), rules
+    def __init__(self, reference: ReferenceSet, rules: Rules, decider: Decider = decide):
+        """decider: how the edits are decided (`decide`, or split in shards: adjudication.shards)."""
+        self.frames, self.rules, self.decider = reference.frames(), rules, decider
         self.ledger: pl.DataFrame | None = None
         self.holders: dict[str, int] = {}
         self.waivers: list[tuple[int, str]] = []
@@ -49,7 +50,8 @@ class RunByRun:
         holders = pl.DataFrame(list(self.holders.items()), schema={"claim_id": pl.String, "holder_pk": pl.Int64},
                                orient="row")
         waivers = pl.DataFrame(self.waivers, schema={"claim_pk": pl.Int64, "code": pl.String}, orient="row")
-        result = adjudicate(queue_frame(rows), self.frames, self.rules, self.ledger, holders, waivers)
+        checked = check_records(queue_frame(rows), self.rules, holders)
+        result = self.decider(checked, self.frames, self.rules, self.ledger, waivers)
         self.ledger = result.newly_paid if self.ledger is None else pl.concat([self.ledger, result.newly_paid])
         by_pk = {r["claim_pk"]: r for r in rows}
         for outcome in result.outcomes.iter_rows(named=True):

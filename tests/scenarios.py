@@ -17,10 +17,10 @@ D0 = dt.date(2026, 1, 1)
 
 
 @st.composite
-def reference_sets(draw) -> ReferenceSet:
+def reference_sets(draw, clients: list[str] = CLIENTS) -> ReferenceSet:
     providers = [Provider(provider_id=p, name=p, kind=k) for p, k in PROVIDERS]
     plans, enrollments, spas = [], [], []
-    for client in CLIENTS:
+    for client in clients:
         # Accepted plans of one client never overlap: split January-February at a drawn day.
         split = draw(st.sampled_from([dt.date(2026, 1, 31), dt.date(2026, 2, 1), dt.date(2026, 12, 31)]))
         windows = [(D0, split), (split + dt.timedelta(days=1), dt.date(2026, 12, 31))]
@@ -58,14 +58,14 @@ def _clock(minutes: int) -> str:
 
 
 @st.composite
-def claim_rows(draw, ids: int = 40) -> dict:
+def claim_rows(draw, ids: int = 40, clients: list[str] = CLIENTS) -> dict:
     procedure, modifier = draw(st.sampled_from(SERVICES))
     start = draw(st.integers(16, 20)) * 30  # 08:00 .. 10:00, half hours
     length = draw(st.integers(1, 8)) * 30
     timed = procedure == "OR526" or draw(st.booleans())
     row = {
         "claim_id": f"K{draw(st.integers(0, ids))}",
-        "client_prime": draw(st.sampled_from(CLIENTS)),  # noqa: E501
+        "client_prime": draw(st.sampled_from(clients)),
         "provider_id": draw(st.sampled_from([p for p, _ in PROVIDERS])),
         "staff_id": draw(st.sampled_from(["", "S1", "S2"])),
         "procedure_code": procedure,
@@ -91,9 +91,9 @@ def claim_rows(draw, ids: int = 40) -> dict:
 
 
 @st.composite
-def batches(draw, max_batches: int = 3, max_claims: int = 20) -> list[list[dict]]:
+def batches(draw, max_batches: int = 3, max_claims: int = 20, clients: list[str] = CLIENTS) -> list[list[dict]]:
     """Batches of claim rows; some rows re-bill an earlier service under a new claim id."""
-    groups = draw(st.lists(st.lists(claim_rows(), min_size=1, max_size=max_claims), min_size=1, max_size=max_batches))
+    groups = draw(st.lists(st.lists(claim_rows(clients=clients), min_size=1, max_size=max_claims), min_size=1, max_size=max_batches))
     seen: list[dict] = []
     for group in groups:
         for index, row in enumerate(group):

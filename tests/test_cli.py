@@ -212,9 +212,3 @@ def test_default_database_is_a_file_in_the_working_folder(tmp_path):
 def test_demo_runs_the_story(cli):
     out = cli("demo").out
     assert "4 paid, 2 suspended, 0 rejected" in out and "same batch" in out and "audit trail" in out
-
-
-
-def test_run_with_a_broker_refuses_until_distributed_runs_exist(ready):
-    refused = ready("--broker", "redis://127.0.0.1:6379/0", "run", ok=False)
-    assert refused.code == 1 and "not built yet" in refused.err

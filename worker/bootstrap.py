@@ -31,10 +31,19 @@ class App:
         return Limits(self.settings.max_file_bytes, self.settings.max_decompressed_bytes)
 
     def run(self, progress: service.Progress = service._quiet) -> service.RunSummary:
-        if self.settings.broker_url:
-            raise service.UserError("runs through a Celery broker are not built yet; "
-                                    "unset --broker / ADJUDICATION_BROKER_URL to run in-process")
-        return service.run(self.engine, self.rules, progress)
+        """In-process, or with a broker, the edits split by client across the Celery workers."""
+        if not self.settings.broker_url:
+            return service.run(self.engine, self.rules, progress)
+        from adjudication.shards import sharded
+        from worker.distributed import CeleryShards, ShardsFailed
+        from worker.tasks import make_celery
+
+        shards = CeleryShards(make_celery(self.settings), self.settings.run_timeout_seconds)
+        try:
+            shards.check_broker()
+            return service.run(self.engine, self.rules, progress, sharded(self.settings.run_shards, shards))
+        except ShardsFailed as error:
+            raise service.UserError(f"{error}; nothing was stored, the claims stay queued") from None
 
 
 def build(**overrides) -> App:

@@ -300,10 +300,13 @@ def watch(
 @cli.command()
 def worker(
     ctx: typer.Context,
-    concurrency: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    concurrency: Annotated[int, typer.Option(help="Shards decided at once (threads)")] = 2,
     beat: Annotated[bool, typer.Option(help="Also schedule the drop-folder sweep (ADJUDICATION_DROP_FOLDER)")] = True,
 ) -> None:
-    """Start a Celery worker (needs --broker): it sweeps the drop folder on a schedule."""
+    """Start a Celery worker (needs --broker): it decides the shards of runs started with --broker,
+    and sweeps the drop folder on a schedule."""
+    import logging
+
     from worker.tasks import make_celery
 
     a = app(ctx)
@@ -312,7 +315,11 @@ def worker(
     # Settings given as flags reach the tasks through the environment the worker processes inherit.
     os.environ["ADJUDICATION_DATABASE_URL"] = a.settings.database_url
     os.environ["ADJUDICATION_BROKER_URL"] = a.settings.broker_url
-    argv = ["worker", f"--concurrency={concurrency}", "--loglevel=INFO", "--pool=prefork"]
+    # Celery logs every task's return value at INFO: a shard's outcomes are claim data.
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+    # Threads, not forked processes: polars' thread pool does not survive a fork (a forked child can
+    # hang in it), and the engine's work runs outside the GIL anyway.
+    argv = ["worker", f"--concurrency={concurrency}", "--loglevel=INFO", "--pool=threads"]
     if beat:
         argv.append("--beat")
     make_celery(a.settings).worker_main(argv)

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from adjudication import reasons as R
 from adjudication.claim_file import ClaimFile, Limits, read_claim_file
 from adjudication.claims import CLAIM_COLUMNS, parse_claims
-from adjudication.engine import check_records, decide
+from adjudication.engine import Decider, check_records, decide
 from adjudication.reference import merge, read_dir
 from adjudication.rules import Rules
 from worker.store import repository as repo
@@ -121,8 +121,11 @@ class RunSummary:
     paid_cents: int
 
 
-def run(engine: Engine, rules: Rules, progress: Progress = _quiet) -> RunSummary:
-    """Adjudicate everything queued, in one transaction: all outcomes are stored, or none."""
+def run(engine: Engine, rules: Rules, progress: Progress = _quiet, decider: Decider = decide) -> RunSummary:
+    """Adjudicate everything queued, in one transaction: all outcomes are stored, or none.
+
+    decider: how the edits are decided, here or split across workers (worker.distributed).
+    """
     with engine.begin() as conn:
         _lock(conn, "run")
         snapshot = repo.queued_claims(conn)
@@ -140,7 +143,7 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet) -> RunSummary
         # touch the connection (polars and the drivers release the GIL, so the two overlap).
         with ThreadPoolExecutor(max_workers=1) as writer:
             holders_written = writer.submit(repo.store_holders, conn, checked.new_holders())
-            result = decide(checked, reference, rules, ledger, waivers)
+            result = decider(checked, reference, rules, ledger, waivers)
             outcomes = result.outcomes
             # Outcomes come in queue order, one per queued claim: the queue's columns line up with them.
             if not outcomes.get_column("claim_pk").equals(queue.get_column("claim_pk")):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -11,7 +12,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ADJUDICATION_", extra="ignore")
 
     database_url: str = "sqlite:///adjudication.db"
+    # With a broker, `run` splits the edits by client into `run_shards` shards for the Celery workers
+    # and gives up (storing nothing) when they have not all come back within `run_timeout_seconds`.
     broker_url: str | None = None
+    run_shards: int = Field(default=4, ge=1)
+    run_timeout_seconds: float = Field(default=3600.0, gt=0)
     rules_file: Path | None = None
     max_file_bytes: int = 512 * 1024 * 1024
     max_decompressed_bytes: int = 2 * 1024 * 1024 * 1024

@@ -1,0 +1,87 @@
+"""A run's edits split by client, so that several workers can decide the parts at once.
+
+Every edit compares a claim only with claims of its own client: the plan, enrollment and SPAs are
+the client's, the caps count per SPA (of one client's plan) or per client and month, and overlaps
+and duplicate services are per client and day. The one rule that reaches across clients, the
+duplicate claim id, is a record check: `check_records` settles it for the whole queue before the
+split. So deciding each client's claims apart, in queue order, gives exactly the outcomes of
+deciding them all together (tests/test_shards.py checks it against the sequential reference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import polars as pl
+
+from adjudication.engine import LEDGER_SCHEMA, Adjudication, Checked, Decider, ReferenceFrames, decide
+from adjudication.rules import Rules
+
+# Fixed, so that one process always splits a queue the same way (the split is never stored).
+SEED = 0x5EED
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The claims of some clients, with the state of those clients only."""
+
+    checked: Checked
+    reference: ReferenceFrames
+    ledger: pl.DataFrame
+    waivers: pl.DataFrame
+
+
+def split(checked: Checked, reference: ReferenceFrames, ledger: pl.DataFrame, waivers: pl.DataFrame,
+          count: int) -> list[Shard]:
+    """At most `count` shards, none empty, each with its clients' claims in queue order."""
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    claims = checked.claims.with_columns(shard=(pl.col("client_prime").hash(SEED) % count).cast(pl.Int64))
+    shards = []
+    for _key, part in claims.partition_by("shard", maintain_order=True, include_key=False, as_dict=True).items():
+        part = part.with_columns(order=pl.int_range(pl.len(), dtype=pl.Int64))  # the engine's row index
+        clients = part.get_column("client_prime").drop_nulls().unique().implode()
+        mine = pl.col("client_prime").is_in(clients)
+        shards.append(Shard(
+            checked=Checked(part, checked.held_pks),
+            reference=ReferenceFrames(plans=reference.plans.filter(mine),
+                                      enrollments=reference.enrollments.filter(mine),
+                                      spas=reference.spas.filter(mine)),
+            ledger=ledger.filter(mine),
+            waivers=waivers.filter(pl.col("claim_pk").is_in(part.get_column("claim_pk").implode())),
+        ))
+    return shards
+
+
+def merge(parts: list[Adjudication], queue_pks: pl.Series) -> Adjudication:
+    """The shards' results as one run's: outcomes in queue order, claims paid in queue order."""
+    position = queue_pks.rename("claim_pk").to_frame().with_row_index("position")
+
+    def in_queue_order(frames: list[pl.DataFrame]) -> pl.DataFrame:
+        return pl.concat(frames).join(position, on="claim_pk").sort("position").drop("position")
+
+    outcomes = in_queue_order([p.outcomes for p in parts])
+    if not outcomes.get_column("claim_pk").equals(queue_pks.rename("claim_pk")):
+        raise AssertionError("the shards' outcomes are not one per queued claim")
+    return Adjudication(outcomes=outcomes, newly_paid=in_queue_order([p.newly_paid for p in parts]))
+
+
+ShardDecider = Callable[[list[Shard], Rules], list[Adjudication]]
+
+
+def decide_each(shards: list[Shard], rules: Rules) -> list[Adjudication]:
+    """The shards decided one after the other, in this process."""
+    return [decide(s.checked, s.reference, rules, s.ledger, s.waivers) for s in shards]
+
+
+def sharded(count: int, decide_shards: ShardDecider = decide_each) -> Decider:
+    """A `decide` that splits the work into `count` shards and has `decide_shards` decide them."""
+    def decider(checked: Checked, reference: ReferenceFrames, rules: Rules, ledger: pl.DataFrame | None = None,
+                waivers: pl.DataFrame | None = None) -> Adjudication:
+        ledger = pl.DataFrame(schema=LEDGER_SCHEMA) if ledger is None else ledger
+        waivers = pl.DataFrame(schema={"claim_pk": pl.Int64, "code": pl.String}) if waivers is None else waivers
+        parts = split(checked, reference, ledger, waivers, count)
+        return merge(decide_shards(parts, rules), checked.claims.get_column("claim_pk"))
+
+    return decider

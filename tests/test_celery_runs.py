@@ -1,0 +1,126 @@
+"""Runs through Celery (SPEC 6): a real worker process on the real Redis broker decides the
+shards; what is stored equals an in-process run, and the sequential reference on random data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adjudication.rules import load_rules
+from adjudication.shards import sharded
+from conftest import ADJUDICATE, FIXTURES, ROOT, Cli, require_server
+from engine_helpers import RunByRun, comparable, normalized
+from scenarios import batches, reference_sets
+from sequential import adjudicate_sequentially
+from test_engine_properties import numbered
+from worker.distributed import CeleryShards
+from worker.settings import Settings
+from worker.tasks import make_celery
+
+BROKER = "redis://127.0.0.1:6379/12"
+SILENT_BROKER = "redis://127.0.0.1:6379/13"  # no worker listens here
+RULES = load_rules()
+CLIENTS = ["c01", "c02", "c03", "c04", "c05"]
+
+
+@pytest.fixture(scope="module")
+def celery_app(tmp_path_factory):
+    """A Celery app whose broker has a running worker (`adjudicate worker`, two processes)."""
+    require_server("Redis", "127.0.0.1", 6379)
+    app = make_celery(Settings(broker_url=BROKER))
+    app.control.purge()  # tasks a crashed earlier session left behind
+    cwd = tmp_path_factory.mktemp("worker")
+    worker = subprocess.Popen([str(ADJUDICATE), "--broker", BROKER, "worker", "--concurrency", "2", "--no-beat"],
+                              cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while not app.control.ping(timeout=1.0):
+            if worker.poll() is not None or time.time() > deadline:
+                raise AssertionError("the worker did not start:\n" + worker.communicate(timeout=30)[0].decode()[-3000:])
+        yield app
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        log = worker.communicate(timeout=60)[0].decode(errors="replace")
+        Path(os.environ.get("WORKER_LOG", os.devnull)).write_text(log)
+
+
+def stored(cli: Cli) -> str:
+    return cli("outcomes", "--history", "--format", "csv").out
+
+
+def two_batches(folder: Path, claims: int) -> tuple[Path, Path]:
+    """A generated month of claims (with its reference data in `folder`) cut into two files, so the
+    second run reads the ledger the first one wrote."""
+    sys.path.insert(0, str(ROOT / "ops"))
+    from generate import generate
+
+    generate(claims, folder, seed=11)
+    rows = pl.read_csv(folder / "claims.csv", infer_schema=False)
+    halves = folder / "first.csv", folder / "second.csv"
+    rows.gather_every(2).write_csv(halves[0])
+    rows.gather_every(2, offset=1).write_csv(halves[1])
+    (folder / "claims.csv").unlink()
+    return halves
+
+
+def test_a_run_through_workers_stores_what_an_in_process_run_stores(celery_app, db_url, tmp_path):
+    data = tmp_path / "data"
+    batches_ = two_batches(data, 6000)
+    here = Cli(f"sqlite:///{tmp_path / 'here.db'}", tmp_path)
+    there = Cli(db_url, tmp_path)
+    for cli in (here, there):
+        cli("db", "upgrade")
+        cli("reference", "load", data)
+    shards = {"ADJUDICATION_RUN_SHARDS": "3"}
+    summaries = []
+    for batch in batches_:
+        here("submit", batch)
+        summaries.append(here("run").out)
+        there("submit", batch)
+        assert there("--broker", BROKER, "run", env=shards).out == summaries[-1]  # same run id and counts
+    assert stored(there) == stored(here)
+    outcomes = pl.read_csv(stored(there).encode(), infer_schema=False)
+    assert outcomes.height == 6000
+    assert set(outcomes.get_column("status")) == {"paid", "suspended", "rejected"}
+    assert outcomes.get_column("conflicts_with").drop_nulls().len() > 0  # overlaps across the two runs
+
+
+def test_a_run_whose_workers_do_not_answer_stores_nothing(ready, tmp_path):
+    require_server("Redis", "127.0.0.1", 6379)
+    ready("submit", FIXTURES / "worked_example" / "claims.csv")
+    failed = ready("--broker", SILENT_BROKER, "run", ok=False, env={"ADJUDICATION_RUN_TIMEOUT_SECONDS": "2"})
+    make_celery(Settings(broker_url=SILENT_BROKER)).control.purge()
+    assert failed.code == 1
+    assert "did not decide" in failed.err and "nothing was stored" in failed.err
+    assert ready("outcomes", "--format", "csv").rows() == []
+    assert "6 claims" in ready("run").out  # still queued, all of them
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(reference=reference_sets(clients=CLIENTS), groups=batches(max_claims=30, clients=CLIENTS),
+       count=st.integers(1, 5))
+def test_runs_decided_by_the_workers_equal_the_sequential_reference(celery_app, reference, groups, count):
+    runner = RunByRun(reference, RULES, sharded(count, CeleryShards(celery_app, timeout=60)))
+    got = []
+    for group in numbered(groups):
+        got += comparable(runner.run(group).outcomes)
+    queue = [row for group in numbered(groups) for row in group]
+    assert got == normalized(adjudicate_sequentially(queue, reference, RULES))
+
+
+def test_a_run_with_an_unreachable_broker_refuses_in_one_line(ready):
+    ready("submit", FIXTURES / "worked_example" / "claims.csv")
+    refused = ready("--broker", "redis://127.0.0.1:1/0", "run", ok=False)
+    assert refused.code == 1
+    assert refused.err.startswith("error: cannot reach the broker") and "the claims stay queued" in refused.err
+    assert "6 claims" in ready("run").out

@@ -1,0 +1,63 @@
+"""Runs split by client (adjudication.shards) equal the sequential reference, decided here or
+through the Celery task's messages, on dense random data with more clients than shards."""
+
+from __future__ import annotations
+
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adjudication.engine import check_records
+from adjudication.rules import load_rules
+from adjudication.shards import decide_each, sharded, split
+from engine_helpers import RunByRun, comparable, normalized, queue_frame
+from scenarios import batches, reference_sets
+from sequential import adjudicate_sequentially
+from test_engine_properties import numbered
+from worker.distributed import read_result, shard_message
+from worker.tasks import decide_shard
+
+RULES = load_rules()
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+CLIENTS = ["c01", "c02", "c03", "c04", "c05"]
+
+
+def through_messages(shards, rules):
+    """What a worker does with a shard, without the broker: encode, run the task body, decode."""
+    return [read_result(decide_shard(shard_message(shard, rules))) for shard in shards]
+
+
+@SETTINGS
+@given(reference=reference_sets(clients=CLIENTS), groups=batches(max_claims=30, clients=CLIENTS),
+       count=st.integers(1, 6), messages=st.booleans())
+def test_one_run_per_batch_in_shards_equals_the_sequential_reference(reference, groups, count, messages):
+    runner = RunByRun(reference, RULES, sharded(count, through_messages if messages else decide_each))
+    got = []
+    for group in numbered(groups):
+        got += comparable(runner.run(group).outcomes)
+    queue = [row for group in numbered(groups) for row in group]
+    assert got == normalized(adjudicate_sequentially(queue, reference, RULES))
+
+
+@SETTINGS
+@given(reference=reference_sets(clients=CLIENTS), groups=batches(max_claims=30, clients=CLIENTS),
+       count=st.integers(1, 6))
+def test_shards_hold_whole_clients_and_every_claim_once(reference, groups, count):
+    queue = queue_frame([row for group in numbered(groups) for row in group])
+    checked = check_records(queue, RULES)
+    frames = reference.frames()
+    ledger = RunByRun(reference, RULES).run([row for group in numbered(groups)[:1] for row in group]).newly_paid
+    shards = split(checked, frames, ledger, pl.DataFrame(schema={"claim_pk": pl.Int64, "code": pl.String}), count)
+    assert 1 <= len(shards) <= count
+    pks = [pk for shard in shards for pk in shard.checked.claims.get_column("claim_pk").to_list()]
+    assert sorted(pks) == queue.get_column("claim_pk").to_list()
+    owners: dict = {}
+    for index, shard in enumerate(shards):
+        claims = shard.checked.claims
+        assert claims.get_column("order").to_list() == list(range(claims.height))
+        assert claims.get_column("claim_pk").is_sorted()  # queue order kept
+        for client in claims.get_column("client_prime").unique().to_list():
+            assert owners.setdefault(client, index) == index
+        mine = set(claims.get_column("client_prime").drop_nulls().to_list())
+        assert set(shard.ledger.get_column("client_prime").to_list()) <= mine
+        assert set(shard.reference.spas.get_column("client_prime").to_list()) <= mine
