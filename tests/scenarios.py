@@ -93,7 +93,8 @@ def claim_rows(draw, ids: int = 40, clients: list[str] = CLIENTS) -> dict:
 @st.composite
 def batches(draw, max_batches: int = 3, max_claims: int = 20, clients: list[str] = CLIENTS) -> list[list[dict]]:
     """Batches of claim rows; some rows re-bill an earlier service under a new claim id."""
-    groups = draw(st.lists(st.lists(claim_rows(clients=clients), min_size=1, max_size=max_claims), min_size=1, max_size=max_batches))
+    batch = st.lists(claim_rows(clients=clients), min_size=1, max_size=max_claims)
+    groups = draw(st.lists(batch, min_size=1, max_size=max_batches))
     seen: list[dict] = []
     for group in groups:
         for index, row in enumerate(group):
