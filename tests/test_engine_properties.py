@@ -49,7 +49,11 @@ def test_one_run_per_batch_equals_the_sequential_reference(reference, groups):
 def test_requeues_and_overrides_take_their_place_in_the_order(reference, groups, data):
     """Suspended claims re-queued (some with a waiver) run alone, or in one run with the next batch,
     before or after it in the order depending on whether the re-queue or the submission came first."""
-    runner = RunByRun(reference, RULES)
+    check_requeues_and_overrides(RunByRun(reference, RULES), reference, groups, data)
+
+
+def check_requeues_and_overrides(runner: RunByRun, reference, groups, data) -> None:
+    """Runs with re-queued claims (some with a waiver) drawn from `data`, against the sequential reference."""
     waivers: dict[int, set[str]] = {}
     order: list[dict] = []
     got: list[dict] = []

@@ -13,7 +13,7 @@ from adjudication.shards import decide_each, sharded, split
 from engine_helpers import RunByRun, comparable, normalized, queue_frame
 from scenarios import batches, reference_sets
 from sequential import adjudicate_sequentially
-from test_engine_properties import numbered
+from test_engine_properties import check_requeues_and_overrides, numbered
 from worker.distributed import read_result, shard_message
 from worker.tasks import decide_shard
 
@@ -37,6 +37,14 @@ def test_one_run_per_batch_in_shards_equals_the_sequential_reference(reference, 
         got += comparable(runner.run(group).outcomes)
     queue = [row for group in numbered(groups) for row in group]
     assert got == normalized(adjudicate_sequentially(queue, reference, RULES))
+
+
+@SETTINGS
+@given(reference=reference_sets(clients=CLIENTS), groups=batches(max_claims=30, clients=CLIENTS),
+       count=st.integers(1, 6), data=st.data())
+def test_requeues_and_overrides_in_shards_take_their_place_in_the_order(reference, groups, count, data):
+    runner = RunByRun(reference, RULES, sharded(count, through_messages))
+    check_requeues_and_overrides(runner, reference, groups, data)
 
 
 @SETTINGS
