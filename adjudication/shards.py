@@ -79,6 +79,8 @@ def sharded(count: int, decide_shards: ShardDecider = decide_each) -> Decider:
     """A `decide` that splits the work into `count` shards and has `decide_shards` decide them."""
     def decider(checked: Checked, reference: ReferenceFrames, rules: Rules, ledger: pl.DataFrame | None = None,
                 waivers: pl.DataFrame | None = None) -> Adjudication:
+        if checked.claims.height == 0:
+            return decide(checked, reference, rules, ledger, waivers)
         ledger = pl.DataFrame(schema=LEDGER_SCHEMA) if ledger is None else ledger
         waivers = pl.DataFrame(schema={"claim_pk": pl.Int64, "code": pl.String}) if waivers is None else waivers
         parts = split(checked, reference, ledger, waivers, count)

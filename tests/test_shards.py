@@ -69,3 +69,10 @@ def test_shards_hold_whole_clients_and_every_claim_once(reference, groups, count
         mine = set(claims.get_column("client_prime").drop_nulls().to_list())
         assert set(shard.ledger.get_column("client_prime").to_list()) <= mine
         assert set(shard.reference.spas.get_column("client_prime").to_list()) <= mine
+
+
+def test_an_empty_queue_in_shards_decides_nothing():
+    from adjudication.reference import ReferenceSet
+
+    result = RunByRun(ReferenceSet(), RULES, sharded(3, through_messages)).run([])
+    assert result.outcomes.height == 0 and result.newly_paid.height == 0
