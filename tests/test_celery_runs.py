@@ -124,3 +124,16 @@ def test_a_run_with_an_unreachable_broker_refuses_in_one_line(ready):
     assert refused.code == 1
     assert refused.err.startswith("error: cannot reach the broker") and "the claims stay queued" in refused.err
     assert "6 claims" in ready("run").out
+
+
+def test_a_shard_failing_on_its_worker_fails_the_run(celery_app):
+    from adjudication.engine import Checked
+    from adjudication.reference import ReferenceSet
+    from adjudication.shards import Shard
+    from worker.distributed import ShardsFailed
+
+    frames = ReferenceSet().frames()
+    broken = Shard(checked=Checked(pl.DataFrame({"order": [0]}), pl.Series([], dtype=pl.Int64)), reference=frames,
+                   ledger=pl.DataFrame(), waivers=pl.DataFrame())
+    with pytest.raises(ShardsFailed, match="a worker failed on a shard"):
+        CeleryShards(celery_app, timeout=60)([broken], RULES)

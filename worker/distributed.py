@@ -102,8 +102,9 @@ class CeleryShards:
             job.revoke()
             raise ShardsFailed(f"the workers did not decide all {count} shards within {self.timeout:g} s "
                                "(is a worker running: adjudicate --broker URL worker?)") from None
-        except Exception as error:  # a shard raised on its worker: the message names its type
-            raise ShardsFailed(f"a worker failed on a shard: {type(error).__name__}: {error}") from None
+        except Exception as error:  # a shard raised on its worker; its text may quote claim data
+            raise ShardsFailed(f"a worker failed on a shard ({type(error).__name__}; the worker's log "
+                               "has the traceback)") from None
         finally:
             job.forget()
         return [read_result(message) for message in messages]
