@@ -171,14 +171,17 @@ def parse_file(name: str, text: str) -> list[Located]:
     """Parse one reference CSV (header = line 1); ReferenceLoadError on the first bad row."""
     model = FILES[name]
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+    except csv.Error as error:
+        raise ReferenceLoadError(name, 1, "(header)", f"not readable as CSV: {error}") from None
     reader.fieldnames = header
     needed = [n for n, f in model.model_fields.items() if f.is_required()]
     for column in needed:
         if column not in header:
             raise ReferenceLoadError(name, 1, column, "column is missing from the header")
     rows: list[Located] = []
-    for record in reader:
+    for record in _records(name, reader):
         line = reader.line_num
         if None in record:
             raise ReferenceLoadError(name, line, header[-1] if header else "?", "row has more fields than the header")
@@ -193,6 +196,19 @@ def parse_file(name: str, text: str) -> list[Located]:
                 raise ReferenceLoadError(name, line, column, "must not be negative")
         rows.append(Located(row, name, line))
     return rows
+
+
+def _records(name: str, reader: csv.DictReader):
+    """The reader's records; a CSV structure error (a field over the csv module's size limit, a NUL)
+    becomes a ReferenceLoadError naming the line it was found on."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            # line_num counts the lines read before the one that failed.
+            raise ReferenceLoadError(name, reader.line_num + 1, "(record)", f"not readable as CSV: {error}") from None
 
 
 def _model_field(message: str, model: type[_Row]) -> str:

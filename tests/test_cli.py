@@ -142,6 +142,13 @@ def test_reference_errors_name_file_line_and_field_and_change_nothing(ready, tmp
     write(bad / "spas.csv", "spa_id,plan_id,provider_id,service_element,procedure_code,modifier,start_date,"
           "end_date,units,unit_period,rate,status\nE,POC1,P1,SE49,OR526,NA,2026-06-01,2026-06-30,1,month,1,accepted\n")
     assert "spas.csv line 2, field start_date" in ready("reference", "load", bad, ok=False).err
+    # A field over the csv module's size limit is a refusal naming the line, not an internal error.
+    (bad / "spas.csv").unlink()
+    write(bad / "providers.csv", "provider_id,name,kind\nP1,Pat,psw\nP2," + "x" * 200_000 + ",psw\n")
+    huge = ready("reference", "load", bad, ok=False)
+    assert huge.code == 1 and "providers.csv line 3, field (record): not readable as CSV" in huge.err
+    write(bad / "providers.csv", "provider_id," + "n" * 200_000 + ",kind\nP1,Pat,psw\n")
+    assert "providers.csv line 1, field (header): not readable as CSV" in ready("reference", "load", bad, ok=False).err
     # None of the refused loads changed anything: the worked example still adjudicates as before.
     ready("submit", CLAIMS)
     assert "4 paid, 2 suspended" in ready("run").out
