@@ -18,10 +18,9 @@ from hypothesis import strategies as st
 from adjudication.rules import load_rules
 from adjudication.shards import sharded
 from conftest import ADJUDICATE, FIXTURES, ROOT, Cli, require_server
-from engine_helpers import RunByRun, comparable, normalized
+from engine_helpers import RunByRun
 from scenarios import batches, reference_sets
-from sequential import adjudicate_sequentially
-from test_engine_properties import numbered
+from test_engine_properties import check_one_run_per_batch
 from worker.distributed import CeleryShards
 from worker.settings import Settings
 from worker.tasks import make_celery
@@ -111,11 +110,7 @@ def test_a_run_whose_workers_do_not_answer_stores_nothing(ready, tmp_path):
        count=st.integers(1, 5))
 def test_runs_decided_by_the_workers_equal_the_sequential_reference(celery_app, reference, groups, count):
     runner = RunByRun(reference, RULES, sharded(count, CeleryShards(celery_app, timeout=60)))
-    got = []
-    for group in numbered(groups):
-        got += comparable(runner.run(group).outcomes)
-    queue = [row for group in numbered(groups) for row in group]
-    assert got == normalized(adjudicate_sequentially(queue, reference, RULES))
+    check_one_run_per_batch(runner, reference, groups)
 
 
 def test_a_run_with_an_unreachable_broker_refuses_in_one_line(ready):

@@ -36,7 +36,11 @@ def test_all_batches_in_one_run_equal_the_sequential_reference(reference, groups
 @SETTINGS
 @given(reference=reference_sets(), groups=batches())
 def test_one_run_per_batch_equals_the_sequential_reference(reference, groups):
-    runner = RunByRun(reference, RULES)
+    check_one_run_per_batch(RunByRun(reference, RULES), reference, groups)
+
+
+def check_one_run_per_batch(runner: RunByRun, reference, groups) -> None:
+    """A run per batch, carrying the state between runs, against the sequential reference."""
     got = []
     for group in numbered(groups):
         got += comparable(runner.run(group).outcomes)

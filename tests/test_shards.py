@@ -10,10 +10,9 @@ from hypothesis import strategies as st
 from adjudication.engine import check_records
 from adjudication.rules import load_rules
 from adjudication.shards import decide_each, sharded, split
-from engine_helpers import RunByRun, comparable, normalized, queue_frame
+from engine_helpers import RunByRun, queue_frame
 from scenarios import batches, reference_sets
-from sequential import adjudicate_sequentially
-from test_engine_properties import check_requeues_and_overrides, numbered
+from test_engine_properties import check_one_run_per_batch, check_requeues_and_overrides, numbered
 from worker.distributed import read_result, shard_message
 from worker.tasks import decide_shard
 
@@ -32,11 +31,7 @@ def through_messages(shards, rules):
        count=st.integers(1, 6), messages=st.booleans())
 def test_one_run_per_batch_in_shards_equals_the_sequential_reference(reference, groups, count, messages):
     runner = RunByRun(reference, RULES, sharded(count, through_messages if messages else decide_each))
-    got = []
-    for group in numbered(groups):
-        got += comparable(runner.run(group).outcomes)
-    queue = [row for group in numbered(groups) for row in group]
-    assert got == normalized(adjudicate_sequentially(queue, reference, RULES))
+    check_one_run_per_batch(runner, reference, groups)
 
 
 @SETTINGS
