@@ -1,7 +1,9 @@
 """Claim record checks, vectorized: raw text columns -> typed columns plus the invalid fields.
 
 A claim is kept as posted (every column text); this turns those texts into the values the edits
-need and lists, per row, every field that fails (`INVALID_RECORD:<field>`, in column order).
+need and lists, per row, every field that fails (`INVALID_RECORD:<field>`, in column order). Two
+steps: `parse_fields`, the text work, which needs no rules (submit does it once and stores the
+result with the batch), and `check_fields`, which applies the rules (each run, on stored fields).
 """
 
 from __future__ import annotations
@@ -64,18 +66,28 @@ def minutes(column: str, allow_24: bool) -> pl.Expr:
     return pl.when(ok).then(hour * 60 + minute)
 
 
-def parse_claims(raw: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
-    """Add typed columns and `invalid` (list of INVALID_RECORD reasons, empty when valid).
+# What `parse_fields` gives: the texts trimmed (empty -> missing; modifier '' when none) and the
+# values the edits compare. None of it depends on the rules, so it is computed once, at submit, and
+# stored with the batch; a run reads it back instead of parsing the texts again.
+FIELDS_SCHEMA = {
+    **{c: pl.String for c in CLAIM_COLUMNS},
+    "service_day": pl.Date,
+    "start_min": pl.Int64,
+    "end_min": pl.Int64,
+    "units_s": pl.Int64,
+    "rate_s": pl.Int64,
+}
 
-    Texts are stripped, and empty texts count as missing. Typed columns: service_day (Date),
-    start_min/end_min (minutes), units_s/rate_s (x10^4), hourly, timed, group (overlap group),
-    invalid_mask (a bit per failing field of CHECKED_FIELDS).
+
+def parse_fields(raw: pl.LazyFrame) -> pl.LazyFrame:
+    """Raw text columns -> FIELDS_SCHEMA (other columns kept): the text work of the record checks.
+
+    Typed values are null where the text is not a well-formed date, time or decimal.
     """
     stripped = raw.with_columns(
         [pl.col(c).cast(pl.String).str.strip_chars().replace("", None) for c in CLAIM_COLUMNS]
     ).with_columns(pl.col("modifier").fill_null(""))
-    group_of = {proc: index for index, group in enumerate(rules.overlap_groups) for proc in group}
-    typed = stripped.with_columns(
+    return stripped.with_columns(
         service_day=pl.when(pl.col("service_date").str.contains(DATE_PATTERN)).then(
             pl.col("service_date").str.to_date("%Y-%m-%d", strict=False)
         ),
@@ -83,9 +95,25 @@ def parse_claims(raw: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
         end_min=minutes("end_time", allow_24=True),
         units_s=scaled_number("units"),
         rate_s=scaled_number("billed_rate"),
+    )
+
+
+def parse_claims(raw: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
+    """`check_fields(parse_fields(raw))`: raw texts -> typed columns and the failing fields."""
+    return check_fields(parse_fields(raw), rules)
+
+
+def check_fields(fields: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
+    """Add to parsed fields (FIELDS_SCHEMA) what depends on the rules, and the record checks:
+    hourly, timed, group (overlap group), span, invalid_mask (a bit per failing field of
+    CHECKED_FIELDS) and invalid (its INVALID_RECORD reasons, empty when valid).
+    """
+    group_of = {proc: index for index, group in enumerate(rules.overlap_groups) for proc in group}
+    typed = fields.with_columns(
         hourly=pl.col("procedure_code").is_in(sorted(rules.hourly_procedures)).fill_null(False),
         group=pl.col("procedure_code").replace_strict(group_of, default=None, return_dtype=pl.Int32),
-    ).with_columns(span=pl.col("end_min") - pl.col("start_min"))
+        span=pl.col("end_min") - pl.col("start_min"),
+    )
     has_start = pl.col("start_time").is_not_null()
     has_end = pl.col("end_time").is_not_null()
     needs_times = pl.col("group").is_not_null()

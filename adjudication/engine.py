@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from adjudication import reasons as R
-from adjudication.claims import REASONS_BY_MASK, parse_claims
+from adjudication.claims import REASONS_BY_MASK, check_fields, parse_fields
 from adjudication.decimals import SCALE
 from adjudication.rules import Rules
 
@@ -116,14 +116,19 @@ def adjudicate(
     holders: claim_id -> claim_pk of stored claims not rejected (they hold their claim id).
     waivers: claim_pk, code: edits an operator waived for a claim.
     """
-    return decide(check_records(queue, rules, holders), reference, rules, ledger, waivers)
+    fields = parse_fields(queue.lazy()).collect(engine=IN_MEMORY)
+    return decide(check_records(fields, rules, holders), reference, rules, ledger, waivers)
 
 
-def check_records(queue: pl.DataFrame, rules: Rules, holders: pl.DataFrame | None = None) -> Checked:
-    """The record checks of SPEC 4 (invalid records, duplicate claim ids): the first half of `adjudicate`."""
+def check_records(fields: pl.DataFrame, rules: Rules, holders: pl.DataFrame | None = None) -> Checked:
+    """The record checks of SPEC 4 (invalid records, duplicate claim ids): the first half of `adjudicate`.
+
+    fields: claim_pk + the queue's parsed fields (claims.FIELDS_SCHEMA, from `parse_fields`), in
+    adjudication order. A run reads them as stored at submit; the texts are not parsed again.
+    """
     holders = holders if holders is not None else _empty({"claim_id": pl.String, "holder_pk": pl.Int64})
     claims = (
-        parse_claims(queue.lazy(), rules)
+        check_fields(fields.lazy(), rules)
         .drop("invalid", "service_date", "start_time", "end_time", "units", "billed_rate", "staff_id")
         .with_columns(
             order=pl.int_range(pl.len(), dtype=pl.Int64),

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import polars as pl
 
-from adjudication.claims import CLAIM_COLUMNS
+from adjudication.claims import CLAIM_COLUMNS, parse_fields
 from adjudication.engine import Adjudication, Decider, check_records, decide
 from adjudication.reference import ReferenceSet
 from adjudication.rules import Rules
@@ -17,6 +17,11 @@ def queue_frame(rows: list[dict]) -> pl.DataFrame:
         [{"claim_pk": r["claim_pk"], **{c: r.get(c) for c in CLAIM_COLUMNS}} for r in rows],
         schema={"claim_pk": pl.Int64, **{c: pl.String for c in CLAIM_COLUMNS}},
     )
+
+
+def fields_frame(rows: list[dict]) -> pl.DataFrame:
+    """The parsed fields of `rows`, as a run reads them from the store."""
+    return parse_fields(queue_frame(rows).lazy()).collect()
 
 
 def comparable(outcomes: pl.DataFrame) -> list[dict]:
@@ -50,7 +55,7 @@ class RunByRun:
         holders = pl.DataFrame(list(self.holders.items()), schema={"claim_id": pl.String, "holder_pk": pl.Int64},
                                orient="row")
         waivers = pl.DataFrame(self.waivers, schema={"claim_pk": pl.Int64, "code": pl.String}, orient="row")
-        checked = check_records(queue_frame(rows), self.rules, holders)
+        checked = check_records(fields_frame(rows), self.rules, holders)
         result = self.decider(checked, self.frames, self.rules, self.ledger, waivers)
         self.ledger = result.newly_paid if self.ledger is None else pl.concat([self.ledger, result.newly_paid])
         by_pk = {r["claim_pk"]: r for r in rows}

@@ -87,6 +87,9 @@ def claim_rows(draw, ids: int = 40, clients: list[str] = CLIENTS) -> dict:
         row[draw(st.sampled_from(["service_date", "units", "billed_rate", "end_time"]))] = "x1"
     elif corruption == 3:
         row["units"] = "9"
+    elif corruption == 4:  # padding exporters leave: the same claim once trimmed
+        field = draw(st.sampled_from(["claim_id", "client_prime", "provider_id", "modifier", "start_time", "units"]))
+        row[field] = draw(st.sampled_from([" ", "\t"])) + row[field] + " "
     return row
 
 

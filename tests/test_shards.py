@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from adjudication.engine import check_records
 from adjudication.rules import load_rules
 from adjudication.shards import decide_each, sharded, split
-from engine_helpers import RunByRun, queue_frame
+from engine_helpers import RunByRun, fields_frame
 from scenarios import batches, reference_sets
 from test_engine_properties import check_one_run_per_batch, check_requeues_and_overrides, numbered
 from worker.distributed import read_result, shard_message
@@ -46,7 +46,7 @@ def test_requeues_and_overrides_in_shards_take_their_place_in_the_order(referenc
 @given(reference=reference_sets(clients=CLIENTS), groups=batches(max_claims=30, clients=CLIENTS),
        count=st.integers(1, 6))
 def test_shards_hold_whole_clients_and_every_claim_once(reference, groups, count):
-    queue = queue_frame([row for group in numbered(groups) for row in group])
+    queue = fields_frame([row for group in numbered(groups) for row in group])
     checked = check_records(queue, RULES)
     frames = reference.frames()
     ledger = RunByRun(reference, RULES).run([row for group in numbered(groups)[:1] for row in group]).newly_paid

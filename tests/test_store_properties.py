@@ -4,13 +4,15 @@ on SQLite and on PostgreSQL: state carried between runs comes from the database.
 from __future__ import annotations
 
 import csv
+import io
 from decimal import Decimal
 from pathlib import Path
 
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, update
 
 from adjudication.claims import CLAIM_COLUMNS
 from adjudication.reference import Located
@@ -105,6 +107,43 @@ def test_store_equals_the_sequential_reference(store, tmp_path):
             assert got["spa_id"] == (outcome["spa_id"] or ""), entry
             assert sorted(filter(None, got["conflicts_with"].split(";"))) == sorted(outcome["conflicts_with"])
             assert Decimal(got["paid_units"]) == (outcome["paid_units"] or 0), entry
+            assert got["paid_amount"] == f"{outcome['paid_amount'] or 0:.2f}", entry
+
+    check()
+
+
+def test_batches_stored_without_parsed_fields_are_parsed_by_the_run(store, tmp_path):
+    """A payload written before submit kept the parsed fields (posted texts only) still runs, and
+    the outcome is the sequential reference's, whichever of the batches are of the old kind."""
+    @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(reference=reference_sets(), groups=batches(), data=st.data())
+    def check(reference, groups, data):
+        _reset(store)
+        with store.begin() as conn:
+            repo.save_reference(conn, {
+                name: [Located(row) for row in reference.rows(name)]
+                for name in ("providers.csv", "plans.csv", "enrollments.csv", "spas.csv")})
+        order: list[dict] = []
+        for index, group in enumerate(groups):
+            submitted = service.submit(store, _write_csv(tmp_path / f"b{index}.csv", group), RULES, Limits())
+            if not submitted.new:
+                continue
+            for line, row in enumerate(group, start=2):
+                order.append({**row, "claim_pk": len(order) + 1, "key": (submitted.batch_id, line, 1)})
+            if data.draw(st.booleans()):
+                with store.begin() as conn:
+                    posted = repo.payloads(conn, [submitted.batch_id]).select(repo.PAYLOAD_SCHEMA.keys())
+                    buffer = io.BytesIO()
+                    posted.write_parquet(buffer)
+                    conn.execute(update(t.batch_payloads).where(t.batch_payloads.c.batch_id == submitted.batch_id)
+                                 .values(payload=buffer.getvalue()))
+                    assert not any(c.startswith(repo.PARSED) for c in pl.read_parquet_schema(io.BytesIO(buffer.getvalue())))
+        service.run(store, RULES)
+        stored = _stored(store)
+        assert len(stored) == len(order)
+        for entry, outcome in zip(order, adjudicate_sequentially(order, reference, RULES)):
+            got = stored[entry["key"]]
+            assert (got["status"], got["reasons"]) == (outcome["status"], ";".join(outcome["reasons"])), entry
             assert got["paid_amount"] == f"{outcome['paid_amount'] or 0:.2f}", entry
 
     check()

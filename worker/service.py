@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from adjudication import reasons as R
 from adjudication.claim_file import ClaimFile, Limits, read_claim_file
-from adjudication.claims import CLAIM_COLUMNS, parse_claims
+from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA, check_fields, parse_fields
 from adjudication.engine import Decider, check_records, decide
 from adjudication.reference import merge, read_dir
 from adjudication.rules import Rules
@@ -91,7 +91,9 @@ def _store_batch(engine: Engine, name: str, content_hash: str, claim_file: Claim
                  progress: Progress) -> Submitted:
     batch_id = batch_id_for(content_hash)
     rows = claim_file.rows
-    invalid = parse_claims(rows.lazy(), rules).select(pl.col("invalid_mask") != 0).collect().to_series().sum()
+    # Parsed once, here: the count printed now, and the fields the run reads (it does not parse again).
+    fields = parse_fields(rows.lazy()).select(FIELDS_SCHEMA.keys()).collect()
+    invalid = check_fields(fields.lazy(), rules).select(pl.col("invalid_mask") != 0).collect().to_series().sum()
     with engine.begin() as conn:
         _lock(conn, "submit")
         if conn.execute(select(t.batches.c.batch_id).where(t.batches.c.content_hash == content_hash)).first():
@@ -103,7 +105,7 @@ def _store_batch(engine: Engine, name: str, content_hash: str, claim_file: Claim
             submitted_at=repo.now(), seq=seq, status="queued", claims=rows.height, intake_rejected=invalid,
             first_pk=first_pk))
         repo.store_payload(conn, batch_id, rows.with_columns(
-            claim_pk=pl.int_range(first_pk, first_pk + rows.height, dtype=pl.Int64)))
+            claim_pk=pl.int_range(first_pk, first_pk + rows.height, dtype=pl.Int64)), fields)
         progress("submit", rows.height, rows.height)
     log.info("batch %s queued: %d claims, %d failing record checks", batch_id, rows.height, invalid)
     return Submitted(batch_id, True, rows.height, invalid)
@@ -129,7 +131,7 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet, decider: Deci
     with engine.begin() as conn:
         _lock(conn, "run")
         snapshot = repo.queued_claims(conn)
-        queue = snapshot.claims
+        queue = snapshot.fields
         if queue.height == 0:
             return RunSummary(None, 0, 0, 0, 0, 0)
         progress("adjudicate", 0, queue.height)
@@ -302,8 +304,9 @@ def _select_suspended(conn: Connection, selection: Selection) -> list[tuple[int,
         waiting = waiting.filter(pl.col("batch_id") == selection.batch)
     if selection.reason:
         waiting = waiting.filter(pl.col("reasons").str.split(";").list.contains(selection.reason))
-    claims = repo.payloads(conn, waiting.get_column("batch_id").unique().to_list()).join(
-        waiting.select("claim_pk"), on="claim_pk")
+    # Parsed fields: trimmed ids, and dates as ISO text whatever padding they were posted with.
+    claims = repo.payloads(conn, waiting.get_column("batch_id").unique().to_list(), parsed=True).join(
+        waiting.select("claim_pk"), on="claim_pk").with_columns(service_date=pl.col("service_day").cast(pl.String))
     for column, value in (("provider_id", selection.provider), ("client_prime", selection.client)):
         if value:
             claims = claims.filter(pl.col(column) == value)

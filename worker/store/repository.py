@@ -12,7 +12,7 @@ from sqlalchemy import ARRAY, Connection, String, any_, bindparam, delete, func,
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from adjudication.claims import CLAIM_COLUMNS, scaled_number
+from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA, parse_fields, scaled_number
 from adjudication.decimals import to_scaled
 from adjudication.engine import LEDGER_SCHEMA, ReferenceFrames
 from adjudication.ledger_codec import PACKED_SCHEMA, pack, unpack
@@ -132,28 +132,56 @@ def new_queue_event(conn: Connection, kind: str) -> int:
     return conn.execute(insert(t.queue_events).values(kind=kind, at=now()).returning(t.queue_events.c.seq)).scalar_one()
 
 
+# A batch's payload: its claims as posted (every column text), and what claims.parse_fields made
+# of them at submit, as columns named PARSED + field, so a run reads them instead of parsing again.
+# A trimmed text is kept only when it differs from the posted one somewhere in the batch: in a
+# clean file the posted texts are the parsed ones, and only the typed values are added.
 PAYLOAD_SCHEMA = {"claim_pk": pl.Int64, "line": pl.Int64, **{c: pl.String for c in CLAIM_COLUMNS}}
+PARSED = "parsed."
 
 
-def store_payload(conn: Connection, batch_id: str, claims: pl.DataFrame) -> None:
+def store_payload(conn: Connection, batch_id: str, claims: pl.DataFrame, fields: pl.DataFrame) -> None:
+    """claims: PAYLOAD_SCHEMA; fields: their parsed fields (FIELDS_SCHEMA), row for row."""
+    kept = [c for c in FIELDS_SCHEMA
+            if c not in CLAIM_COLUMNS or not fields.get_column(c).equals(claims.get_column(c))]
     buffer = io.BytesIO()
-    claims.select(PAYLOAD_SCHEMA.keys()).write_parquet(buffer, compression="zstd")
+    claims.select(PAYLOAD_SCHEMA.keys()).hstack(
+        fields.select([pl.col(c).alias(PARSED + c) for c in kept])
+    ).write_parquet(buffer, compression="zstd")
     conn.execute(insert(t.batch_payloads).values(batch_id=batch_id, payload=buffer.getvalue()))
 
 
-def payloads(conn: Connection, batch_ids: list[str] | None = None) -> pl.DataFrame:
-    """The posted claims of some batches (all when None): PAYLOAD_SCHEMA + batch_id and its queue seq."""
+def payloads(conn: Connection, batch_ids: list[str] | None = None, parsed: bool = False) -> pl.DataFrame:
+    """The claims of some batches (all when None) with batch_id and its queue seq: as posted
+    (PAYLOAD_SCHEMA), or parsed (claim_pk, line and FIELDS_SCHEMA)."""
     statement = select(t.batches.c.batch_id, t.batches.c.seq, t.batch_payloads.c.payload).join(
         t.batch_payloads, t.batch_payloads.c.batch_id == t.batches.c.batch_id)
     if batch_ids is not None:
         statement = statement.where(t.batches.c.batch_id.in_(batch_ids))
+    read = _parsed_payload if parsed else _posted_payload
     frames = [
-        pl.read_parquet(io.BytesIO(payload)).cast(PAYLOAD_SCHEMA).with_columns(
-            batch_id=pl.lit(batch_id, pl.String), batch_seq=pl.lit(seq, pl.Int64))
+        read(payload).with_columns(batch_id=pl.lit(batch_id, pl.String), batch_seq=pl.lit(seq, pl.Int64))
         for batch_id, seq, payload in conn.execute(statement)
     ]
-    empty = pl.DataFrame(schema={**PAYLOAD_SCHEMA, "batch_id": pl.String, "batch_seq": pl.Int64})
+    schema = {"claim_pk": pl.Int64, "line": pl.Int64, **FIELDS_SCHEMA} if parsed else PAYLOAD_SCHEMA
+    empty = pl.DataFrame(schema={**schema, "batch_id": pl.String, "batch_seq": pl.Int64})
     return pl.concat([empty, *frames])
+
+
+def _posted_payload(payload: bytes) -> pl.DataFrame:
+    return pl.read_parquet(io.BytesIO(payload), columns=list(PAYLOAD_SCHEMA)).cast(PAYLOAD_SCHEMA)
+
+
+def _parsed_payload(payload: bytes) -> pl.DataFrame:
+    stored = pl.read_parquet_schema(io.BytesIO(payload))
+    if PARSED + "service_day" in stored:
+        columns = [PARSED + c if PARSED + c in stored else c for c in FIELDS_SCHEMA]
+        frame = pl.read_parquet(io.BytesIO(payload), columns=["claim_pk", "line", *columns]).rename(
+            lambda c: c.removeprefix(PARSED))
+    else:  # stored before submit kept the parsed fields
+        frame = parse_fields(_posted_payload(payload).lazy()).collect()
+    return frame.select("claim_pk", "line", *FIELDS_SCHEMA).cast({"claim_pk": pl.Int64, "line": pl.Int64,
+                                                                  **FIELDS_SCHEMA})
 
 
 def next_claim_pk(conn: Connection) -> int:
@@ -165,7 +193,7 @@ def next_claim_pk(conn: Connection) -> int:
 class Queue:
     """A snapshot of the work of one run: claims in adjudication order, and where they came from."""
 
-    claims: pl.DataFrame  # claim_pk + raw claim columns
+    fields: pl.DataFrame  # claim_pk + the claims' parsed fields (claims.FIELDS_SCHEMA)
     origin: pl.DataFrame  # claim_pk, batch_id, attempt (the number this run's attempt gets)
     batch_ids: list[str]  # fresh batches read
     requeued_pks: list[int]
@@ -174,7 +202,7 @@ class Queue:
 def queued_claims(conn: Connection) -> Queue:
     """Every claim waiting for adjudication, in adjudication order (batch or re-queue time, line)."""
     fresh_ids = list(conn.execute(select(t.batches.c.batch_id).where(t.batches.c.status == "queued")).scalars())
-    fresh = payloads(conn, fresh_ids).with_columns(seq=pl.col("batch_seq"), attempt=pl.lit(1, pl.Int64))
+    fresh = payloads(conn, fresh_ids, parsed=True).with_columns(seq=pl.col("batch_seq"), attempt=pl.lit(1, pl.Int64))
     again = read_frame(
         conn,
         select(t.requeues.c.claim_pk, t.requeues.c.seq, t.suspended.c.attempt + 1).join(
@@ -183,12 +211,12 @@ def queued_claims(conn: Connection) -> Queue:
     )
     again_batches = list(conn.execute(select(t.suspended.c.batch_id).distinct().join(
         t.requeues, t.requeues.c.claim_pk == t.suspended.c.claim_pk)).scalars())
-    requeued = payloads(conn, again_batches).join(again, on="claim_pk")
+    requeued = payloads(conn, again_batches, parsed=True).join(again, on="claim_pk")
     queue = pl.concat([fresh, requeued.select(fresh.columns)])
     if len(fresh_ids) > 1 or requeued.height:  # one batch alone is already in line order
         queue = queue.sort("seq", "batch_seq", "line")
     return Queue(
-        claims=queue.select("claim_pk", *CLAIM_COLUMNS),
+        fields=queue.select("claim_pk", *FIELDS_SCHEMA),
         origin=queue.select("claim_pk", "batch_id", "attempt"),
         batch_ids=fresh_ids,
         requeued_pks=again.get_column("claim_pk").to_list(),
@@ -222,14 +250,14 @@ def _in_values(conn: Connection, column, values: list[str], name: str = "values"
 # --- state a run reads ------------------------------------------------------------------------
 
 def queue_clients(queue: pl.DataFrame) -> list[str]:
-    """The clients a queue touches (as the engine reads them: trimmed)."""
-    return queue.get_column("client_prime").str.strip_chars().drop_nulls().unique().to_list()
+    """The clients a queue (parsed fields) touches."""
+    return queue.get_column("client_prime").drop_nulls().unique().to_list()
 
 
 def ledger_for(conn: Connection, queue: pl.DataFrame, clients: list[str], reference: ReferenceFrames) -> pl.DataFrame:
     """Earlier paid claims that can matter to this run: its clients' claims in the months it
     touches, and every claim on an SPA of theirs counted over its whole span (unit_period total)."""
-    days = queue.get_column("service_date").str.strip_chars().str.to_date("%Y-%m-%d", strict=False).drop_nulls()
+    days = queue.get_column("service_day").drop_nulls()
     if days.len() == 0 or not conn.execute(select(t.paid_months.c.run_id).limit(1)).first():
         return pl.DataFrame(schema=LEDGER_SCHEMA)
     first = days.min().replace(day=1)
@@ -251,7 +279,7 @@ def holders_for(conn: Connection, queue: pl.DataFrame) -> pl.DataFrame:
     schema = {"claim_id": pl.String, "holder_pk": pl.Int64}
     if not conn.execute(select(t.claim_ids.c.claim_id).limit(1)).first():
         return pl.DataFrame(schema=schema)
-    ids = queue.get_column("claim_id").str.strip_chars().drop_nulls().unique().to_list()
+    ids = queue.get_column("claim_id").drop_nulls().unique().to_list()
     statement = select(t.claim_ids.c.claim_id, t.claim_ids.c.claim_pk).where(
         _in_values(conn, t.claim_ids.c.claim_id, ids, "claim_ids"))
     return read_frame(conn, statement, schema)
