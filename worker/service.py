@@ -54,7 +54,8 @@ def load_reference(engine: Engine, folder: Path) -> dict[str, int]:
         raise UserError(f"{folder} holds none of providers.csv, plans.csv, enrollments.csv, spas.csv")
     with engine.begin() as conn:
         _lock(conn, "reference load")
-        merge(repo.reference_set(conn), loaded)  # raises ReferenceLoadError before anything is written
+        # Only the stored rows the load could conflict with; raises before anything is written.
+        merge(repo.reference_set(conn, loaded), loaded)
         repo.save_reference(conn, loaded)
     counts = {name: len(rows) for name, rows in loaded.items()}
     log.info("reference loaded: %s", counts)

@@ -27,12 +27,30 @@ def now() -> dt.datetime:
 
 # --- reference data -------------------------------------------------------------------------
 
-def reference_set(conn: Connection) -> ReferenceSet:
-    def rows(table, model):
-        return [model.model_validate(dict(r._mapping)) for r in conn.execute(select(table))]
+def reference_set(conn: Connection, loaded: dict[str, list[Located]] | None = None) -> ReferenceSet:
+    """The stored reference rows: all of them, or only those a load of `loaded` could conflict
+    with. `reference.merge` checks a load's SPAs against the plans and providers they name, its
+    plans against the other plans of their clients, and its SPAs against the other SPAs of their
+    plans; it never checks enrollments. Reading only those rows keeps a small load on a large
+    store small (every stored row was checked when it was loaded)."""
+    def rows(table, model, where=None):
+        statement = select(table) if where is None else select(table).where(where)
+        return [model.model_validate(dict(r._mapping)) for r in conn.execute(statement)]
 
-    return ReferenceSet.from_rows(rows(t.providers, Provider), rows(t.plans, Plan), rows(t.enrollments, Enrollment),
-                                  rows(t.spas, Spa))
+    if loaded is None:
+        return ReferenceSet.from_rows(rows(t.providers, Provider), rows(t.plans, Plan),
+                                      rows(t.enrollments, Enrollment), rows(t.spas, Spa))
+    new_spas = [item.row for item in loaded.get("spas.csv", [])]
+    spa_plans = sorted({s.plan_id for s in new_spas})
+    plan_clients = sorted({item.row.client_prime for item in loaded.get("plans.csv", [])})
+    return ReferenceSet.from_rows(
+        rows(t.providers, Provider,
+             _in_values(conn, t.providers.c.provider_id, sorted({s.provider_id for s in new_spas}), "providers")),
+        rows(t.plans, Plan, _in_values(conn, t.plans.c.plan_id, spa_plans, "plans")
+             | _in_values(conn, t.plans.c.client_prime, plan_clients, "clients")),
+        [],
+        rows(t.spas, Spa, _in_values(conn, t.spas.c.plan_id, spa_plans, "spa_plans")),
+    )
 
 
 REFERENCE_FRAMES = ("plans", "enrollments", "spas")
@@ -42,11 +60,7 @@ def reference_frames(conn: Connection, clients: list[str] | None = None) -> Refe
     """Reference data as the engine reads it (of `clients` only, when given), from the snapshot the
     last load stored: a million-claim run would otherwise spend a good part of its time turning
     reference rows into Python objects."""
-    stored = dict(conn.execute(select(t.reference_snapshots.c.name, t.reference_snapshots.c.payload)).all())
-    if set(stored) == set(REFERENCE_FRAMES):
-        frames = ReferenceFrames(**{name: pl.read_parquet(io.BytesIO(stored[name])) for name in REFERENCE_FRAMES})
-    else:  # stored before snapshots existed
-        frames = _reference_from_tables(conn)
+    frames = _snapshot(conn) or _reference_from_tables(conn)  # stored before snapshots existed
     if clients is None:
         return frames
     wanted = pl.Series(clients, dtype=pl.String).implode()
@@ -54,8 +68,37 @@ def reference_frames(conn: Connection, clients: list[str] | None = None) -> Refe
                               for name in REFERENCE_FRAMES})
 
 
-def _store_reference_snapshot(conn: Connection) -> None:
-    frames = _reference_from_tables(conn)
+def _snapshot(conn: Connection) -> ReferenceFrames | None:
+    stored = dict(conn.execute(select(t.reference_snapshots.c.name, t.reference_snapshots.c.payload)).all())
+    if set(stored) != set(REFERENCE_FRAMES):
+        return None
+    return ReferenceFrames(**{name: pl.read_parquet(io.BytesIO(stored[name])) for name in REFERENCE_FRAMES})
+
+
+def _store_reference_snapshot(conn: Connection, loaded: dict[str, list[Located]]) -> None:
+    """The snapshot after a load: the stored one with the loaded rows in place of those they replace
+    (as `save_reference` does to the tables), so a small load costs little on a large store; built
+    from the tables when there is none yet."""
+    old = _snapshot(conn)
+    if old is None:
+        frames = _reference_from_tables(conn)
+    else:
+        new = ReferenceSet.from_rows([], *[[item.row for item in loaded.get(name, [])]
+                                           for name in ("plans.csv", "enrollments.csv", "spas.csv")]).frames()
+
+        def replaced(name: str, key: str) -> pl.DataFrame:
+            kept = getattr(old, name).filter(~pl.col(key).is_in(getattr(new, name).get_column(key).implode()))
+            return pl.concat([kept, getattr(new, name).cast(kept.schema)])
+
+        plans = replaced("plans", "plan_id")
+        spas = replaced("spas", "spa_id")
+        frames = ReferenceFrames(
+            plans=plans,
+            enrollments=replaced("enrollments", "client_prime"),
+            # A SPA's client is its plan's, which this load may have changed or brought.
+            spas=spas.drop("client_prime").join(plans.select("plan_id", "client_prime"), on="plan_id", how="left",
+                                                maintain_order="left").select(spas.columns),
+        )
     conn.execute(delete(t.reference_snapshots))
     for name in REFERENCE_FRAMES:
         buffer = io.BytesIO()
@@ -119,7 +162,7 @@ def save_reference(conn: Connection, loaded: dict[str, list[Located]]) -> None:
             conn.execute(delete(t.enrollments).where(t.enrollments.c.client_prime.in_(chunk)))
         if rows:
             conn.execute(insert(t.enrollments), rows)
-    _store_reference_snapshot(conn)
+    _store_reference_snapshot(conn, loaded)
 
 
 def _dates(row: dict) -> dict:

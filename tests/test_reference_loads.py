@@ -1,0 +1,94 @@
+"""Reference loads on a store that already holds reference data: a load reads only the stored rows
+it could conflict with, and updates the runs' snapshot in place; both must equal doing it whole."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, insert
+
+from adjudication.engine import ReferenceFrames
+from adjudication.reference import Located, ReferenceLoadError, ReferenceSet, merge
+from scenarios import reference_sets
+from worker.store import repository as repo
+from worker.store import schema as t
+from worker.store.database import make_engine, upgrade
+
+CLIENTS = ["c01", "c02", "c03"]
+FILES = ("providers.csv", "plans.csv", "enrollments.csv", "spas.csv")
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+KEYS = {"plans": ["plan_id"], "enrollments": ["client_prime", "start_date", "end_date"], "spas": ["spa_id"]}
+
+
+@pytest.fixture
+def store(db_url):
+    engine = make_engine(db_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _reset(engine) -> None:
+    with engine.begin() as conn:
+        for table in reversed(t.metadata.sorted_tables):
+            conn.execute(delete(table))
+        conn.execute(insert(t.run_lock).values(id=1, holder=None))
+
+
+@st.composite
+def loads(draw) -> dict[str, list[Located]]:
+    """Some rows of a random reference set, as a load brings them: ids shared with what is stored
+    (upserts, overlapping plans and SPAs), SPAs whose plan or provider is elsewhere or nowhere."""
+    drawn = draw(reference_sets(clients=draw(st.lists(st.sampled_from(CLIENTS), min_size=1, max_size=3,
+                                                      unique=True))))
+    loaded = {}
+    for name in draw(st.lists(st.sampled_from(FILES), min_size=1, max_size=4, unique=True)):
+        rows = [row for row in drawn.rows(name) if draw(st.integers(0, 3))]
+        loaded[name] = [Located(row, name, line) for line, row in enumerate(rows, start=2)]
+    return loaded
+
+
+def _outcome(current: ReferenceSet, loaded: dict[str, list[Located]]) -> str | None:
+    try:
+        merge(current, loaded)
+    except ReferenceLoadError as error:
+        return str(error)
+    return None
+
+
+def _sorted(frames: ReferenceFrames) -> dict[str, pl.DataFrame]:
+    return {name: getattr(frames, name).sort(KEYS[name]) for name in KEYS}
+
+
+def test_a_load_is_checked_against_only_the_rows_it_can_conflict_with(store):
+    @SETTINGS
+    @given(stored=reference_sets(clients=CLIENTS), loaded=loads())
+    def check(stored, loaded):
+        _reset(store)
+        with store.begin() as conn:
+            repo.save_reference(conn, {name: [Located(row) for row in stored.rows(name)] for name in FILES})
+            partial = repo.reference_set(conn, loaded)
+            assert _outcome(partial, loaded) == _outcome(repo.reference_set(conn), loaded)
+            assert len(partial.plans) + len(partial.spas) <= len(stored.plans) + len(stored.spas)
+
+    check()
+
+
+def test_the_snapshot_runs_read_equals_the_tables_after_every_load(store):
+    @SETTINGS
+    @given(first=reference_sets(clients=CLIENTS), later=st.lists(loads(), min_size=1, max_size=3))
+    def check(first, later):
+        _reset(store)
+        for loaded in [{name: [Located(row, name, 2) for row in first.rows(name)] for name in FILES}, *later]:
+            with store.begin() as conn:
+                if _outcome(repo.reference_set(conn, loaded), loaded) is not None:
+                    continue  # refused: nothing stored
+                repo.save_reference(conn, loaded)
+                snapshot = _sorted(repo.reference_frames(conn))
+                tables = _sorted(repo._reference_from_tables(conn))
+                for name in KEYS:
+                    assert snapshot[name].equals(tables[name]), name
+
+    check()
