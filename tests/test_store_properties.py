@@ -147,3 +147,24 @@ def test_batches_stored_without_parsed_fields_are_parsed_by_the_run(store, tmp_p
             assert got["paid_amount"] == f"{outcome['paid_amount'] or 0:.2f}", entry
 
     check()
+
+
+def test_a_payload_keeps_the_typed_fields_and_only_the_texts_that_were_padded():
+    from adjudication.claims import FIELDS_SCHEMA, TYPED_FIELDS, fields_to_keep, parse_fields
+
+    raw = pl.DataFrame({c: ["x", "", "y"] for c in CLAIM_COLUMNS}).with_columns(
+        provider_id=pl.Series([" P1", "P2", "P3"]), modifier=pl.Series(["NA", None, "ZE\t"]))
+    kept, invalid = fields_to_keep(raw, RULES)
+    assert kept.columns == [*TYPED_FIELDS, "provider_id", "modifier"]
+    assert kept.get_column("provider_id").to_list() == ["P1", "P2", "P3"]
+    assert invalid == 3  # 'x' is no date
+    engine = make_engine("sqlite://")
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(t.batches).values(batch_id="B1", content_hash="h", file_name="f", file_format="csv",
+                                              submitted_at=repo.now(), seq=1, status="queued", claims=3,
+                                              intake_rejected=3, first_pk=1))
+        claims = raw.with_columns(claim_pk=pl.int_range(1, 4, dtype=pl.Int64), line=pl.int_range(2, 5, dtype=pl.Int64))
+        repo.store_payload(conn, "B1", claims, kept)
+        read = repo.payloads(conn, ["B1"], parsed=True).select(*FIELDS_SCHEMA)
+    assert read.equals(parse_fields(raw.lazy()).select(*FIELDS_SCHEMA).collect())

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from adjudication import reasons as R
 from adjudication.claim_file import ClaimFile, Limits, read_claim_file
-from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA, check_fields, parse_fields
+from adjudication.claims import CLAIM_COLUMNS, fields_to_keep
 from adjudication.engine import Decider, check_records, decide
 from adjudication.reference import merge, read_dir
 from adjudication.rules import Rules
@@ -93,8 +93,7 @@ def _store_batch(engine: Engine, name: str, content_hash: str, claim_file: Claim
     batch_id = batch_id_for(content_hash)
     rows = claim_file.rows
     # Parsed once, here: the count printed now, and the fields the run reads (it does not parse again).
-    fields = parse_fields(rows.lazy()).select(FIELDS_SCHEMA.keys()).collect()
-    invalid = check_fields(fields.lazy(), rules).select(pl.col("invalid_mask") != 0).collect().to_series().sum()
+    fields, invalid = fields_to_keep(rows, rules)
     with engine.begin() as conn:
         _lock(conn, "submit")
         if conn.execute(select(t.batches.c.batch_id).where(t.batches.c.content_hash == content_hash)).first():

@@ -12,7 +12,7 @@ from sqlalchemy import ARRAY, Connection, String, any_, bindparam, delete, func,
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA, parse_fields, scaled_number
+from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA, as_read, parse_fields, scaled_number
 from adjudication.decimals import to_scaled
 from adjudication.engine import LEDGER_SCHEMA, ReferenceFrames
 from adjudication.ledger_codec import PACKED_SCHEMA, pack, unpack
@@ -176,21 +176,17 @@ def new_queue_event(conn: Connection, kind: str) -> int:
 
 
 # A batch's payload: its claims as posted (every column text), and what claims.parse_fields made
-# of them at submit, as columns named PARSED + field, so a run reads them instead of parsing again.
-# A trimmed text is kept only when it differs from the posted one somewhere in the batch: in a
-# clean file the posted texts are the parsed ones, and only the typed values are added.
+# of them at submit (claims.fields_to_keep), as columns named PARSED + field, so a run reads them
+# instead of parsing again. A text column with no parsed column is read as posted (claims.as_read).
 PAYLOAD_SCHEMA = {"claim_pk": pl.Int64, "line": pl.Int64, **{c: pl.String for c in CLAIM_COLUMNS}}
 PARSED = "parsed."
 
 
 def store_payload(conn: Connection, batch_id: str, claims: pl.DataFrame, fields: pl.DataFrame) -> None:
-    """claims: PAYLOAD_SCHEMA; fields: their parsed fields (FIELDS_SCHEMA), row for row."""
-    kept = [c for c in FIELDS_SCHEMA
-            if c not in CLAIM_COLUMNS or not fields.get_column(c).equals(claims.get_column(c))]
+    """claims: PAYLOAD_SCHEMA; fields: the parsed fields kept (claims.fields_to_keep), row for row."""
     buffer = io.BytesIO()
-    claims.select(PAYLOAD_SCHEMA.keys()).hstack(
-        fields.select([pl.col(c).alias(PARSED + c) for c in kept])
-    ).write_parquet(buffer, compression="zstd")
+    claims.select(PAYLOAD_SCHEMA.keys()).hstack(fields.select(pl.all().name.prefix(PARSED))).write_parquet(
+        buffer, compression="zstd")
     conn.execute(insert(t.batch_payloads).values(batch_id=batch_id, payload=buffer.getvalue()))
 
 
@@ -219,8 +215,10 @@ def _parsed_payload(payload: bytes) -> pl.DataFrame:
     stored = pl.read_parquet_schema(io.BytesIO(payload))
     if PARSED + "service_day" in stored:
         columns = [PARSED + c if PARSED + c in stored else c for c in FIELDS_SCHEMA]
-        frame = pl.read_parquet(io.BytesIO(payload), columns=["claim_pk", "line", *columns]).rename(
-            lambda c: c.removeprefix(PARSED))
+        frame = pl.read_parquet(io.BytesIO(payload), columns=["claim_pk", "line", *columns]).select(
+            "claim_pk", "line",
+            *[pl.col(PARSED + c).alias(c) if PARSED + c in stored else as_read(c, pl.col(c).cast(pl.String))
+              for c in FIELDS_SCHEMA])
     else:  # stored before submit kept the parsed fields
         frame = parse_fields(_posted_payload(payload).lazy()).collect()
     return frame.select("claim_pk", "line", *FIELDS_SCHEMA).cast({"claim_pk": pl.Int64, "line": pl.Int64,
