@@ -77,6 +77,9 @@ TYPED_FIELDS = {
     "rate_s": pl.Int64,
 }
 FIELDS_SCHEMA = {**{c: pl.String for c in CLAIM_COLUMNS}, **TYPED_FIELDS}
+# Raise when parse_fields comes to read some text differently: fields stored by another version
+# are then parsed again from the posted texts instead of being trusted.
+PARSE_VERSION = 1
 POSTED = "posted."
 
 

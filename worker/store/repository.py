@@ -12,7 +12,7 @@ from sqlalchemy import ARRAY, Connection, String, any_, bindparam, delete, func,
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA, as_read, parse_fields, scaled_number
+from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA, PARSE_VERSION, as_read, parse_fields, scaled_number
 from adjudication.decimals import to_scaled
 from adjudication.engine import LEDGER_SCHEMA, ReferenceFrames
 from adjudication.ledger_codec import PACKED_SCHEMA, pack, unpack
@@ -179,7 +179,7 @@ def new_queue_event(conn: Connection, kind: str) -> int:
 # of them at submit (claims.fields_to_keep), as columns named PARSED + field, so a run reads them
 # instead of parsing again. A text column with no parsed column is read as posted (claims.as_read).
 PAYLOAD_SCHEMA = {"claim_pk": pl.Int64, "line": pl.Int64, **{c: pl.String for c in CLAIM_COLUMNS}}
-PARSED = "parsed."
+PARSED = f"parsed{PARSE_VERSION}."
 
 
 def store_payload(conn: Connection, batch_id: str, claims: pl.DataFrame, fields: pl.DataFrame) -> None:
@@ -219,7 +219,7 @@ def _parsed_payload(payload: bytes) -> pl.DataFrame:
             "claim_pk", "line",
             *[pl.col(PARSED + c).alias(c) if PARSED + c in stored else as_read(c, pl.col(c).cast(pl.String))
               for c in FIELDS_SCHEMA])
-    else:  # stored before submit kept the parsed fields
+    else:  # stored before submit kept the parsed fields, or by another PARSE_VERSION
         frame = parse_fields(_posted_payload(payload).lazy()).collect()
     return frame.select("claim_pk", "line", *FIELDS_SCHEMA).cast({"claim_pk": pl.Int64, "line": pl.Int64,
                                                                   **FIELDS_SCHEMA})
