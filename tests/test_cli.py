@@ -115,6 +115,17 @@ def test_requeue_selectors(ready, tmp_path):
     assert bare.code == 1 and "name the claims" in bare.err
 
 
+def test_requeue_selectors_match_values_as_the_checks_read_them(ready, tmp_path):
+    padded = write(tmp_path / "padded.csv", CLAIMS.read_text().replace(",G1,", ", G1\t,").replace(
+        ",2026-03-02,", ", 2026-03-02 ,"))
+    ready("submit", padded)
+    assert "4 paid, 2 suspended" in ready("run").out
+    assert "re-queued 1 claims" in ready("requeue", "--provider", "G1", "--operator", "a", "--note", "n").out
+    assert "re-queued 2 claims" in ready("requeue", "--from", "2026-03-02", "--to", "2026-03-02",
+                                         "--operator", "a", "--note", "n").out  # WX-3 and WX-5
+    assert "2 claims" in ready("run").out
+
+
 def test_reference_errors_name_file_line_and_field_and_change_nothing(ready, tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
