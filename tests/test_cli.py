@@ -102,6 +102,33 @@ def test_requeue_override_and_audit(ready):
     assert len(ready("audit", "--format", "csv").rows()) == len(trail)
 
 
+def test_a_queued_batch_can_be_withdrawn_before_a_run_reads_it(ready, tmp_path):
+    batch = ready("submit", CLAIMS).out.strip()
+    stranger = ready("withdraw", batch, "--operator", "eve", "--note", "wrong file", ok=False)
+    assert stranger.code == 1 and "not registered" in stranger.err
+    ready("operators", "add", "ann")
+    assert ready("withdraw", batch, "--operator", "ann", "--note", " ", ok=False).code == 1
+    assert "withdrew batch" in ready("withdraw", batch, "--operator", "ann", "--note", "wrong month").out
+    assert ready("run").out.startswith("run -: 0 claims")
+    assert ready("outcomes").rows() == []
+    document = json.loads(ready("ack", batch, "--format", "json").out)
+    assert document["status"] == "withdrawn" and "withdrawn" in document["note"]
+    trail = json.loads(ready("audit", "--format", "json").out)
+    assert [(r["operator"], r["action"], r["note"]) for r in trail if r["action"] == "batch.withdraw"] == [
+        ("ann", "batch.withdraw", "wrong month")]
+    # The same content again stays withdrawn; a withdrawal is not repeated.
+    again = ready("submit", CLAIMS)
+    assert again.out.strip() == batch and "withdrawn" in again.err
+    assert "is withdrawn" in ready("withdraw", batch, "--operator", "ann", "--note", "x", ok=False).err
+    # Its claim ids were never held: a corrected file with the same ids adjudicates as if it were first.
+    corrected = write(tmp_path / "corrected.csv", CLAIMS.read_text() + "\n")
+    ready("submit", corrected)
+    assert "6 claims, 4 paid, 2 suspended, 0 rejected" in ready("run").out
+    after = ready("withdraw", ready("submit", corrected).out.strip(), "--operator", "ann", "--note", "x", ok=False)
+    assert after.code == 1 and "is adjudicated" in after.err
+    assert "no batch" in ready("withdraw", "B0", "--operator", "ann", "--note", "x", ok=False).err
+
+
 def test_requeue_selectors(ready, tmp_path):
     ready("submit", CLAIMS)
     ready("run")
@@ -206,7 +233,7 @@ def test_errors_are_one_line_with_exit_codes(cli, tmp_path):
     assert usage.code == 2
     assert cli("run").out.startswith("run -: 0 claims")
     for sub in ("db upgrade", "reference load", "submit", "run", "outcomes", "requeue", "operators add", "override",
-                "audit", "demo"):
+                "audit", "demo", "withdraw"):
         assert "Usage" in cli(*sub.split(), "--help").out
 
 

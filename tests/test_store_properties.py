@@ -172,3 +172,35 @@ def test_a_payload_keeps_the_typed_fields_and_only_the_texts_that_were_padded():
         repo.store_payload(conn, "B1", claims, kept)
         read = repo.payloads(conn, ["B1"], parsed=True).select(*FIELDS_SCHEMA)
     assert read.equals(parse_fields(raw.lazy()).select(*FIELDS_SCHEMA).collect())
+
+
+def test_withdrawn_batches_are_as_if_never_posted(store, tmp_path):
+    """Claims of withdrawn batches are not adjudicated and hold no claim id: the run's outcome is
+    the sequential reference's on the other batches alone."""
+    @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(reference=reference_sets(), groups=batches(), data=st.data())
+    def check(reference, groups, data):
+        _reset(store)
+        with store.begin() as conn:
+            repo.save_reference(conn, {
+                name: [Located(row) for row in reference.rows(name)]
+                for name in ("providers.csv", "plans.csv", "enrollments.csv", "spas.csv")})
+        service.add_operator(store, "ops", "operator")
+        order: list[dict] = []
+        for index, group in enumerate(groups):
+            submitted = service.submit(store, _write_csv(tmp_path / f"b{index}.csv", group), RULES, Limits())
+            if not submitted.new:
+                continue
+            if data.draw(st.booleans()):
+                assert service.withdraw(store, submitted.batch_id, "ops", "test") == len(group)
+                continue
+            for line, row in enumerate(group, start=2):
+                order.append({**row, "claim_pk": len(order) + 1, "key": (submitted.batch_id, line, 1)})
+        service.run(store, RULES)
+        stored = _stored(store)
+        assert len(stored) == len(order)
+        for entry, outcome in zip(order, adjudicate_sequentially(order, reference, RULES)):
+            got = stored[entry["key"]]
+            assert (got["status"], got["reasons"]) == (outcome["status"], ";".join(outcome["reasons"])), entry
+
+    check()

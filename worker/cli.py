@@ -110,6 +110,8 @@ def submit(ctx: typer.Context, file: Path) -> None:
     out.print(result.batch_id)
     if result.new:
         err.print(f"queued {result.claims} claims ({result.rejected_at_intake} fail record checks)")
+    elif result.status == "withdrawn":
+        err.print("already submitted, and withdrawn: nothing changed (post a corrected file to queue its claims)")
     else:
         err.print("already submitted: nothing changed")
 
@@ -192,6 +194,18 @@ def requeue(
     selection = service.Selection(tuple(claim or ()), batch, provider, client, reason, date_from, date_to)
     ids = service.requeue(app(ctx).engine, selection, operator, note)
     out.print(f"re-queued {len(ids)} claims")
+
+
+@cli.command()
+def withdraw(
+    ctx: typer.Context,
+    batch: str,
+    operator: Annotated[str, typer.Option(help="Who withdraws (a registered operator; audited)")],
+    note: Annotated[str, typer.Option(help="Why (audited)")],
+) -> None:
+    """Take a queued batch out of the queue before a run reads it: its claims are never adjudicated."""
+    claims = service.withdraw(app(ctx).engine, batch, operator, note)
+    out.print(f"withdrew batch {batch} ({claims} claims)")
 
 
 @operators_cli.command("add")

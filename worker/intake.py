@@ -46,6 +46,8 @@ ACK_CSV_SCHEMA = {
     "accepted": pl.Int64, "rejected": pl.Int64, "line": pl.Int64, "claim_id": pl.String, "field": pl.String,
     "reason": pl.String, "carc": pl.String, "detail": pl.String, "value": pl.String,
 }
+WITHDRAWN_NOTE = ("withdrawn by an operator before any run: no claim of it is adjudicated; rejections shown are "
+                  "the record checks")
 QUEUED_NOTE = ("not adjudicated yet: rejections shown are the record checks; a claim_id already held "
                "by another claim (DUPLICATE_CLAIM_ID) is found by the run")
 
@@ -66,13 +68,14 @@ def acknowledgement(engine, batch_id: str, rules: Rules) -> dict:
         for reason in row["codes"]:
             code, _, detail = reason.partition(":")
             rejections.append(_rejection(row, code, detail, rules))
-    queued = claims.height and claims.get_column("status").is_null().any()
+    withdrawn = batch["status"] == "withdrawn"
+    queued = not withdrawn and claims.height and claims.get_column("status").is_null().any()
     document = {
         "batch_id": batch["batch_id"],
         "file_name": batch["file_name"],
         "file_format": batch["file_format"],
         "submitted_at": _iso(batch["submitted_at"]),
-        "status": "queued" if queued else "adjudicated",
+        "status": "withdrawn" if withdrawn else "queued" if queued else "adjudicated",
         "claims": claims.height,
         "accepted": claims.height - rejected_rows.height,
         "rejected": rejected_rows.height,
@@ -80,6 +83,8 @@ def acknowledgement(engine, batch_id: str, rules: Rules) -> dict:
     }
     if queued:
         document["note"] = QUEUED_NOTE
+    if withdrawn:
+        document["note"] = WITHDRAWN_NOTE
     return document
 
 

@@ -70,6 +70,7 @@ class Submitted:
     new: bool
     claims: int
     rejected_at_intake: int
+    status: str = "queued"  # of the batch; an earlier submission's may be adjudicated or withdrawn
 
 
 def batch_id_for(content_hash: str) -> str:
@@ -278,6 +279,27 @@ def requeue(engine: Engine, selection: Selection, operator: str, note: str) -> l
     return [claim_id for _, claim_id in chosen]
 
 
+def withdraw(engine: Engine, batch_id: str, operator: str, note: str) -> int:
+    """Take a queued batch out of the queue before any run reads it (a file posted by mistake, or
+    one no run can get through): its claims are never adjudicated and hold no claim id. Returns
+    how many claims it carried."""
+    _require_note(note)
+    with engine.begin() as conn:
+        _lock(conn, "withdraw")
+        if conn.execute(select(t.operators.c.name).where(t.operators.c.name == operator)).first() is None:
+            raise UserError(f"operator {operator} is not registered (adjudicate operators add)")
+        batch = conn.execute(select(t.batches.c.status, t.batches.c.claims)
+                             .where(t.batches.c.batch_id == batch_id)).first()
+        if batch is None:
+            raise UserError(f"no batch {batch_id}")
+        if batch.status != "queued":
+            raise UserError(f"batch {batch_id} is {batch.status}; only a queued batch can be withdrawn")
+        conn.execute(update(t.batches).where(t.batches.c.batch_id == batch_id).values(status="withdrawn"))
+        _audit(conn, operator, "batch.withdraw", f"batch={batch_id} claims={batch.claims}", note)
+    log.info("batch %s withdrawn (%d claims)", batch_id, batch.claims)
+    return batch.claims
+
+
 def _enqueue(conn: Connection, claim_pks: list[int], seq: int) -> None:
     for chunk in repo.chunks(claim_pks):
         conn.execute(delete(t.requeues).where(t.requeues.c.claim_pk.in_(chunk)))
@@ -379,10 +401,11 @@ def submit_bytes(engine: Engine, name: str, data: bytes, rules: Rules, limits: L
         raise UserError(f"{name}: {len(data)} bytes is over the limit of {limits.max_file_bytes} bytes")
     content_hash = hashlib.sha256(data).hexdigest()
     with engine.connect() as conn:
-        existing = conn.execute(select(t.batches.c.batch_id, t.batches.c.claims, t.batches.c.intake_rejected)
+        existing = conn.execute(select(t.batches.c.batch_id, t.batches.c.claims, t.batches.c.intake_rejected,
+                                       t.batches.c.status)
                                 .where(t.batches.c.content_hash == content_hash)).first()
     if existing:
-        return Submitted(existing.batch_id, False, existing.claims, existing.intake_rejected)
+        return Submitted(existing.batch_id, False, existing.claims, existing.intake_rejected, existing.status)
     claim_file = read_claim_file(name, data, limits)
     return _store_batch(engine, name, content_hash, claim_file, rules, progress)
 

@@ -80,7 +80,7 @@ batches = Table(
     Column("file_format", String, nullable=False),
     Column("submitted_at", DateTime(timezone=True), nullable=False),
     Column("seq", Integer, ForeignKey("queue_events.seq"), nullable=False),
-    Column("status", String, nullable=False),  # queued | adjudicated
+    Column("status", String, nullable=False),  # queued | adjudicated | withdrawn
     Column("claims", Integer, nullable=False),
     Column("intake_rejected", Integer, nullable=False),  # rows failing record checks at intake
     Column("first_pk", BigInteger, nullable=False),  # claim_pk of its first claim
