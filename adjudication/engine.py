@@ -144,6 +144,20 @@ def check_records(fields: pl.DataFrame, rules: Rules, holders: pl.DataFrame | No
     return Checked(claims, holders.get_column("holder_pk"))
 
 
+def crowded(checked: Checked, limit: int) -> pl.Series:
+    """claim_pks of the claims (not rejected) that share their client and day with more than `limit`
+    claims in all: the edits compare every two claims of a client and day, so such a day costs
+    memory and time by its square."""
+    day = ["client_prime", "service_day"]
+    return (
+        checked.claims.lazy().filter(~pl.col("rejected"))
+        .filter(pl.len().over(day) > limit)
+        .select("claim_pk")
+        .collect(engine=IN_MEMORY)
+        .to_series()
+    )
+
+
 def decide(
     checked: Checked,
     reference: ReferenceFrames,

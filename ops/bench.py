@@ -67,6 +67,7 @@ def child(spec: dict) -> dict:
     from adjudication.claim_file import Limits
     from adjudication.rules import load_rules
     from worker import service
+    from worker.settings import Settings
     from worker.store.database import make_engine
 
     startup = time.time() - spec["launched"]
@@ -86,7 +87,8 @@ def child(spec: dict) -> dict:
     service.submit(engine, claims, rules, limits)
     submit = time.perf_counter() - started
     started = time.perf_counter()
-    summary = service.run(engine, rules)
+    # As `adjudicate run` calls it, with the default limit on claims per client and day.
+    summary = service.run(engine, rules, max_claims_per_client_day=Settings().run_max_claims_per_client_day)
     run = time.perf_counter() - started
     engine.dispose()
     status = Path("/proc/self/status").read_text()

@@ -60,6 +60,7 @@ def profile(url: str, data: Path) -> None:
     from adjudication.claim_file import Limits
     from adjudication.rules import load_rules
     from worker import service
+    from worker.settings import Settings
     from worker.store.database import make_engine
 
     engine = make_engine(url)
@@ -75,7 +76,8 @@ def profile(url: str, data: Path) -> None:
     service.submit(engine, data / "claims.csv", rules, Limits(4 << 30, 8 << 30))
     submit = time.perf_counter() - started
     started = time.perf_counter()
-    service.run(engine, rules, decider=decide)
+    service.run(engine, rules, decider=decide,
+                max_claims_per_client_day=Settings().run_max_claims_per_client_day)
     run = time.perf_counter() - started
     engine.dispose()
     print(f"submit {submit:.2f} s + run {run:.2f} s = {submit + run:.2f} s")

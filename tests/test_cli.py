@@ -129,6 +129,20 @@ def test_a_queued_batch_can_be_withdrawn_before_a_run_reads_it(ready, tmp_path):
     assert "no batch" in ready("withdraw", "B0", "--operator", "ann", "--note", "x", ok=False).err
 
 
+def test_a_run_refuses_a_crowded_client_day_and_the_batch_can_be_withdrawn(ready, tmp_path):
+    batch = ready("submit", CLAIMS).out.strip()  # six claims of one client on one day
+    crowded = {"ADJUDICATION_RUN_MAX_CLAIMS_PER_CLIENT_DAY": "5"}
+    refused = ready("run", ok=False, env=crowded)
+    assert refused.code == 1 and batch in refused.err and "nothing was stored" in refused.err
+    assert len(refused.err.strip().splitlines()) == 1 and "xyz0000a" not in refused.err  # no client prime
+    assert ready("outcomes").rows() == []
+    ready("operators", "add", "ann")
+    ready("withdraw", batch, "--operator", "ann", "--note", "flooded file")
+    assert ready("run", env=crowded).out.startswith("run -: 0 claims")
+    ready("submit", write(tmp_path / "again.csv", CLAIMS.read_text() + "\n"))
+    assert "4 paid, 2 suspended" in ready("run", env={"ADJUDICATION_RUN_MAX_CLAIMS_PER_CLIENT_DAY": "6"}).out
+
+
 def test_requeue_selectors(ready, tmp_path):
     ready("submit", CLAIMS)
     ready("run")

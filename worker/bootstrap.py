@@ -32,8 +32,9 @@ class App:
 
     def run(self, progress: service.Progress = service._quiet) -> service.RunSummary:
         """In-process, or with a broker, the edits split by client across the Celery workers."""
+        limit = self.settings.run_max_claims_per_client_day
         if not self.settings.broker_url:
-            return service.run(self.engine, self.rules, progress)
+            return service.run(self.engine, self.rules, progress, max_claims_per_client_day=limit)
         from adjudication.shards import sharded
         from worker.distributed import CeleryShards, ShardsFailed
         from worker.tasks import make_celery
@@ -41,7 +42,7 @@ class App:
         shards = CeleryShards(make_celery(self.settings), self.settings.run_timeout_seconds)
         try:
             shards.check_broker()
-            return service.run(self.engine, self.rules, progress, sharded(self.settings.run_shards, shards))
+            return service.run(self.engine, self.rules, progress, sharded(self.settings.run_shards, shards), limit)
         except ShardsFailed as error:
             raise service.UserError(f"{error}; nothing was stored, the claims stay queued") from None
 

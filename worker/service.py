@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from adjudication import reasons as R
 from adjudication.claim_file import ClaimFile, Limits, read_claim_file
 from adjudication.claims import CLAIM_COLUMNS, fields_to_keep
-from adjudication.engine import Decider, check_records, decide
+from adjudication.engine import Decider, check_records, crowded, decide
 from adjudication.reference import merge, read_dir
 from adjudication.rules import Rules
 from worker.store import repository as repo
@@ -124,10 +124,12 @@ class RunSummary:
     paid_cents: int
 
 
-def run(engine: Engine, rules: Rules, progress: Progress = _quiet, decider: Decider = decide) -> RunSummary:
+def run(engine: Engine, rules: Rules, progress: Progress = _quiet, decider: Decider = decide,
+        max_claims_per_client_day: int | None = None) -> RunSummary:
     """Adjudicate everything queued, in one transaction: all outcomes are stored, or none.
 
     decider: how the edits are decided, here or split across workers (worker.distributed).
+    max_claims_per_client_day: refuse the run, storing nothing, when more claims share a client and day.
     """
     with engine.begin() as conn:
         _lock(conn, "run")
@@ -141,6 +143,8 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet, decider: Deci
         ledger = repo.ledger_for(conn, queue, clients, reference)
         waivers = repo.waivers_for(conn)
         checked = check_records(queue, rules, repo.holders_for(conn, queue))
+        if max_claims_per_client_day is not None:
+            _refuse_crowded_days(snapshot, crowded(checked, max_claims_per_client_day), max_claims_per_client_day)
         # The claim ids this run takes are known from the record checks: they are written on a
         # second thread while this one computes the edits and the state to store, which do not
         # touch the connection (polars and the drivers release the GIL, so the two overlap).
@@ -169,6 +173,17 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet, decider: Deci
                          by_status.get(R.REJECTED, 0), paid_cents)
     log.info("run %s: %s", run_id, summary)
     return summary
+
+
+def _refuse_crowded_days(snapshot: repo.Queue, claim_pks: pl.Series, limit: int) -> None:
+    """A clear refusal naming the batches, instead of a run that exhausts the machine's memory."""
+    if claim_pks.len() == 0:
+        return
+    batches = snapshot.origin.filter(pl.col("claim_pk").is_in(claim_pks.implode())).get_column("batch_id")
+    named = ", ".join(batches.unique().sort().to_list())
+    raise UserError(f"run refused: {named} holds more than {limit} claims for one client on one day "
+                    f"({claim_pks.len()} such claims; ADJUDICATION_RUN_MAX_CLAIMS_PER_CLIENT_DAY); nothing was "
+                    f"stored: withdraw the batch (adjudicate withdraw BATCH) or raise the limit")
 
 
 def _lock(conn: Connection, holder: str) -> None:
