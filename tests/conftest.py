@@ -99,3 +99,26 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def store(db_url):
+    """An upgraded store on each of the two databases; tests empty it with `reset_store`."""
+    from worker.store.database import make_engine, upgrade
+
+    engine = make_engine(db_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def reset_store(engine) -> None:
+    """Empty every table (hypothesis runs many examples on one store), keeping the lock row."""
+    from sqlalchemy import delete, insert
+
+    from worker.store import schema as t
+
+    with engine.begin() as conn:
+        for table in reversed(t.metadata.sorted_tables):
+            conn.execute(delete(table))
+        conn.execute(insert(t.run_lock).values(id=1, holder=None))

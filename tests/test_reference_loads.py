@@ -4,37 +4,19 @@ it could conflict with, and updates the runs' snapshot in place; both must equal
 from __future__ import annotations
 
 import polars as pl
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, insert
 
 from adjudication.engine import ReferenceFrames
 from adjudication.reference import Located, ReferenceLoadError, ReferenceSet, merge
+from conftest import reset_store
 from scenarios import reference_sets
 from worker.store import repository as repo
-from worker.store import schema as t
-from worker.store.database import make_engine, upgrade
 
 CLIENTS = ["c01", "c02", "c03"]
 FILES = ("providers.csv", "plans.csv", "enrollments.csv", "spas.csv")
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 KEYS = {"plans": ["plan_id"], "enrollments": ["client_prime", "start_date", "end_date"], "spas": ["spa_id"]}
-
-
-@pytest.fixture
-def store(db_url):
-    engine = make_engine(db_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-def _reset(engine) -> None:
-    with engine.begin() as conn:
-        for table in reversed(t.metadata.sorted_tables):
-            conn.execute(delete(table))
-        conn.execute(insert(t.run_lock).values(id=1, holder=None))
 
 
 @st.composite
@@ -66,7 +48,7 @@ def test_a_load_is_checked_against_only_the_rows_it_can_conflict_with(store):
     @SETTINGS
     @given(stored=reference_sets(clients=CLIENTS), loaded=loads())
     def check(stored, loaded):
-        _reset(store)
+        reset_store(store)
         with store.begin() as conn:
             repo.save_reference(conn, {name: [Located(row) for row in stored.rows(name)] for name in FILES})
             partial = repo.reference_set(conn, loaded)
@@ -80,7 +62,7 @@ def test_the_snapshot_runs_read_equals_the_tables_after_every_load(store):
     @SETTINGS
     @given(first=reference_sets(clients=CLIENTS), later=st.lists(loads(), min_size=1, max_size=3))
     def check(first, later):
-        _reset(store)
+        reset_store(store)
         for loaded in [{name: [Located(row, name, 2) for row in first.rows(name)] for name in FILES}, *later]:
             with store.begin() as conn:
                 if _outcome(repo.reference_set(conn, loaded), loaded) is not None:

@@ -9,14 +9,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, insert, update
+from sqlalchemy import insert, update
 
 from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA
 from adjudication.reference import Located
 from adjudication.rules import load_rules
+from conftest import reset_store
 from scenarios import batches, reference_sets
 from sequential import adjudicate_sequentially
 from adjudication.claim_file import Limits
@@ -26,13 +26,6 @@ from worker.store import schema as t
 from worker.store.database import make_engine, upgrade
 
 RULES = load_rules()
-
-
-def _reset(engine) -> None:
-    with engine.begin() as conn:
-        for table in reversed(t.metadata.sorted_tables):
-            conn.execute(delete(table))
-        conn.execute(insert(t.run_lock).values(id=1, holder=None))
 
 
 def _write_csv(path: Path, rows: list[dict]) -> Path:
@@ -48,23 +41,36 @@ def _stored(engine) -> dict[tuple, dict]:
     return {(r["batch_id"], r["line"], r["attempt"]): r for r in frame.iter_rows(named=True)}
 
 
-@pytest.fixture
-def store(db_url):
-    engine = make_engine(db_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def _fresh(store, reference) -> None:
+    """An empty store holding `reference`."""
+    reset_store(store)
+    with store.begin() as conn:
+        repo.save_reference(conn, {
+            name: [Located(row) for row in reference.rows(name)]
+            for name in ("providers.csv", "plans.csv", "enrollments.csv", "spas.csv")})
+
+
+def _assert_as_sequential(store, order: list[dict], reference) -> None:
+    """Every stored attempt is what the sequential reference decides for the queue `order`."""
+    expected = adjudicate_sequentially(order, reference, RULES)
+    stored = _stored(store)
+    assert len(stored) == len(order)
+    for entry, outcome in zip(order, expected):
+        got = stored[entry["key"]]
+        assert got["status"] == outcome["status"], entry
+        assert got["reasons"] == ";".join(outcome["reasons"]), entry
+        assert got["carc"] == ";".join(outcome["carc"]), entry
+        assert got["spa_id"] == (outcome["spa_id"] or ""), entry
+        assert sorted(filter(None, got["conflicts_with"].split(";"))) == sorted(outcome["conflicts_with"])
+        assert Decimal(got["paid_units"]) == (outcome["paid_units"] or 0), entry
+        assert got["paid_amount"] == f"{outcome['paid_amount'] or 0:.2f}", entry
 
 
 def test_store_equals_the_sequential_reference(store, tmp_path):
     @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
     @given(reference=reference_sets(), groups=batches(), data=st.data())
     def check(reference, groups, data):
-        _reset(store)
-        with store.begin() as conn:
-            repo.save_reference(conn, {
-                name: [Located(row) for row in reference.rows(name)]
-                for name in ("providers.csv", "plans.csv", "enrollments.csv", "spas.csv")})
+        _fresh(store, reference)
         service.add_operator(store, "ops", "override")
         order: list[dict] = []  # queue entries for the reference, keyed like the store's attempts
         attempts: dict[tuple, int] = {}
@@ -96,18 +102,7 @@ def test_store_equals_the_sequential_reference(store, tmp_path):
                 attempts[key] += 1
                 order.append({**row, "waived": waived, "key": (*key, attempts[key])})
                 service.run(store, RULES)
-        expected = adjudicate_sequentially(order, reference, RULES)
-        stored = _stored(store)
-        assert len(stored) == len(order)
-        for entry, outcome in zip(order, expected):
-            got = stored[entry["key"]]
-            assert got["status"] == outcome["status"], entry
-            assert got["reasons"] == ";".join(outcome["reasons"]), entry
-            assert got["carc"] == ";".join(outcome["carc"]), entry
-            assert got["spa_id"] == (outcome["spa_id"] or ""), entry
-            assert sorted(filter(None, got["conflicts_with"].split(";"))) == sorted(outcome["conflicts_with"])
-            assert Decimal(got["paid_units"]) == (outcome["paid_units"] or 0), entry
-            assert got["paid_amount"] == f"{outcome['paid_amount'] or 0:.2f}", entry
+        _assert_as_sequential(store, order, reference)
 
     check()
 
@@ -119,11 +114,7 @@ def test_batches_stored_without_parsed_fields_are_parsed_by_the_run(store, tmp_p
     @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
     @given(reference=reference_sets(), groups=batches(), data=st.data())
     def check(reference, groups, data):
-        _reset(store)
-        with store.begin() as conn:
-            repo.save_reference(conn, {
-                name: [Located(row) for row in reference.rows(name)]
-                for name in ("providers.csv", "plans.csv", "enrollments.csv", "spas.csv")})
+        _fresh(store, reference)
         order: list[dict] = []
         for index, group in enumerate(groups):
             submitted = service.submit(store, _write_csv(tmp_path / f"b{index}.csv", group), RULES, Limits())
@@ -143,12 +134,7 @@ def test_batches_stored_without_parsed_fields_are_parsed_by_the_run(store, tmp_p
                                  .values(payload=buffer.getvalue()))
                     assert not any(c.startswith(repo.PARSED) for c in pl.read_parquet_schema(io.BytesIO(buffer.getvalue())))
         service.run(store, RULES)
-        stored = _stored(store)
-        assert len(stored) == len(order)
-        for entry, outcome in zip(order, adjudicate_sequentially(order, reference, RULES)):
-            got = stored[entry["key"]]
-            assert (got["status"], got["reasons"]) == (outcome["status"], ";".join(outcome["reasons"])), entry
-            assert got["paid_amount"] == f"{outcome['paid_amount'] or 0:.2f}", entry
+        _assert_as_sequential(store, order, reference)
 
     check()
 
@@ -180,11 +166,7 @@ def test_withdrawn_batches_are_as_if_never_posted(store, tmp_path):
     @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
     @given(reference=reference_sets(), groups=batches(), data=st.data())
     def check(reference, groups, data):
-        _reset(store)
-        with store.begin() as conn:
-            repo.save_reference(conn, {
-                name: [Located(row) for row in reference.rows(name)]
-                for name in ("providers.csv", "plans.csv", "enrollments.csv", "spas.csv")})
+        _fresh(store, reference)
         service.add_operator(store, "ops", "operator")
         order: list[dict] = []
         for index, group in enumerate(groups):
@@ -197,10 +179,6 @@ def test_withdrawn_batches_are_as_if_never_posted(store, tmp_path):
             for line, row in enumerate(group, start=2):
                 order.append({**row, "claim_pk": len(order) + 1, "key": (submitted.batch_id, line, 1)})
         service.run(store, RULES)
-        stored = _stored(store)
-        assert len(stored) == len(order)
-        for entry, outcome in zip(order, adjudicate_sequentially(order, reference, RULES)):
-            got = stored[entry["key"]]
-            assert (got["status"], got["reasons"]) == (outcome["status"], ";".join(outcome["reasons"])), entry
+        _assert_as_sequential(store, order, reference)
 
     check()
