@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     run_shards: int = Field(default=4, ge=1)
     run_timeout_seconds: float = Field(default=3600.0, gt=0)
     # A run refuses (storing nothing) when more claims than this share one client and day: the edits
-    # compare every two of them, so such a day costs memory by its square (3,000 took 2.2 GB). A day
+    # compare every two of them, so such a day costs memory by its square (3,000 took 2.2 GB: ops/crowded_day.py). A day
     # has 1,440 minutes; the batch can be withdrawn (`adjudicate withdraw`).
     run_max_claims_per_client_day: int = Field(default=2000, ge=2)
     rules_file: Path | None = None
