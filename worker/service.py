@@ -301,7 +301,7 @@ def withdraw(engine: Engine, batch_id: str, operator: str, note: str) -> int:
     _require_note(note)
     with engine.begin() as conn:
         _lock(conn, "withdraw")
-        if conn.execute(select(t.operators.c.name).where(t.operators.c.name == operator)).first() is None:
+        if _role_of(conn, operator) is None:
             raise UserError(f"operator {operator} is not registered (adjudicate operators add)")
         batch = conn.execute(select(t.batches.c.status, t.batches.c.claims)
                              .where(t.batches.c.batch_id == batch_id)).first()
@@ -368,8 +368,7 @@ def override(engine: Engine, claim_id: str, code: str, operator: str, note: str,
         raise UserError(f"{code} cannot be waived (waivable: {', '.join(sorted(rules.waivable))})")
     with engine.begin() as conn:
         _lock(conn, "override")
-        role = conn.execute(select(t.operators.c.role).where(t.operators.c.name == operator)).scalar()
-        if role != "override":
+        if _role_of(conn, operator) != "override":
             raise UserError(f"operator {operator} does not have the override role")
         chosen = _select_suspended(conn, Selection(claim_ids=(claim_id,)))
         claim_pk = chosen[0][0]
@@ -384,6 +383,11 @@ def override(engine: Engine, claim_id: str, code: str, operator: str, note: str,
         _enqueue(conn, [claim_pk], repo.new_queue_event(conn, "override"))
         _audit(conn, operator, "override", f"claim={claim_id} waive={code}", note)
     log.info("override on claim %s: %s waived", claim_id, code)
+
+
+def _role_of(conn: Connection, operator: str) -> str | None:
+    """The operator's role; None when the name is not registered."""
+    return conn.execute(select(t.operators.c.role).where(t.operators.c.name == operator)).scalar()
 
 
 def _require_note(note: str) -> None:
