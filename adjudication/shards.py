@@ -11,10 +11,11 @@ deciding them all together (tests/test_shards.py checks it against the sequentia
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
+from adjudication import reasons as R
 from adjudication.engine import LEDGER_SCHEMA, Adjudication, Checked, Decider, ReferenceFrames, decide
 from adjudication.rules import Rules
 
@@ -30,6 +31,9 @@ class Shard:
     reference: ReferenceFrames
     ledger: pl.DataFrame
     waivers: pl.DataFrame
+    # The rows of the run's queue it holds, in order: what puts its outcomes back in queue order.
+    # Only the run's process needs them; a worker's copy has none.
+    rows: pl.Series = field(default_factory=lambda: pl.Series("row", [], dtype=pl.Int64))
 
 
 def split(checked: Checked, reference: ReferenceFrames, ledger: pl.DataFrame, waivers: pl.DataFrame,
@@ -40,6 +44,7 @@ def split(checked: Checked, reference: ReferenceFrames, ledger: pl.DataFrame, wa
     claims = checked.claims.with_columns(shard=(pl.col("client_prime").hash(SEED) % count).cast(pl.Int64))
     shards = []
     for _key, part in claims.partition_by("shard", maintain_order=True, include_key=False, as_dict=True).items():
+        rows = part.get_column("order")  # the claims' rows in the queue (check_records numbers them so)
         part = part.with_columns(order=pl.int_range(pl.len(), dtype=pl.Int64))  # the engine's row index
         clients = part.get_column("client_prime").drop_nulls().unique().implode()
         mine = pl.col("client_prime").is_in(clients)
@@ -50,21 +55,31 @@ def split(checked: Checked, reference: ReferenceFrames, ledger: pl.DataFrame, wa
                                       spas=reference.spas.filter(mine)),
             ledger=ledger.filter(mine),
             waivers=waivers.filter(pl.col("claim_pk").is_in(part.get_column("claim_pk").implode())),
+            rows=rows.rename("row"),
         ))
     return shards
 
 
-def merge(parts: list[Adjudication], queue_pks: pl.Series) -> Adjudication:
-    """The shards' results as one run's: outcomes in queue order, claims paid in queue order."""
-    position = queue_pks.rename("claim_pk").to_frame().with_row_index("position")
+def merge(shards: list[Shard], parts: list[Adjudication], queue_pks: pl.Series) -> Adjudication:
+    """The shards' results (`parts[i]` decided `shards[i]`) as one run's: outcomes in queue order,
+    claims paid in queue order.
 
-    def in_queue_order(frames: list[pl.DataFrame]) -> pl.DataFrame:
-        return pl.concat(frames).join(position, on="claim_pk").sort("position").drop("position")
+    Each part comes in its shard's order, so its rows are put back by the queue rows the shard
+    holds (a gather, not a join on claim_pk). A part's newly paid claims are its paid outcomes'.
+    """
+    def in_queue_order(frames: list[pl.DataFrame], rows: list[pl.Series]) -> pl.DataFrame:
+        return pl.concat(frames)[pl.concat(rows).arg_sort()]
 
-    outcomes = in_queue_order([p.outcomes for p in parts])
+    paid_rows = []
+    for shard, part in zip(shards, parts, strict=True):
+        paid = part.outcomes.get_column("status") == R.PAID
+        if not part.newly_paid.get_column("claim_pk").equals(part.outcomes.get_column("claim_pk").filter(paid)):
+            raise AssertionError("a shard's newly paid claims are not its paid outcomes")
+        paid_rows.append(shard.rows.filter(paid))
+    outcomes = in_queue_order([p.outcomes for p in parts], [s.rows for s in shards])
     if not outcomes.get_column("claim_pk").equals(queue_pks.rename("claim_pk")):
         raise AssertionError("the shards' outcomes are not one per queued claim")
-    return Adjudication(outcomes=outcomes, newly_paid=in_queue_order([p.newly_paid for p in parts]))
+    return Adjudication(outcomes=outcomes, newly_paid=in_queue_order([p.newly_paid for p in parts], paid_rows))
 
 
 ShardDecider = Callable[[list[Shard], Rules], list[Adjudication]]
@@ -84,6 +99,6 @@ def sharded(count: int, decide_shards: ShardDecider = decide_each) -> Decider:
         ledger = pl.DataFrame(schema=LEDGER_SCHEMA) if ledger is None else ledger
         waivers = pl.DataFrame(schema={"claim_pk": pl.Int64, "code": pl.String}) if waivers is None else waivers
         parts = split(checked, reference, ledger, waivers, count)
-        return merge(decide_shards(parts, rules), checked.claims.get_column("claim_pk"))
+        return merge(parts, decide_shards(parts, rules), checked.claims.get_column("claim_pk"))
 
     return decider

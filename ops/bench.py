@@ -63,34 +63,33 @@ def say(text: str) -> None:
 # --- the product, in a child process --------------------------------------------------------
 
 def child(spec: dict) -> dict:
-    """Runs in the child: setup, then service.submit + service.run timed, then its own peak memory."""
+    """Runs in the child: setup, then submit + run timed as the CLI calls them, then its own peak memory."""
     from adjudication.claim_file import Limits
-    from adjudication.rules import load_rules
     from worker import service
-    from worker.settings import Settings
-    from worker.store.database import make_engine
+    from worker.bootstrap import build
 
     startup = time.time() - spec["launched"]
-    engine = make_engine(spec["url"])
+    # As `adjudicate --db URL [--broker URL]` builds it: settings' defaults (the limit on claims per
+    # client and day, shards and timeout of a run through the workers).
+    app = build(database_url=spec["url"], broker_url=spec.get("broker"))
     started = time.perf_counter()
-    service.upgrade_schema(engine)
+    service.upgrade_schema(app.engine)
     upgrade = time.perf_counter() - started
     started = time.perf_counter()
     for folder in spec["reference"]:
-        service.load_reference(engine, Path(folder))
+        service.load_reference(app.engine, Path(folder))
     reference = time.perf_counter() - started
-    rules = load_rules()
+    rules = app.rules
     claims = Path(spec["claims"])
     size = claims.stat().st_size  # the product's default limits, raised if a bench file is larger
     limits = Limits(max(512 * MiB, size), max(2 * GiB, size))
     started = time.perf_counter()
-    service.submit(engine, claims, rules, limits)
+    service.submit(app.engine, claims, rules, limits)
     submit = time.perf_counter() - started
     started = time.perf_counter()
-    # As `adjudicate run` calls it, with the default limit on claims per client and day.
-    summary = service.run(engine, rules, max_claims_per_client_day=Settings().run_max_claims_per_client_day)
+    summary = app.run()
     run = time.perf_counter() - started
-    engine.dispose()
+    app.engine.dispose()
     status = Path("/proc/self/status").read_text()
     peak_kib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
     return {"startup": startup, "upgrade": upgrade, "reference": reference, "submit": submit, "run": run,
@@ -98,10 +97,12 @@ def child(spec: dict) -> dict:
             **{k: getattr(summary, k, None) for k in ("claims", "paid", "suspended", "rejected")}}
 
 
-def product(label: str, url: str, claims: Path, reference: list[Path], expected: int) -> dict | None:
+def product(label: str, url: str, claims: Path, reference: list[Path], expected: int,
+            broker: str | None = None) -> dict | None:
     """Run one scenario in a fresh child process; None (after printing why) when the product fails."""
     launched = time.time()
-    spec = {"url": url, "claims": str(claims), "reference": [str(f) for f in reference], "launched": launched}
+    spec = {"url": url, "claims": str(claims), "reference": [str(f) for f in reference], "launched": launched,
+            "broker": broker}
     done = subprocess.run([sys.executable, __file__, "--child-json", json.dumps(spec)],
                           capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
@@ -253,18 +254,62 @@ def sqlite_scenario(data: Path, work: Path, claims: int, label: str, repeat: int
     return {"claims": claims, "product": result, "floor": floor_s, "db": db}
 
 
-def pg_scenario(data: Path, admin_url: str, claims: int, repeat: int) -> dict:
-    """The product on a fresh database each time; the floor on one of its own."""
-    def measure(attempt: int) -> dict | None:
-        with pg_database(admin_url, f"p{attempt}") as (url, _version):
-            return product(f"PostgreSQL {claims:,}", url, data / "claims.csv", [data], claims)
+def pg_scenario(data: Path, admin_url: str, claims: int, repeat: int, workers: dict | None) -> dict:
+    """The product on a fresh database each time; the floor on one of its own.
 
+    workers: {"broker": URL, "concurrency": N} to measure it also with the edits decided by a Celery
+    worker (`adjudicate --broker URL run`), for information.
+    """
+    def measure(broker: str | None):
+        def one(attempt: int) -> dict | None:
+            with pg_database(admin_url, f"p{attempt}") as (url, _version):
+                label = f"PostgreSQL {claims:,}" + (" through a Celery worker" if broker else "")
+                return product(label, url, data / "claims.csv", [data], claims, broker)
+        return one
+
+    floor = lambda: pg_floor(data / "claims.csv", floor_url)  # noqa: E731
     with pg_database(admin_url, "floor") as (floor_url, version):
-        result, floor_s = around(f"PostgreSQL {claims:,}", lambda: pg_floor(data / "claims.csv", floor_url),
-                                 measure, repeat)
+        result, floor_s = around(f"PostgreSQL {claims:,}", floor, measure(None), repeat)
         indexed_s = min(pg_floor(data / "claims.csv", floor_url, indexed=True) for _ in range(2))
         say(f"  PostgreSQL {claims:,} floor with an index on claim_id (information): {indexed_s:.2f} s")
-    return {"claims": claims, "product": result, "floor": floor_s, "indexed_floor": indexed_s, "version": version}
+        distributed = None
+        if workers:
+            try:
+                with celery_worker(workers["broker"], workers["concurrency"]):
+                    distributed, distributed_floor = around(f"PostgreSQL {claims:,} through a Celery worker", floor,
+                                                            measure(workers["broker"]), repeat)
+                    floor_s = min(floor_s, distributed_floor)
+            except Exception as error:  # no Redis, a worker that does not start: say so, keep the rest
+                say(f"  PostgreSQL through a Celery worker FAILED: {error!r}"[:500])
+    return {"claims": claims, "product": result, "floor": floor_s, "indexed_floor": indexed_s, "version": version,
+            "distributed": distributed, "workers": workers}
+
+
+@contextlib.contextmanager
+def celery_worker(broker: str, concurrency: int):
+    """`adjudicate --broker URL worker` in a process of its own, its Redis database emptied first
+    (the bench's own: --broker-url), stopped at the end."""
+    import redis
+    from worker.settings import Settings
+    from worker.tasks import make_celery
+
+    redis.Redis.from_url(broker).flushdb()
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen([sys.executable, "-m", "worker", "--broker", broker, "worker", "--concurrency",
+                                str(concurrency)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    control = make_celery(Settings(broker_url=broker)).control
+    try:
+        deadline = time.monotonic() + 60
+        while not control.ping(timeout=1):
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise RuntimeError(f"the Celery worker did not start: {log.read()[-2000:].decode(errors='replace')}")
+        say(f"  Celery worker started ({concurrency} threads, {broker})")
+        yield
+    finally:
+        process.terminate()
+        process.wait(60)
+        log.close()
 
 
 def batch_scenario(base_db: Path, base: int, work: Path, args: argparse.Namespace) -> dict:
@@ -342,6 +387,11 @@ def report(args: argparse.Namespace, first: dict, speedup: tuple[float, int] | N
         say(f"  {target:<{width}}  {result:<5}  {measured or 'not measured (see above)'}")
     if p:
         say(f"  (the CLI adds {p['startup']:.2f} s of start-up per command: `adjudicate submit` + `adjudicate run`)")
+    d = pg and pg.get("distributed")
+    if q and d:
+        say(f"  (information: PostgreSQL with the edits decided by a Celery worker, {pg['workers']['concurrency']} "
+            f"threads on this machine: {d['total']:.2f} s, {d['total'] / pg['floor']:.2f}x the PG floor, "
+            f"{d['total'] / q['total']:.2f}x in-process; peak {d['peak_mib']:,.0f} MiB in the run's process)")
     if q and pg.get("indexed_floor"):
         say(f"  (information: PostgreSQL with an index on claim_id in the floor, {pg['indexed_floor']:.2f} s: "
             f"{q['total'] / pg['indexed_floor']:.2f}x; the SQLite floor: {q['total'] / first['floor']:.2f}x)")
@@ -386,6 +436,12 @@ def main() -> None:
     parser.add_argument("--skip-pg", action="store_true", help="skip PostgreSQL")
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test",
                         help="server to create (and drop) a dedicated bench database on")
+    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/14",
+                        help="Redis database for the run through a Celery worker (emptied first: the bench's own)")
+    parser.add_argument("--worker-concurrency", type=int, default=os.cpu_count() or 1,
+                        help="threads of the Celery worker")
+    parser.add_argument("--skip-distributed", action="store_true",
+                        help="skip the PostgreSQL run through a Celery worker (information, no target)")
     parser.add_argument("--child-json", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_json:
@@ -411,7 +467,9 @@ def main() -> None:
             import psycopg
 
             try:
-                pg = pg_scenario(data, args.pg_url, args.claims, args.repeat)
+                workers = None if args.skip_distributed else {"broker": args.broker_url,
+                                                              "concurrency": args.worker_concurrency}
+                pg = pg_scenario(data, args.pg_url, args.claims, args.repeat, workers)
             except psycopg.Error as error:  # no server, no rights: say so, keep the SQLite figures
                 pg = {"error": str(error).strip().splitlines()[0]}
                 say(f"  PostgreSQL FAILED: {pg['error']}")

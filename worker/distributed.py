@@ -37,7 +37,7 @@ class ShardsFailed(Exception):
 
 def _encoded(frame: pl.DataFrame) -> str:
     buffer = io.BytesIO()
-    frame.write_ipc(buffer, compression="lz4")
+    frame.write_ipc(buffer, compression="zstd")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
