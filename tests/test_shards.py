@@ -59,6 +59,8 @@ def test_shards_hold_whole_clients_and_every_claim_once(reference, groups, count
         claims = shard.checked.claims
         assert claims.get_column("order").to_list() == list(range(claims.height))
         assert claims.get_column("claim_pk").is_sorted()  # queue order kept
+        # The queue rows it holds, by which the run puts its outcomes back in queue order.
+        assert queue.get_column("claim_pk").gather(shard.rows).equals(claims.get_column("claim_pk"))
         for client in claims.get_column("client_prime").unique().to_list():
             assert owners.setdefault(client, index) == index
         mine = set(claims.get_column("client_prime").drop_nulls().to_list())
