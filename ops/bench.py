@@ -296,7 +296,7 @@ def celery_worker(broker: str, concurrency: int):
     redis.Redis.from_url(broker).flushdb()
     log = tempfile.TemporaryFile()
     process = subprocess.Popen([sys.executable, "-m", "worker", "--broker", broker, "worker", "--concurrency",
-                                str(concurrency)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                                str(concurrency), "--no-beat"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     control = make_celery(Settings(broker_url=broker)).control
     try:
         deadline = time.monotonic() + 60

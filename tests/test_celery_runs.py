@@ -95,6 +95,22 @@ def test_a_run_through_workers_stores_what_an_in_process_run_stores(celery_app, 
     assert outcomes.get_column("conflicts_with").drop_nulls().len() > 0  # colliding claims were decided
 
 
+def test_a_run_through_workers_reports_each_shard_as_it_comes_back(celery_app, tmp_path):
+    from adjudication.reference import ReferenceSet, merge, read_dir
+
+    first, _second = two_batches(tmp_path, 800)
+    rows = pl.read_csv(first, infer_schema=False).with_row_index("claim_pk").to_dicts()
+    reported = []
+    workers = CeleryShards(celery_app, timeout=60, progress=lambda *call: reported.append(call))
+    result = RunByRun(merge(ReferenceSet(), read_dir(tmp_path)), RULES, sharded(3, workers)).run(rows)
+    assert result.outcomes.height == len(rows) == 400
+    # One report per shard (10 clients in 3 shards: 2 or 3 of them), each counting the claims decided so far.
+    assert 2 <= len(reported) <= 3
+    done = [claims for _stage, claims, _total in reported]
+    assert done == sorted(set(done)) and done[-1] == len(rows)
+    assert {(stage, total) for stage, _claims, total in reported} == {("adjudicate", len(rows))}
+
+
 def test_a_run_whose_workers_do_not_answer_stores_nothing(ready, tmp_path):
     require_server("Redis", "127.0.0.1", 6379)
     ready("submit", FIXTURES / "worked_example" / "claims.csv")

@@ -39,7 +39,7 @@ class App:
         from worker.distributed import CeleryShards, ShardsFailed
         from worker.tasks import make_celery
 
-        shards = CeleryShards(make_celery(self.settings), self.settings.run_timeout_seconds)
+        shards = CeleryShards(make_celery(self.settings), self.settings.run_timeout_seconds, progress)
         try:
             shards.check_broker()
             return service.run(self.engine, self.rules, progress, sharded(self.settings.run_shards, shards), limit)

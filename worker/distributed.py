@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -77,6 +78,9 @@ class CeleryShards:
 
     celery: Celery
     timeout: float
+    # (stage, claims decided, claims in all), called as each shard comes back: a long run through
+    # the workers shows how far it is.
+    progress: Callable[[str, int, int], None] = lambda _stage, _done, _total: None
 
     def check_broker(self) -> None:
         """Fail in seconds, before a run starts, when the broker cannot be reached."""
@@ -96,8 +100,15 @@ class CeleryShards:
             ).apply_async()
         except OperationalError as error:
             raise ShardsFailed(f"cannot send the shards to the broker: {error}") from None
+        claims = {result.id: shard.checked.claims.height for result, shard in zip(job.results, shards, strict=True)}
+        decided: dict[str, Adjudication] = {}
+
+        def received(task_id: str, message: dict) -> None:
+            decided[task_id] = read_result(message)
+            self.progress("adjudicate", sum(claims[i] for i in decided), sum(claims.values()))
+
         try:
-            messages = job.get(timeout=self.timeout, interval=0.05)
+            job.get(timeout=self.timeout, interval=0.05, callback=received)
         except CeleryTimeout:
             job.revoke()
             raise ShardsFailed(f"the workers did not decide all {count} shards within {self.timeout:g} s "
@@ -107,4 +118,4 @@ class CeleryShards:
                                "has the traceback)") from None
         finally:
             job.forget()
-        return [read_result(message) for message in messages]
+        return [decided[result.id] for result in job.results]
