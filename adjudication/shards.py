@@ -64,11 +64,14 @@ def merge(shards: list[Shard], parts: list[Adjudication], queue_pks: pl.Series) 
     """The shards' results (`parts[i]` decided `shards[i]`) as one run's: outcomes in queue order,
     claims paid in queue order.
 
-    Each part comes in its shard's order, so its rows are put back by the queue rows the shard
-    holds (a gather, not a join on claim_pk). A part's newly paid claims are its paid outcomes'.
+    Each part comes in its shard's order, so its rows are sorted back by the queue rows the shard
+    holds. A part's newly paid claims are its paid outcomes'.
     """
     def in_queue_order(frames: list[pl.DataFrame], rows: list[pl.Series]) -> pl.DataFrame:
-        return pl.concat(frames)[pl.concat(rows).arg_sort()]
+        # A sort: a join on claim_pk, or a gather by index of the concatenated parts (list columns
+        # over several chunks), took 15x longer at 1M claims.
+        numbered = [frame.with_columns(row.alias("queue_row")) for frame, row in zip(frames, rows, strict=True)]
+        return pl.concat(numbered).sort("queue_row").drop("queue_row")
 
     paid_rows = []
     for shard, part in zip(shards, parts, strict=True):
