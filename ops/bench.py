@@ -267,8 +267,8 @@ def pg_scenario(data: Path, admin_url: str, claims: int, repeat: int, workers: d
                 return product(label, url, data / "claims.csv", [data], claims, broker)
         return one
 
-    floor = lambda: pg_floor(data / "claims.csv", floor_url)  # noqa: E731
     with pg_database(admin_url, "floor") as (floor_url, version):
+        floor = lambda: pg_floor(data / "claims.csv", floor_url)  # noqa: E731
         result, floor_s = around(f"PostgreSQL {claims:,}", floor, measure(None), repeat)
         indexed_s = min(pg_floor(data / "claims.csv", floor_url, indexed=True) for _ in range(2))
         say(f"  PostgreSQL {claims:,} floor with an index on claim_id (information): {indexed_s:.2f} s")
