@@ -97,6 +97,40 @@ def child(spec: dict) -> dict:
             **{k: getattr(summary, k, None) for k in ("claims", "paid", "suspended", "rejected")}}
 
 
+def core_child(spec: dict) -> dict:
+    """Runs in the child: the product's work with no database at all (read and check the claim file,
+    parse it, the record checks and the edits, in memory), a lower bound on submit + run."""
+    from adjudication.claim_file import Limits, read_claim_file
+    from adjudication.engine import adjudicate
+    from adjudication.reference import ReferenceSet, merge, read_dir
+    from adjudication.rules import load_rules
+
+    reference = ReferenceSet()
+    for folder in spec["reference"]:
+        reference = merge(reference, read_dir(Path(folder)))
+    frames, rules = reference.frames(), load_rules()
+    claims = Path(spec["claims"])
+    size = claims.stat().st_size
+    started = time.perf_counter()
+    claim_file = read_claim_file(claims.name, claims.read_bytes(), Limits(max(512 * MiB, size), max(2 * GiB, size)))
+    result = adjudicate(claim_file.rows.with_row_index("claim_pk").cast({"claim_pk": pl.Int64}), frames, rules)
+    return {"total": time.perf_counter() - started, "claims": result.outcomes.height}
+
+
+def in_memory(claims: Path, reference: list[Path]) -> float | None:
+    """core_child in a fresh child process: its seconds, or None (after printing why) when it fails."""
+    spec = {"claims": str(claims), "reference": [str(f) for f in reference], "core": True}
+    done = subprocess.run([sys.executable, __file__, "--child-json", json.dumps(spec)],
+                          capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        say(f"  in memory, no database: FAILED (exit {done.returncode}): {(done.stderr or done.stdout)[-500:]}")
+        return None
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    say(f"  in memory, no database (read the file, parse, record checks, edits): {result['total']:.2f} s "
+        f"for {result['claims']:,} claims")
+    return result["total"]
+
+
 def product(label: str, url: str, claims: Path, reference: list[Path], expected: int,
             broker: str | None = None) -> dict | None:
     """Run one scenario in a fresh child process; None (after printing why) when the product fails."""
@@ -272,6 +306,7 @@ def pg_scenario(data: Path, admin_url: str, claims: int, repeat: int, workers: d
         result, floor_s = around(f"PostgreSQL {claims:,}", floor, measure(None), repeat)
         indexed_s = min(pg_floor(data / "claims.csv", floor_url, indexed=True) for _ in range(2))
         say(f"  PostgreSQL {claims:,} floor with an index on claim_id (information): {indexed_s:.2f} s")
+        cores = [c for c in (in_memory(data / "claims.csv", [data]) for _ in range(2)) if c is not None]
         distributed = None
         if workers:
             try:
@@ -282,6 +317,7 @@ def pg_scenario(data: Path, admin_url: str, claims: int, repeat: int, workers: d
             except Exception as error:  # no Redis, a worker that does not start: say so, keep the rest
                 say(f"  PostgreSQL through a Celery worker FAILED: {error!r}"[:500])
     return {"claims": claims, "product": result, "floor": floor_s, "indexed_floor": indexed_s, "version": version,
+            "in_memory": min(cores, default=None),
             "distributed": distributed, "workers": workers}
 
 
@@ -396,6 +432,10 @@ def report(args: argparse.Namespace, first: dict, speedup: tuple[float, int] | N
         say(f"  (information: PostgreSQL with an index on claim_id in the floor, {pg['indexed_floor']:.2f} s: "
             f"{q['total'] / pg['indexed_floor']:.2f}x; the SQLite floor: {q['total'] / first['floor']:.2f}x)")
 
+    if q and pg.get("in_memory"):
+        say(f"  (information: the same work in memory with no database, read, parse, record checks and edits, "
+            f"{pg['in_memory']:.2f} s: {pg['in_memory'] / pg['floor']:.2f}x the PG floor before anything is stored)")
+
     import sqlalchemy
 
     versions = (f"Python {platform.python_version()}, polars {pl.__version__}, SQLAlchemy {sqlalchemy.__version__}, "
@@ -445,7 +485,8 @@ def main() -> None:
     parser.add_argument("--child-json", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_json:
-        print(json.dumps(child(json.loads(args.child_json))))
+        spec = json.loads(args.child_json)
+        print(json.dumps(core_child(spec) if spec.get("core") else child(spec)))
         return
 
     say(f"{dt.datetime.now():%Y-%m-%d %H:%M}  {machine()}  python {platform.python_version()} "
