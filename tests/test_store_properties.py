@@ -36,6 +36,17 @@ def _write_csv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def _submit(store, path: Path, group: list[dict], order: list[dict]) -> service.Submitted | None:
+    """Submit `group` as a claim file; its rows join `order` (queue entries for the reference) when
+    the batch is new (claim_pks are given in queue order, one attempt each)."""
+    submitted = service.submit(store, _write_csv(path, group), RULES, Limits())
+    if not submitted.new:
+        return None
+    for line, row in enumerate(group, start=2):
+        order.append({**row, "claim_pk": len(order) + 1, "key": (submitted.batch_id, line, 1)})
+    return submitted
+
+
 def _stored(engine) -> dict[tuple, dict]:
     frame = service.outcomes(engine, history=True)
     return {(r["batch_id"], r["line"], r["attempt"]): r for r in frame.iter_rows(named=True)}
@@ -117,11 +128,9 @@ def test_batches_stored_without_parsed_fields_are_parsed_by_the_run(store, tmp_p
         _fresh(store, reference)
         order: list[dict] = []
         for index, group in enumerate(groups):
-            submitted = service.submit(store, _write_csv(tmp_path / f"b{index}.csv", group), RULES, Limits())
-            if not submitted.new:
-                continue
-            for line, row in enumerate(group, start=2):
-                order.append({**row, "claim_pk": len(order) + 1, "key": (submitted.batch_id, line, 1)})
+            submitted = _submit(store, tmp_path / f"b{index}.csv", group, order)
+            if submitted is None:
+                continue  # the same content again is a no-op
             if data.draw(st.booleans()):
                 with store.begin() as conn:
                     posted = repo.payloads(conn, [submitted.batch_id]).select(repo.PAYLOAD_SCHEMA.keys())
@@ -198,11 +207,9 @@ def test_ledgers_stored_in_the_first_packing_format_still_count(store, tmp_path)
         _fresh(store, reference)
         order: list[dict] = []
         for index, group in enumerate(groups):
-            submitted = service.submit(store, _write_csv(tmp_path / f"b{index}.csv", group), RULES, Limits())
-            if not submitted.new:
-                continue
-            for line, row in enumerate(group, start=2):
-                order.append({**row, "claim_pk": len(order) + 1, "key": (submitted.batch_id, line, 1)})
+            submitted = _submit(store, tmp_path / f"b{index}.csv", group, order)
+            if submitted is None:
+                continue  # the same content again is a no-op
             run_id = service.run(store, RULES).run_id
             if index == 0 or data.draw(st.booleans()):  # the first run's always: later runs read it
                 c = t.paid_months.c
