@@ -29,11 +29,9 @@ EMPTY_TEXT = "%_"
 ESCAPES = (("%", "%25"), (",", "%2C"), (";", "%3B"))  # '%' first when escaping, last when unescaping
 PACKED_FIELDS = tuple(name for name in LEDGER_SCHEMA if name != "client_prime")
 PACKED_SCHEMA = {"client_prime": pl.String, "month": pl.Date, "claims": pl.String}
-KEY = ("client_prime", "month")
-
-
-FIRST = "first"  # in pack: whether a row is the first of its client and month (rows sorted by KEY)
 TEXT_FIELDS = tuple(name for name in PACKED_FIELDS if LEDGER_SCHEMA[name] == pl.String)
+KEY = ("client_prime", "month")
+FIRST = "first"  # in pack: whether a row is the first of its client and month (rows sorted by KEY)
 
 
 def _spelled(name: str, special: bool) -> pl.Expr:

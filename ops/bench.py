@@ -62,9 +62,16 @@ def say(text: str) -> None:
 
 # --- the product, in a child process --------------------------------------------------------
 
+def bench_limits(claims: Path):
+    """The product's default file limits, raised when a bench file is larger."""
+    from adjudication.claim_file import Limits
+
+    size = claims.stat().st_size
+    return Limits(max(512 * MiB, size), max(2 * GiB, size))
+
+
 def child(spec: dict) -> dict:
     """Runs in the child: setup, then submit + run timed as the CLI calls them, then its own peak memory."""
-    from adjudication.claim_file import Limits
     from worker import service
     from worker.bootstrap import build
 
@@ -81,8 +88,7 @@ def child(spec: dict) -> dict:
     reference = time.perf_counter() - started
     rules = app.rules
     claims = Path(spec["claims"])
-    size = claims.stat().st_size  # the product's default limits, raised if a bench file is larger
-    limits = Limits(max(512 * MiB, size), max(2 * GiB, size))
+    limits = bench_limits(claims)
     started = time.perf_counter()
     service.submit(app.engine, claims, rules, limits)
     submit = time.perf_counter() - started
@@ -100,7 +106,7 @@ def child(spec: dict) -> dict:
 def core_child(spec: dict) -> dict:
     """Runs in the child: the product's work with no database at all (read and check the claim file,
     parse it, the record checks and the edits, in memory), a lower bound on submit + run."""
-    from adjudication.claim_file import Limits, read_claim_file
+    from adjudication.claim_file import read_claim_file
     from adjudication.engine import adjudicate
     from adjudication.reference import ReferenceSet, merge, read_dir
     from adjudication.rules import load_rules
@@ -110,22 +116,31 @@ def core_child(spec: dict) -> dict:
         reference = merge(reference, read_dir(Path(folder)))
     frames, rules = reference.frames(), load_rules()
     claims = Path(spec["claims"])
-    size = claims.stat().st_size
+    limits = bench_limits(claims)
     started = time.perf_counter()
-    claim_file = read_claim_file(claims.name, claims.read_bytes(), Limits(max(512 * MiB, size), max(2 * GiB, size)))
+    claim_file = read_claim_file(claims.name, claims.read_bytes(), limits)
     result = adjudicate(claim_file.rows.with_row_index("claim_pk").cast({"claim_pk": pl.Int64}), frames, rules)
     return {"total": time.perf_counter() - started, "claims": result.outcomes.height}
 
 
-def in_memory(claims: Path, reference: list[Path]) -> float | None:
-    """core_child in a fresh child process: its seconds, or None (after printing why) when it fails."""
-    spec = {"claims": str(claims), "reference": [str(f) for f in reference], "core": True}
+def in_child(spec: dict, label: str) -> dict | None:
+    """This script's child mode (`--child-json`) in a fresh process: its result, or None (after
+    printing why) when it fails."""
     done = subprocess.run([sys.executable, __file__, "--child-json", json.dumps(spec)],
                           capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
-        say(f"  in memory, no database: FAILED (exit {done.returncode}): {(done.stderr or done.stdout)[-500:]}")
+        tail = "\n    ".join((done.stderr or done.stdout).strip().splitlines()[-12:])
+        say(f"  {label} FAILED (exit {done.returncode}):\n    {tail}")
         return None
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def in_memory(claims: Path, reference: list[Path]) -> float | None:
+    """core_child in a fresh child process: its seconds, or None (after printing why) when it fails."""
+    result = in_child({"claims": str(claims), "reference": [str(f) for f in reference], "core": True},
+                      "in memory, no database")
+    if result is None:
+        return None
     say(f"  in memory, no database (read the file, parse, record checks, edits): {result['total']:.2f} s "
         f"for {result['claims']:,} claims")
     return result["total"]
@@ -137,13 +152,9 @@ def product(label: str, url: str, claims: Path, reference: list[Path], expected:
     launched = time.time()
     spec = {"url": url, "claims": str(claims), "reference": [str(f) for f in reference], "launched": launched,
             "broker": broker}
-    done = subprocess.run([sys.executable, __file__, "--child-json", json.dumps(spec)],
-                          capture_output=True, text=True, cwd=ROOT)
-    if done.returncode != 0:
-        tail = "\n    ".join((done.stderr or done.stdout).strip().splitlines()[-12:])
-        say(f"  {label}: product FAILED (exit {done.returncode}):\n    {tail}")
+    result = in_child(spec, f"{label}: product")
+    if result is None:
         return None
-    result = json.loads(done.stdout.strip().splitlines()[-1])
     say(f"  {label}: submit {result['submit']:.2f} s + run {result['run']:.2f} s = {result['total']:.2f} s | "
         f"setup: start-up {result['startup']:.2f} s, upgrade {result['upgrade']:.2f} s, reference "
         f"{result['reference']:.2f} s | peak {result['peak_mib']:,.0f} MiB | "

@@ -61,6 +61,9 @@ def profile(url: str, data: Path) -> None:
     from adjudication.rules import load_rules
     from worker import service
     from worker.settings import Settings
+    from sqlalchemy import func, select
+
+    from worker.store import schema as t
     from worker.store.database import make_engine
 
     engine = make_engine(url)
@@ -79,8 +82,10 @@ def profile(url: str, data: Path) -> None:
     service.run(engine, rules, decider=decide,
                 max_claims_per_client_day=Settings().run_max_claims_per_client_day)
     run = time.perf_counter() - started
+    with engine.connect() as conn:  # LENGTH counts characters: bytes for the bench data, which is ASCII
+        ledger = conn.execute(select(func.sum(func.length(t.paid_months.c.claims)))).scalar() or 0
     engine.dispose()
-    print(f"submit {submit:.2f} s + run {run:.2f} s = {submit + run:.2f} s")
+    print(f"submit {submit:.2f} s + run {run:.2f} s = {submit + run:.2f} s; packed ledger {ledger / 1e6:.1f} MB")
     for _module, name in STEPS:
         if name in spent:
             print(f"  {name:18s} {spent[name]:6.2f} s")
