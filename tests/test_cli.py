@@ -59,7 +59,8 @@ def test_formats_history_and_filters(ready, tmp_path):
     ready("outcomes", "--format", "parquet", "--output", tmp_path / "o.parquet")
     parquet = pl.read_parquet(tmp_path / "o.parquet")
     assert parquet.columns == ["claim_id", "batch_id", "line", "status", "reasons", "spa_id", "paid_units",
-                               "paid_amount", "conflicts_with", "carc", "attempt"]
+                               "paid_amount", "conflicts_with", "carc", "attempt", "adjusts", "reversed_by",
+                               "provider_id", "client_prime", "procedure_code", "modifier", "service_date"]
     assert parquet.height == 6
     suspended = ready("outcomes", "--status", "suspended").rows()
     assert [r["claim_id"] for r in suspended] == ["WX-3", "WX-5"]

@@ -191,36 +191,3 @@ def test_withdrawn_batches_are_as_if_never_posted(store, tmp_path):
         _assert_as_sequential(store, order, reference)
 
     check()
-
-
-def test_ledgers_stored_in_the_first_packing_format_still_count(store, tmp_path):
-    """Paid ledgers stored before the packed ledger's format 2 (every text base64) keep counting in
-    later runs, next to those stored since: the outcome is the sequential reference's, whichever
-    runs' ledgers are of the old kind."""
-    from test_ledger_codec import pack_v1
-
-    from adjudication.ledger_codec import PACKED_SCHEMA, VERSION_2, unpack
-
-    @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(reference=reference_sets(), groups=batches(), data=st.data())
-    def check(reference, groups, data):
-        _fresh(store, reference)
-        order: list[dict] = []
-        for index, group in enumerate(groups):
-            submitted = _submit(store, tmp_path / f"b{index}.csv", group, order)
-            if submitted is None:
-                continue  # the same content again is a no-op
-            run_id = service.run(store, RULES).run_id
-            if index == 0 or data.draw(st.booleans()):  # the first run's always: later runs read it
-                c = t.paid_months.c
-                with store.begin() as conn:
-                    stored = conn.execute(select(c.client_prime, c.month, c.claims).where(c.run_id == run_id)).all()
-                    for client, month, claims in stored:
-                        assert claims.startswith(VERSION_2)
-                        text = pl.DataFrame([(client, month, claims)], schema=PACKED_SCHEMA, orient="row")
-                        old = pack_v1(unpack(text)).get_column("claims").item()
-                        conn.execute(update(t.paid_months).where(
-                            (c.client_prime == client) & (c.month == month) & (c.run_id == run_id)).values(claims=old))
-        _assert_as_sequential(store, order, reference)
-
-    check()

@@ -168,12 +168,18 @@ def outcomes(
     status: Annotated[Optional[str], typer.Option(help="Only paid, suspended or rejected")] = None,
     history: Annotated[bool, typer.Option("--history", help="Every attempt, not only the latest")] = False,
     operator: Annotated[str, typer.Option(help="Who exports (recorded in the audit trail)")] = "system",
+    claim: Annotated[Optional[list[str]], typer.Option("--claim", help="Only this claim id; repeat for more")] = None,
+    provider: Annotated[Optional[str], typer.Option(help="Only this provider's claims")] = None,
+    client: Annotated[Optional[str], typer.Option(help="Only this client's claims (prime)")] = None,
+    date_from: Annotated[Optional[str], typer.Option("--from", help="Only serviced on or after YYYY-MM-DD")] = None,
+    date_to: Annotated[Optional[str], typer.Option("--to", help="Only serviced on or before YYYY-MM-DD")] = None,
 ) -> None:
-    """Export outcomes: the latest attempt per claim, in adjudication order."""
-    if status and status not in ("paid", "suspended", "rejected"):
-        raise service.UserError(f"unknown status {status!r} (paid, suspended or rejected)")
+    """Export outcomes: the latest attempt per claim, in adjudication order (filters combine with AND)."""
+    if status and status not in ("paid", "suspended", "rejected", "void"):
+        raise service.UserError(f"unknown status {status!r} (paid, suspended, rejected or void)")
     frame = service.outcomes(app(ctx).engine, batch=batch, status=status, history=history, operator=operator,
-                             export_format=fmt.value)
+                             export_format=fmt.value, claim_ids=tuple(claim or ()), provider=provider,
+                             client=client, date_from=date_from, date_to=date_to)
     _write(frame, fmt.value, output)
 
 

@@ -155,18 +155,19 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet, decider: Deci
             # Outcomes come in queue order, one per queued claim: the queue's columns line up with them.
             if not outcomes.get_column("claim_pk").equals(queue.get_column("claim_pk")):
                 raise AssertionError("outcomes are not in queue order")
-            state = repo.run_state(outcomes.hstack(snapshot.origin.select("batch_id", "attempt")), result.newly_paid)
+            state = repo.run_state(outcomes, queue, snapshot.origin, getattr(result, "reversals", None))
             holders_written.result()
         progress("adjudicate", queue.height, queue.height)
         counts = outcomes.group_by("status").len().to_dict(as_series=False)
         by_status = dict(zip(counts["status"], counts["len"]))
         paid_cents = int(outcomes.get_column("paid_cents").sum() or 0)
+        started = repo.now()
         run_id = conn.execute(insert(t.runs).values(
-            started_at=repo.now(), finished_at=None, claims=queue.height, paid=by_status.get(R.PAID, 0),
+            started_at=started, finished_at=None, claims=queue.height, paid=by_status.get(R.PAID, 0),
             suspended=by_status.get(R.SUSPENDED, 0), rejected=by_status.get(R.REJECTED, 0), paid_cents=paid_cents,
         ).returning(t.runs.c.run_id)).scalar_one()
         repo.finish_queue(conn, snapshot)
-        repo.store_run(conn, run_id, state)
+        repo.store_run(conn, run_id, started, state)
         progress("store", queue.height, queue.height)
         conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(finished_at=repo.now()))
     summary = RunSummary(run_id, queue.height, by_status.get(R.PAID, 0), by_status.get(R.SUSPENDED, 0),
@@ -193,46 +194,49 @@ def _lock(conn: Connection, holder: str) -> None:
 
 # --- outcomes ------------------------------------------------------------------------------
 
-OUTCOME_COLUMNS = ("claim_id", "batch_id", "line", "status", "reasons", "spa_id", "paid_units", "paid_amount",
-                   "conflicts_with", "carc", "attempt")
-
-
 def outcomes(engine: Engine, batch: str | None = None, status: str | None = None, history: bool = False,
-             operator: str = "system", export_format: str | None = None) -> pl.DataFrame:
-    """Outcomes in export shape (latest attempt per claim, or every attempt with history)."""
+             operator: str = "system", export_format: str | None = None, claim_ids: tuple[str, ...] = (),
+             provider: str | None = None, client: str | None = None, date_from: str | None = None,
+             date_to: str | None = None) -> pl.DataFrame:
+    """Outcomes in export shape (latest attempt per claim, or every attempt with history), read from
+    the views through the indexes of the attempts: the cost grows with the answer."""
+    chosen = repo.OutcomeFilter(batch=batch, claim_ids=tuple(i.strip() for i in claim_ids), provider=provider,
+                                client=client, status=status, date_from=_date(date_from, "--from"),
+                                date_to=_date(date_to, "--to"), history=history)
     with engine.begin() as conn:
         if batch and not conn.execute(select(t.batches.c.batch_id).where(t.batches.c.batch_id == batch)).first():
             raise UserError(f"no batch {batch}")
-        attempts = repo.segments(conn, batch)
-        claims = repo.payloads(conn, [batch] if batch else None)
-        if not history:
-            attempts = repo.latest(attempts)
-        if status:
-            attempts = attempts.filter(pl.col("status") == status)
-        frame = claims.join(attempts, on="claim_pk").sort("batch_seq", "line", "attempt")
+        frame = repo.outcome_rows(conn, chosen)
         if export_format:
-            _audit(conn, operator, "outcomes.export",
-                   f"batch={batch or '*'} status={status or '*'} history={history} rows={frame.height}",
-                   export_format)
-    return frame.select(
-        pl.col("claim_id").fill_null(""), "batch_id", "line", "status", pl.col("reasons").list.join(";"),
-        pl.col("spa_id").fill_null(""),
-        paid_units=_decimal_text(pl.col("paid_units_s").fill_null(0), 4, strip=True),
-        paid_amount=_decimal_text(pl.col("paid_cents").fill_null(0), 2, strip=False),
-        conflicts_with=pl.col("conflicts_with").list.join(";"), carc=pl.col("carc").list.join(";"),
-        attempt="attempt",
-    )
+            _audit(conn, operator, "outcomes.export", _export_target(chosen, frame.height), export_format)
+    texts = [c for c, dtype in repo.EXPORT_SCHEMA.items() if dtype == pl.String]
+    return frame.with_columns(pl.col(texts).fill_null(""),
+                              pl.col("service_date").dt.to_string("%Y-%m-%d").fill_null(""))
 
 
-def _decimal_text(scaled: pl.Expr, places: int, strip: bool) -> pl.Expr:
-    """Exact text of an integer scaled by 10^places ('12345' cents -> '123.45')."""
-    factor = 10 ** places
-    whole = (scaled // factor).cast(pl.String)
-    fraction = (scaled % factor).cast(pl.String).str.pad_start(places, "0")
-    if strip:
-        fraction = fraction.str.strip_chars_end("0")
-        return pl.when(fraction == "").then(whole).otherwise(whole + "." + fraction)
-    return whole + "." + fraction
+def _date(text: str | None, flag: str):
+    import datetime as dt
+
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{flag} must be a date YYYY-MM-DD") from None
+
+
+def _export_target(chosen: repo.OutcomeFilter, rows: int) -> str:
+    """For the audit trail: the selectors of an export (a client is named by selector only)."""
+    parts = [f"batch={chosen.batch or '*'}", f"status={chosen.status or '*'}", f"history={chosen.history}"]
+    if chosen.claim_ids:
+        parts.append("claims=" + ",".join(chosen.claim_ids))
+    if chosen.provider:
+        parts.append(f"provider={chosen.provider}")
+    if chosen.client:
+        parts.append("client=<given>")
+    if chosen.date_from or chosen.date_to:
+        parts.append(f"dates={chosen.date_from or ''}..{chosen.date_to or ''}")
+    return " ".join(parts) + f" rows={rows}"
 
 
 # --- operators -----------------------------------------------------------------------------
@@ -355,10 +359,7 @@ def _select_suspended(conn: Connection, selection: Selection) -> list[tuple[int,
 
 
 def _status_of(conn: Connection, claim_pk: int) -> str:
-    batch_id = conn.execute(select(t.batches.c.batch_id).where(
-        t.batches.c.first_pk <= claim_pk, claim_pk < t.batches.c.first_pk + t.batches.c.claims)).scalar_one()
-    attempts = repo.latest(repo.segments(conn, batch_id).filter(pl.col("claim_pk") == claim_pk))
-    return attempts.get_column("status").item()
+    return repo.latest_status(conn, claim_pk)
 
 
 def override(engine: Engine, claim_id: str, code: str, operator: str, note: str, rules: Rules) -> None:
@@ -436,8 +437,7 @@ def batch_claims(engine: Engine, batch_id: str) -> tuple[dict, pl.DataFrame]:
         batch = conn.execute(select(t.batches).where(t.batches.c.batch_id == batch_id)).first()
         if batch is None:
             raise UserError(f"no batch {batch_id}")
-        outcomes = repo.latest(repo.segments(conn, batch_id)).select(
-            "claim_pk", "status", reasons=pl.col("reasons").list.join(";"))
+        outcomes = repo.batch_outcomes(conn, batch_id)
         claims = repo.payloads(conn, [batch_id])
     frame = claims.join(outcomes, on="claim_pk", how="left").sort("line", "claim_pk")
     return dict(batch._mapping), frame.select("claim_pk", "line", *CLAIM_COLUMNS, "status", "reasons")

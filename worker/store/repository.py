@@ -8,14 +8,14 @@ import json
 from dataclasses import dataclass
 
 import polars as pl
-from sqlalchemy import ARRAY, Connection, String, any_, bindparam, delete, func, insert, literal_column, select, update
+from sqlalchemy import (ARRAY, Connection, String, and_, any_, bindparam, delete, exists, func, insert, literal_column,
+                        select, update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA, PARSE_VERSION, as_read, parse_fields, scaled_number
 from adjudication.decimals import to_scaled
 from adjudication.engine import LEDGER_SCHEMA, ReferenceFrames
-from adjudication.ledger_codec import PACKED_SCHEMA, pack, unpack
 from adjudication.reference import Enrollment, Located, Plan, Provider, ReferenceSet, Spa
 from worker.store import schema as t
 from worker.store.bulk import insert_frame, read_frame
@@ -235,7 +235,7 @@ class Queue:
     """A snapshot of the work of one run: claims in adjudication order, and where they came from."""
 
     fields: pl.DataFrame  # claim_pk + the claims' parsed fields (claims.FIELDS_SCHEMA)
-    origin: pl.DataFrame  # claim_pk, batch_id, attempt (the number this run's attempt gets)
+    origin: pl.DataFrame  # claim_pk, batch_id, line, attempt (the number this run's attempt gets)
     batch_ids: list[str]  # fresh batches read
     requeued_pks: list[int]
 
@@ -258,7 +258,7 @@ def queued_claims(conn: Connection) -> Queue:
         queue = queue.sort("seq", "batch_seq", "line")
     return Queue(
         fields=queue.select("claim_pk", *FIELDS_SCHEMA),
-        origin=queue.select("claim_pk", "batch_id", "attempt"),
+        origin=queue.select("claim_pk", "batch_id", "line", "attempt"),
         batch_ids=fresh_ids,
         requeued_pks=again.get_column("claim_pk").to_list(),
     )
@@ -296,23 +296,33 @@ def queue_clients(queue: pl.DataFrame) -> list[str]:
 
 
 def ledger_for(conn: Connection, queue: pl.DataFrame, clients: list[str], reference: ReferenceFrames) -> pl.DataFrame:
-    """Earlier paid claims that can matter to this run: its clients' claims in the months it
-    touches, and every claim on an SPA of theirs counted over its whole span (unit_period total)."""
+    """Earlier paid claims that can matter to this run: its clients' paid attempts (not reversed) in
+    the months it touches, and every one on an SPA of theirs counted over its whole span (unit_period
+    total). Read through the index on (client_prime, service_date), in the order they were paid."""
     days = queue.get_column("service_day").drop_nulls()
-    if days.len() == 0 or not conn.execute(select(t.paid_months.c.run_id).limit(1)).first():
+    if days.len() == 0:
         return pl.DataFrame(schema=LEDGER_SCHEMA)
     first = days.min().replace(day=1)
     end = (days.max().replace(day=28) + dt.timedelta(days=4)).replace(day=1)  # the day after the last month
     total = reference.spas.filter((pl.col("unit_period") == "total") & pl.col("client_prime").is_in(clients))
-    c = t.paid_months.c
-    statement = select(c.client_prime, c.month, c.claims).where(
-        _in_values(conn, c.client_prime, clients, "clients"),
-        (c.month >= first) & (c.month < end)
-        | _in_values(conn, c.client_prime, total.get_column("client_prime").unique().to_list(), "total_clients"),
-    ).order_by(c.run_id)  # the order claims were paid in: conflicts are listed in that order
-    rows = unpack(read_frame(conn, statement, PACKED_SCHEMA))
+    total_clients = total.get_column("client_prime").unique().to_list()
+    a, r = t.attempts.c, t.reversals.c
+    wanted = _in_values(conn, a.client_prime, clients, "clients")
+    if total_clients:
+        wanted = wanted & (a.service_date.between(first, end - dt.timedelta(days=1))
+                           | _in_values(conn, a.client_prime, total_clients, "total_clients"))
+    else:
+        wanted = wanted & a.service_date.between(first, end - dt.timedelta(days=1))
+    statement = select(
+        a.claim_pk, a.claim_id, a.client_prime, a.service_date, a.provider_id, a.procedure_code, a.modifier,
+        a.start_min, a.end_min, a.paid_units_s, a.spa_id, a.run_id, a.run_row,
+    ).where(wanted, a.status == "paid", ~exists().where(r.claim_pk == a.claim_pk))
+    rows = read_frame(conn, statement, {**LEDGER_SCHEMA, "run_id": pl.Int64, "run_row": pl.Int64})
+    # The order claims were paid in: conflicts are listed in that order.
+    rows = rows.sort("run_id", "run_row")
     in_window = (pl.col("service_day") >= first) & (pl.col("service_day") < end)
-    return rows.filter(in_window | pl.col("spa_id").is_in(total.get_column("spa_id").implode()))
+    return rows.filter(in_window | pl.col("spa_id").is_in(total.get_column("spa_id").implode())).select(
+        LEDGER_SCHEMA.keys())
 
 
 def holders_for(conn: Connection, queue: pl.DataFrame) -> pl.DataFrame:
@@ -334,13 +344,6 @@ def waivers_for(conn: Connection) -> pl.DataFrame:
 
 # --- what a run writes -------------------------------------------------------------------------
 
-SEGMENT_SCHEMA = {
-    "claim_pk": pl.Int64, "attempt": pl.Int64, "status": pl.String, "reasons": pl.List(pl.String),
-    "carc": pl.List(pl.String), "spa_id": pl.String, "paid_units_s": pl.Int64, "paid_cents": pl.Int64,
-    "conflicts_with": pl.List(pl.String),
-}
-
-
 def store_holders(conn: Connection, new_holders: pl.DataFrame) -> None:
     """The claim ids a run's claims now hold (claim_id, claim_pk), in key order: the index grows at
     its end. (Claim files mostly come in claim id order already; sorting them is skipped.)"""
@@ -349,50 +352,131 @@ def store_holders(conn: Connection, new_holders: pl.DataFrame) -> None:
     insert_frame(conn, t.claim_ids, new_holders)
 
 
+# The attempts table's columns a run computes (run_id and run_month are added when it is written).
+ATTEMPT_COLUMNS = tuple(c.name for c in t.attempts.columns if c.name not in ("run_id", "run_month"))
+
+
 @dataclass(frozen=True)
 class RunState:
-    """What a run stores besides its claim ids, computed before the write: the attempts as one
-    Parquet segment, the ledger rows of the claims it paid packed per client and month, and the
-    claims left suspended."""
+    """What a run stores besides its claim ids, computed before the write: its attempts as rows of
+    the attempts table, the reversals its replacements and voids made, the claims left suspended."""
 
-    segment: bytes
-    packed: pl.DataFrame  # PACKED_SCHEMA
+    attempts: pl.DataFrame  # ATTEMPT_COLUMNS
+    reversals: pl.DataFrame  # claim_pk, reversed_by_pk, reversed_by
     suspended: pl.DataFrame  # claim_pk, batch_id, attempt, reasons
-    batch_ids: list[str]  # the batches whose claims the run decided
 
 
-def run_state(attempts: pl.DataFrame, newly_paid: pl.DataFrame) -> RunState:
-    """attempts: SEGMENT_SCHEMA + batch_id; newly_paid: LEDGER_SCHEMA. No connection needed."""
-    buffer = io.BytesIO()
-    attempts.select(SEGMENT_SCHEMA.keys()).write_parquet(buffer, compression="zstd")
+def run_state(outcomes: pl.DataFrame, fields: pl.DataFrame, origin: pl.DataFrame,
+              reversals: pl.DataFrame | None = None) -> RunState:
+    """outcomes: the engine's (OUTCOME_SCHEMA, `adjusts` when it has it), row for row with the queue's
+    parsed fields and origin (claim_pk, batch_id, line, attempt). No connection needed."""
+    adjusts = pl.col("adjusts") if "adjusts" in outcomes.columns else pl.lit(None, pl.String)
+    rows = outcomes.select(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("run_row"),
+        "claim_pk", "status", "spa_id", "paid_units_s", "paid_cents",
+        *[pl.col(c).list.join(";") for c in ("reasons", "conflicts_with", "carc")],
+        adjusts.alias("adjusts"),
+    ).hstack(origin.select("attempt", "batch_id", "line")).hstack(fields.select(
+        "claim_id", "provider_id", "client_prime", "procedure_code", "modifier",
+        pl.col("service_day").alias("service_date"), "start_min", "end_min"))
+    if reversals is None or reversals.height == 0:
+        reversed_rows = pl.DataFrame(schema={"claim_pk": pl.Int64, "reversed_by_pk": pl.Int64, "reversed_by": pl.String})
+    else:
+        reversed_rows = reversals.select("claim_pk", reversed_by_pk=pl.col("reversed_by").cast(pl.Int64)).join(
+            fields.select(reversed_by_pk="claim_pk", reversed_by="claim_id"), on="reversed_by_pk", how="left")
     return RunState(
-        segment=buffer.getvalue(),
-        packed=pack(newly_paid),
-        suspended=attempts.filter(pl.col("status") == "suspended").select(
-            "claim_pk", "batch_id", "attempt", reasons=pl.col("reasons").list.join(";")),
-        batch_ids=attempts.get_column("batch_id").unique().sort().to_list(),
+        attempts=rows.select(ATTEMPT_COLUMNS),
+        reversals=reversed_rows,
+        suspended=rows.filter(pl.col("status") == "suspended").select("claim_pk", "batch_id", "attempt", "reasons"),
     )
 
 
-def store_run(conn: Connection, run_id: int, state: RunState) -> None:
+def store_run(conn: Connection, run_id: int, started: dt.datetime, state: RunState) -> None:
     insert_frame(conn, t.suspended, state.suspended.with_columns(run_id=pl.lit(run_id, pl.Int64)))
-    if state.batch_ids:
-        conn.execute(insert(t.run_batches), [{"run_id": run_id, "batch_id": b} for b in state.batch_ids])
-    insert_frame(conn, t.paid_months, state.packed.with_columns(run_id=pl.lit(run_id, pl.Int64)))
-    conn.execute(insert(t.outcome_segments).values(run_id=run_id, payload=state.segment))
+    insert_frame(conn, t.reversals, state.reversals.with_columns(run_id=pl.lit(run_id, pl.Int64)))
+    store_attempts(conn, state.attempts.with_columns(run_id=pl.lit(run_id, pl.Int64),
+                                                     run_month=pl.lit(started.date().replace(day=1), pl.Date)))
 
 
-def segments(conn: Connection, batch_id: str | None = None) -> pl.DataFrame:
-    """Every attempt stored (SEGMENT_SCHEMA + run_id), or those of the runs that decided a batch's claims."""
-    statement = select(t.outcome_segments.c.run_id, t.outcome_segments.c.payload)
-    if batch_id is not None:
-        statement = statement.where(t.outcome_segments.c.run_id.in_(
-            select(t.run_batches.c.run_id).where(t.run_batches.c.batch_id == batch_id)))
-    frames = [pl.read_parquet(io.BytesIO(payload)).cast(SEGMENT_SCHEMA).with_columns(run_id=pl.lit(run_id, pl.Int64))
-              for run_id, payload in conn.execute(statement)]
-    return pl.concat([pl.DataFrame(schema={**SEGMENT_SCHEMA, "run_id": pl.Int64}), *frames])
+def store_attempts(conn: Connection, rows: pl.DataFrame) -> None:
+    """Append attempt rows (every column of the table). On PostgreSQL each run month's rows go
+    straight into that month's partition, created here the first time a month is written."""
+    if conn.dialect.name != "postgresql":
+        insert_frame(conn, t.attempts, rows)
+        return
+    for (month,), part in rows.partition_by("run_month", as_dict=True, maintain_order=True).items():
+        insert_frame(conn, attempts_partition(conn, month), part)
 
 
-def latest(attempts: pl.DataFrame) -> pl.DataFrame:
-    """The current outcome of each claim: its last attempt."""
-    return attempts.sort("claim_pk", "attempt").unique("claim_pk", keep="last", maintain_order=True)
+def attempts_partition(conn: Connection, month: dt.date):
+    """The PostgreSQL partition of `attempts` holding one run month (created when missing)."""
+    from sqlalchemy import table as table_clause
+
+    following = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    name = f"attempts_{month:%Y_%m}"
+    conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF attempts "
+                         f"FOR VALUES FROM ('{month.isoformat()}') TO ('{following.isoformat()}')")
+    return table_clause(name)
+
+
+# --- reading outcomes --------------------------------------------------------------------------
+
+# The export's columns (SPEC 3), as the views name them.
+EXPORT_COLUMNS = t.VIEW_COLUMNS
+EXPORT_SCHEMA = {c: (pl.Int64 if c in ("line", "attempt") else pl.Date if c == "service_date" else pl.String)
+                 for c in EXPORT_COLUMNS}
+
+
+@dataclass(frozen=True)
+class OutcomeFilter:
+    """What `outcomes` selects; every field narrows through an index of attempts."""
+
+    batch: str | None = None
+    claim_ids: tuple[str, ...] = ()
+    provider: str | None = None
+    client: str | None = None
+    status: str | None = None
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    history: bool = False
+
+
+def outcome_rows(conn: Connection, chosen: OutcomeFilter) -> pl.DataFrame:
+    """Rows of the view outcome_attempts (history) or outcomes_latest, in adjudication order
+    (batches in submission order, lines, attempts): EXPORT_SCHEMA."""
+    view = t.outcome_attempts if chosen.history else t.outcomes_latest
+    v = view.c
+    conditions = []
+    if chosen.batch:
+        conditions.append(v.batch_id == chosen.batch)
+    if chosen.claim_ids:
+        conditions.append(_in_values(conn, v.claim_id, list(chosen.claim_ids), "claim_ids"))
+    if chosen.provider:
+        conditions.append(v.provider_id == chosen.provider)
+    if chosen.client:
+        conditions.append(v.client_prime == chosen.client)
+    if chosen.status:
+        conditions.append(v.status == chosen.status)
+    if chosen.date_from:
+        conditions.append(v.service_date >= chosen.date_from)
+    if chosen.date_to:
+        conditions.append(v.service_date <= chosen.date_to)
+    statement = (select(*[v[c] for c in EXPORT_COLUMNS]).join(t.batches, t.batches.c.batch_id == v.batch_id)
+                 .where(and_(True, *conditions)).order_by(t.batches.c.seq, v.line, v.attempt))
+    return read_frame(conn, statement, EXPORT_SCHEMA)
+
+
+def latest_status(conn: Connection, claim_pk: int) -> str | None:
+    """The status of a claim's latest attempt (None before its first)."""
+    a = t.attempts.c
+    return conn.execute(select(a.status).where(a.claim_pk == claim_pk).order_by(a.attempt.desc()).limit(1)).scalar()
+
+
+def batch_outcomes(conn: Connection, batch_id: str) -> pl.DataFrame:
+    """The latest attempt of each adjudicated claim of one batch: claim_pk, status, reasons."""
+    a = t.attempts.c
+    later = t.attempts.alias("later")
+    statement = select(a.claim_pk, a.status, a.reasons).where(
+        a.batch_id == batch_id,
+        ~exists().where(later.c.claim_pk == a.claim_pk, later.c.attempt > a.attempt))
+    return read_frame(conn, statement, {"claim_pk": pl.Int64, "status": pl.String, "reasons": pl.String})

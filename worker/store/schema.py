@@ -1,16 +1,16 @@
 """Tables (SQLAlchemy Core). Numbers the engine sums are scaled integers: units x10^4, money in cents.
 
-Append-only by design: claims are kept as posted, every adjudication attempt is kept, the paid
-ledger and the audit trail only grow. Bulk data (a batch's claims, a run's attempts) is stored as
-one Parquet blob per batch or run, because a nightly run writes a million of each and rows cost
-several times more (BENCHMARKS.md); the few things looked up one by one (claim-id holders,
-suspended claims, the paid ledger by client and month) are indexed rows.
+Append-only by design: claims are kept as posted, every adjudication attempt is kept, reversals and
+the audit trail only grow. A batch's posted claims are one Parquet blob (written and read whole);
+the history is rows (`attempts`, `reversals`), indexed for the questions operators ask, with the
+views `outcome_attempts` and `outcomes_latest` (worker/store/views.py) for people and tools. The
+paid ledger is the paid attempts whose claim was not reversed.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, Date, DateTime, ForeignKey, Integer, LargeBinary, MetaData, String, Table, Text,
-                        UniqueConstraint)
+from sqlalchemy import (BigInteger, Column, Date, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table,
+                        Text, UniqueConstraint, column, table)
 
 metadata = MetaData()
 
@@ -114,24 +114,52 @@ runs = Table(
     Column("paid_cents", BigInteger, nullable=False, default=0),
 )
 
-# Every attempt a run made, as one Parquet blob per run (claim_pk, attempt, status, reasons, carc,
-# spa_id, paid_units_s, paid_cents, conflicts_with): append-only history, written in one piece.
-outcome_segments = Table(
-    "outcome_segments", metadata,
-    Column("run_id", Integer, ForeignKey("runs.run_id"), primary_key=True),
-    Column("payload", LargeBinary, nullable=False),
+# Every adjudication attempt, one row each, append-only: the outcome export's columns (SPEC 3) with
+# numbers as scaled integers (paid_units_s x10^4, paid_cents), lists ';'-joined ('' when empty), the
+# claim's parsed fields (trimmed; service_date null when it did not parse), and what the edits of later
+# runs read (start_min, end_min). run_row is the attempt's place in its run's adjudication order: the
+# paid ledger is read in (run_id, run_row) order, the order claims were paid in. On PostgreSQL the
+# table is partitioned by run_month (the first day of the month of the run), one partition per month,
+# created by the run that first writes into it (migration 0005, docs/store.md). Read it through the
+# views outcome_attempts and outcomes_latest.
+attempts = Table(
+    "attempts", metadata,
+    Column("run_id", Integer, nullable=False),
+    Column("run_month", Date, nullable=False),
+    Column("run_row", Integer, nullable=False),
+    Column("claim_pk", BigInteger, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("claim_id", String),
+    Column("batch_id", String, nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("status", String, nullable=False),
+    Column("reasons", Text, nullable=False),
+    Column("spa_id", String),
+    Column("paid_units_s", BigInteger),
+    Column("paid_cents", BigInteger),
+    Column("conflicts_with", Text, nullable=False),
+    Column("carc", Text, nullable=False),
+    Column("adjusts", String),
+    Column("provider_id", String),
+    Column("client_prime", String),
+    Column("procedure_code", String),
+    Column("modifier", String),
+    Column("service_date", Date),
+    Column("start_min", Integer),
+    Column("end_min", Integer),
+    Index("attempts_claim_pk", "claim_pk"),
+    Index("attempts_claim_id", "claim_id"),
+    Index("attempts_batch", "batch_id", "line"),
+    Index("attempts_provider_date", "provider_id", "service_date"),
+    Index("attempts_client_date", "client_prime", "service_date"),
+    Index("attempts_status", "status"),
+    postgresql_partition_by="RANGE (run_month)",
 )
+ATTEMPT_INDEXES = tuple(index.name for index in attempts.indexes)
 
-# Which batches' claims each run decided: exports of one batch read only those runs' segments.
-run_batches = Table(
-    "run_batches", metadata,
-    Column("run_id", Integer, ForeignKey("runs.run_id"), primary_key=True),
-    Column("batch_id", String, ForeignKey("batches.batch_id"), primary_key=True),
-)
-
-# Claims whose latest attempt is suspended: what operators re-queue and override. Like paid_months,
-# written in bulk by a run only, with the run row and from batches it names: no foreign keys, which
-# PostgreSQL would check row by row (migration 0004).
+# Claims whose latest attempt is suspended: what operators re-queue and override. Written in bulk by
+# a run only, with the run row and from batches it names: no foreign keys, which PostgreSQL would
+# check row by row (migration 0004).
 suspended = Table(
     "suspended", metadata,
     Column("claim_pk", BigInteger, primary_key=True),
@@ -141,16 +169,23 @@ suspended = Table(
     Column("reasons", Text, nullable=False),  # ';'-separated
 )
 
-# The paid ledger the edits of later runs read, one row per client, month and run: the claims that
-# run paid for that client and month, packed as text (adjudication.ledger_codec). A run reads the
-# rows of the clients and months it touches; paid stays paid, rows are never removed.
-paid_months = Table(
-    "paid_months", metadata,
-    Column("client_prime", String, primary_key=True),
-    Column("month", Date, primary_key=True),
-    Column("run_id", Integer, primary_key=True),
-    Column("claims", Text, nullable=False),  # lz4-compressed on PostgreSQL (migration 0004)
+# Replacements and voids that reversed a paid claim (claim_pk), append-only; attempts stay as they
+# were and the views show reversed_by on the attempt that paid the original.
+reversals = Table(
+    "reversals", metadata,
+    Column("claim_pk", BigInteger, primary_key=True),
+    Column("reversed_by_pk", BigInteger, nullable=False),
+    Column("reversed_by", String),
+    Column("run_id", Integer, nullable=False),
 )
+
+# The views for people and tools (created by migration 0005, docs/store.md), with the export's column
+# names (SPEC 3): every attempt, and the latest attempt of each claim.
+VIEW_COLUMNS = ("claim_id", "batch_id", "line", "status", "reasons", "spa_id", "paid_units", "paid_amount",
+                "conflicts_with", "carc", "attempt", "adjusts", "reversed_by", "provider_id", "client_prime",
+                "procedure_code", "modifier", "service_date")
+outcome_attempts = table("outcome_attempts", *[column(c, Date if c == "service_date" else None) for c in VIEW_COLUMNS])
+outcomes_latest = table("outcomes_latest", *[column(c, Date if c == "service_date" else None) for c in VIEW_COLUMNS])
 
 # Which claim holds a claim_id (the first claim with that id that was not rejected).
 claim_ids = Table(

@@ -37,7 +37,6 @@ def _parquet(frame: pl.DataFrame) -> bytes:
 
 
 def upgrade() -> None:
-    from adjudication.ledger_codec import pack  # the same packing the product reads
 
     conn = op.get_bind()
     claim_schema = {"claim_pk": pl.Int64, "batch_id": pl.String, "line": pl.Int64,
@@ -154,9 +153,10 @@ def upgrade() -> None:
     waiting = attempts.filter((pl.col("latest") == 1) & (pl.col("status") == "suspended"))
     if waiting.height:
         op.bulk_insert(suspended_table, waiting.select("claim_pk", "batch_id", "attempt", "run_id", "reasons").to_dicts())
-    for (run_id,), paid in ledger.group_by("run_id"):
-        rows = pack(paid.drop("run_id")).with_columns(run_id=pl.lit(run_id, pl.Int64))
-        op.bulk_insert(paid_table, rows.to_dicts())
+    # The packed ledger rows were written here until revision 0005 made the paid ledger the paid
+    # attempts (rows): 0005 derives it from the segments written above, so paid_months stays empty
+    # (and the packing code, adjudication/ledger_codec.py, is gone).
+    del ledger, paid_table
 
 
 def downgrade() -> None:

@@ -1,0 +1,84 @@
+"""The views people and reporting tools query (docs/store.md), on SQLite and PostgreSQL: the export's
+columns and values, every attempt or the latest, reversals shown and taken out of the paid ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import insert, text
+
+from adjudication.claim_file import Limits
+from adjudication.rules import load_rules
+from conftest import FIXTURES
+from worker import service
+from worker.store import repository as repo
+from worker.store import schema as t
+
+RULES = load_rules()
+
+
+def _rows(engine, sql: str) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(sql))]
+
+
+def _as_text(rows: list[tuple]) -> list[tuple]:
+    """Values as the export writes them (a PostgreSQL date as ISO text, null as '')."""
+    return [tuple("" if v is None else str(v) for v in row) for row in rows]
+
+
+def _worked_example(store) -> None:
+    service.load_reference(store, FIXTURES / "worked_example")
+    service.submit(store, FIXTURES / "worked_example" / "claims.csv", RULES, Limits())
+    service.run(store, RULES)
+
+
+def test_the_views_are_the_export(store):
+    _worked_example(store)
+    service.requeue(store, service.Selection(claim_ids=("WX-3",)), "ann", "again")
+    service.run(store, RULES)
+    columns = ", ".join(t.VIEW_COLUMNS)
+    history = _rows(store, f"SELECT {columns} FROM outcome_attempts ORDER BY line, attempt")
+    exported = service.outcomes(store, history=True)
+    assert exported.columns == list(t.VIEW_COLUMNS)
+    assert _as_text(history) == [tuple(str(v) for v in row) for row in exported.rows()]
+    assert [r[0] for r in history] == ["WX-1", "WX-2", "WX-3", "WX-3", "WX-4", "WX-5", "WX-6"]
+    assert history[0][3:8] == ("paid", "", "A", "4", "70.12")
+    assert history[2][3:] == ("suspended", "OVERLAP_DUPLICATE;OVERLAP_SAME_PROVIDER", "A", "0", "0.00", "WX-1",
+                              "B20;18", 1, None, None, "P1", "xyz0000a", "OR526", "NA", history[2][-1])
+    assert str(history[2][-1]) == "2026-03-02"
+    latest = _rows(store, f"SELECT {columns} FROM outcomes_latest ORDER BY line")
+    assert [(r[0], r[10]) for r in latest] == [("WX-1", 1), ("WX-2", 1), ("WX-3", 2), ("WX-4", 1), ("WX-5", 1),
+                                               ("WX-6", 1)]
+    assert _as_text(latest) == [tuple(str(v) for v in row) for row in service.outcomes(store).rows()]
+    # The questions an operator asks, in plain SQL.
+    assert _rows(store, "SELECT claim_id FROM outcomes_latest WHERE provider_id = 'G1' AND status = 'suspended'") \
+        == [("WX-5",)]
+    assert _rows(store, "SELECT count(*) FROM outcome_attempts WHERE claim_id = 'WX-3'") == [(2,)]
+    assert _rows(store, "SELECT count(*) FROM outcomes_latest WHERE client_prime = 'xyz0000a' "
+                        "AND service_date BETWEEN '2026-03-01' AND '2026-03-31'") == [(6,)]
+
+
+def test_a_reversed_claim_shows_who_reversed_it_and_leaves_the_paid_ledger(store, tmp_path: Path):
+    """What the corrections work will write (a reversals row): the views name the reversing claim on
+    the attempt that paid, and the next run no longer counts the reversed claim as paid."""
+    _worked_example(store)
+    with store.begin() as conn:
+        wx1 = conn.execute(text("SELECT claim_pk FROM attempts WHERE claim_id = 'WX-1'")).scalar_one()
+        conn.execute(insert(t.reversals).values(claim_pk=wx1, reversed_by_pk=999, reversed_by="WX-1R", run_id=1))
+    reversed_by = _rows(store, "SELECT claim_id, reversed_by FROM outcome_attempts ORDER BY line")
+    assert reversed_by[0] == ("WX-1", "WX-1R") and all(r[1] is None for r in reversed_by[1:])
+    # WX-3 (12:00-14:00) collided with WX-1 (09:00-13:00); re-queued now, only WX-6 (13:00-15:00) is left.
+    service.requeue(store, service.Selection(claim_ids=("WX-3",)), "ann", "WX-1 was reversed")
+    service.run(store, RULES)
+    assert service.outcomes(store, claim_ids=("WX-3",)).select("attempt", "conflicts_with").row(0) == (2, "WX-6")
+
+
+def test_outcome_filters_read_the_rows_they_name(store):
+    _worked_example(store)
+    with store.connect() as conn:
+        chosen = repo.outcome_rows(conn, repo.OutcomeFilter(provider="P1", status="paid"))
+        assert chosen.get_column("claim_id").to_list() == ["WX-1", "WX-6"]
+        dated = repo.outcome_rows(conn, repo.OutcomeFilter(client="xyz0000a", date_to=__import__("datetime").date(
+            2026, 3, 1)))
+        assert dated.height == 0
