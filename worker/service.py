@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Engine
 
 from adjudication import reasons as R
 from adjudication.claim_file import ClaimFile, Limits, read_claim_file
@@ -21,12 +21,15 @@ from adjudication.claims import CLAIM_COLUMNS, fields_to_keep
 from adjudication.engine import Decider, check_records, crowded, decide
 from adjudication.reference import merge, read_dir
 from adjudication.rules import Rules
-from worker.store import repository as repo
-from worker.store import schema as t
-from worker.store.bulk import read_frame
+from worker.store import repository
+from worker.store.repository import EXPORT_SCHEMA, OutcomeFilter, Queue, Repository, queue_clients, run_state
+from worker.store.unit_of_work import UnitOfWork, unit_of_work
 
 log = logging.getLogger("adjudication")
 
+# Where a use case keeps state: the database (an Engine: each use case opens a SqlUnitOfWork on it), or
+# a unit of work given whole (tests' fakes).
+Store = Engine | UnitOfWork
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
@@ -46,17 +49,17 @@ def upgrade_schema(engine: Engine) -> None:
 
 # --- reference -----------------------------------------------------------------------------
 
-def load_reference(engine: Engine, folder: Path) -> dict[str, int]:
+def load_reference(engine: Store, folder: Path) -> dict[str, int]:
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder")
     loaded = read_dir(folder)
     if not loaded:
         raise UserError(f"{folder} holds none of providers.csv, plans.csv, enrollments.csv, spas.csv")
-    with engine.begin() as conn:
-        _lock(conn, "reference load")
+    with unit_of_work(engine) as repo:
+        repo.lock("reference load")
         # Only the stored rows the load could conflict with; raises before anything is written.
-        merge(repo.reference_set(conn, loaded), loaded)
-        repo.save_reference(conn, loaded)
+        merge(repo.reference_set(loaded), loaded)
+        repo.save_reference(loaded)
     counts = {name: len(rows) for name, rows in loaded.items()}
     log.info("reference loaded: %s", counts)
     return counts
@@ -77,7 +80,7 @@ def batch_id_for(content_hash: str) -> str:
     return "B" + content_hash[:16]
 
 
-def submit(engine: Engine, path: Path, rules: Rules, limits: Limits, progress: Progress = _quiet) -> Submitted:
+def submit(engine: Store, path: Path, rules: Rules, limits: Limits, progress: Progress = _quiet) -> Submitted:
     """Queue a claim file as one batch; the same content again is a no-op returning the same id."""
     try:
         if path.stat().st_size > limits.max_file_bytes:  # checked before anything is read
@@ -89,24 +92,17 @@ def submit(engine: Engine, path: Path, rules: Rules, limits: Limits, progress: P
     return submit_bytes(engine, path.name, data, rules, limits, progress)
 
 
-def _store_batch(engine: Engine, name: str, content_hash: str, claim_file: ClaimFile, rules: Rules,
+def _store_batch(engine: Store, name: str, content_hash: str, claim_file: ClaimFile, rules: Rules,
                  progress: Progress) -> Submitted:
     batch_id = batch_id_for(content_hash)
     rows = claim_file.rows
     # Parsed once, here: the count printed now, and the fields the run reads (it does not parse again).
     fields, invalid = fields_to_keep(rows, rules)
-    with engine.begin() as conn:
-        _lock(conn, "submit")
-        if conn.execute(select(t.batches.c.batch_id).where(t.batches.c.content_hash == content_hash)).first():
+    with unit_of_work(engine) as repo:
+        repo.lock("submit")
+        if repo.batch_by_hash(content_hash):
             return Submitted(batch_id, False, rows.height, invalid)  # a concurrent submit won
-        seq = repo.new_queue_event(conn, "batch")
-        first_pk = repo.next_claim_pk(conn)
-        conn.execute(insert(t.batches).values(
-            batch_id=batch_id, content_hash=content_hash, file_name=name, file_format=claim_file.format,
-            submitted_at=repo.now(), seq=seq, status="queued", claims=rows.height, intake_rejected=invalid,
-            first_pk=first_pk))
-        repo.store_payload(conn, batch_id, rows.with_columns(
-            claim_pk=pl.int_range(first_pk, first_pk + rows.height, dtype=pl.Int64)), fields)
+        repo.add_batch(batch_id, content_hash, name, claim_file.format, rows, fields, invalid)
         progress("submit", rows.height, rows.height)
     log.info("batch %s queued: %d claims, %d failing record checks", batch_id, rows.height, invalid)
     return Submitted(batch_id, True, rows.height, invalid)
@@ -124,59 +120,55 @@ class RunSummary:
     paid_cents: int
 
 
-def run(engine: Engine, rules: Rules, progress: Progress = _quiet, decider: Decider = decide,
+def run(engine: Store, rules: Rules, progress: Progress = _quiet, decider: Decider = decide,
         max_claims_per_client_day: int | None = None) -> RunSummary:
     """Adjudicate everything queued, in one transaction: all outcomes are stored, or none.
 
     decider: how the edits are decided, here or split across workers (worker.distributed).
     max_claims_per_client_day: refuse the run, storing nothing, when more claims share a client and day.
     """
-    with engine.begin() as conn:
-        _lock(conn, "run")
-        snapshot = repo.queued_claims(conn)
+    with unit_of_work(engine) as repo:
+        repo.lock("run")
+        snapshot = repo.queued_claims()
         queue = snapshot.fields
         if queue.height == 0:
             return RunSummary(None, 0, 0, 0, 0, 0)
         progress("adjudicate", 0, queue.height)
-        clients = repo.queue_clients(queue)
-        reference = repo.reference_frames(conn, clients)
-        ledger = repo.ledger_for(conn, queue, clients, reference)
-        waivers = repo.waivers_for(conn)
-        checked = check_records(queue, rules, repo.holders_for(conn, queue))
+        clients = queue_clients(queue)
+        reference = repo.reference_frames(clients)
+        ledger = repo.ledger_for(queue, clients, reference)
+        waivers = repo.waivers_for()
+        checked = check_records(queue, rules, repo.holders_for(queue))
         if max_claims_per_client_day is not None:
             _refuse_crowded_days(snapshot, crowded(checked, max_claims_per_client_day), max_claims_per_client_day)
         # The claim ids this run takes are known from the record checks: they are written on a
         # second thread while this one computes the edits and the state to store, which do not
         # touch the connection (polars and the drivers release the GIL, so the two overlap).
         with ThreadPoolExecutor(max_workers=1) as writer:
-            holders_written = writer.submit(repo.store_holders, conn, checked.new_holders())
+            holders_written = writer.submit(repo.store_holders, checked.new_holders())
             result = decider(checked, reference, rules, ledger, waivers)
             outcomes = result.outcomes
             # Outcomes come in queue order, one per queued claim: the queue's columns line up with them.
             if not outcomes.get_column("claim_pk").equals(queue.get_column("claim_pk")):
                 raise AssertionError("outcomes are not in queue order")
-            state = repo.run_state(outcomes, queue, snapshot.origin, getattr(result, "reversals", None))
+            state = run_state(outcomes, queue, snapshot.origin, getattr(result, "reversals", None))
             holders_written.result()
         progress("adjudicate", queue.height, queue.height)
         counts = outcomes.group_by("status").len().to_dict(as_series=False)
         by_status = dict(zip(counts["status"], counts["len"]))
         paid_cents = int(outcomes.get_column("paid_cents").sum() or 0)
-        started = repo.now()
-        run_id = conn.execute(insert(t.runs).values(
-            started_at=started, finished_at=None, claims=queue.height, paid=by_status.get(R.PAID, 0),
-            suspended=by_status.get(R.SUSPENDED, 0), rejected=by_status.get(R.REJECTED, 0), paid_cents=paid_cents,
-        ).returning(t.runs.c.run_id)).scalar_one()
-        repo.finish_queue(conn, snapshot)
-        repo.store_run(conn, run_id, started, state)
+        started = repository.now()
+        run_id = repo.add_run(started, queue.height, by_status.get(R.PAID, 0), by_status.get(R.SUSPENDED, 0),
+                              by_status.get(R.REJECTED, 0), paid_cents)
+        repo.store_run(run_id, started, snapshot, state)
         progress("store", queue.height, queue.height)
-        conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(finished_at=repo.now()))
     summary = RunSummary(run_id, queue.height, by_status.get(R.PAID, 0), by_status.get(R.SUSPENDED, 0),
                          by_status.get(R.REJECTED, 0), paid_cents)
     log.info("run %s: %s", run_id, summary)
     return summary
 
 
-def _refuse_crowded_days(snapshot: repo.Queue, claim_pks: pl.Series, limit: int) -> None:
+def _refuse_crowded_days(snapshot: Queue, claim_pks: pl.Series, limit: int) -> None:
     """A clear refusal naming the batches, instead of a run that exhausts the machine's memory."""
     if claim_pks.len() == 0:
         return
@@ -187,29 +179,24 @@ def _refuse_crowded_days(snapshot: repo.Queue, claim_pks: pl.Series, limit: int)
                     f"stored: withdraw the batch (adjudicate withdraw BATCH) or raise the limit")
 
 
-def _lock(conn: Connection, holder: str) -> None:
-    """Serialize writers that must be alone: the first write of their transaction takes this row."""
-    conn.execute(update(t.run_lock).where(t.run_lock.c.id == 1).values(holder=holder))
-
-
 # --- outcomes ------------------------------------------------------------------------------
 
-def outcomes(engine: Engine, batch: str | None = None, status: str | None = None, history: bool = False,
+def outcomes(engine: Store, batch: str | None = None, status: str | None = None, history: bool = False,
              operator: str = "system", export_format: str | None = None, claim_ids: tuple[str, ...] = (),
              provider: str | None = None, client: str | None = None, date_from: str | None = None,
              date_to: str | None = None) -> pl.DataFrame:
     """Outcomes in export shape (latest attempt per claim, or every attempt with history), read from
     the views through the indexes of the attempts: the cost grows with the answer."""
-    chosen = repo.OutcomeFilter(batch=batch, claim_ids=tuple(i.strip() for i in claim_ids), provider=provider,
+    chosen = OutcomeFilter(batch=batch, claim_ids=tuple(i.strip() for i in claim_ids), provider=provider,
                                 client=client, status=status, date_from=_date(date_from, "--from"),
                                 date_to=_date(date_to, "--to"), history=history)
-    with engine.begin() as conn:
-        if batch and not conn.execute(select(t.batches.c.batch_id).where(t.batches.c.batch_id == batch)).first():
+    with unit_of_work(engine) as repo:
+        if batch and repo.batch(batch) is None:
             raise UserError(f"no batch {batch}")
-        frame = repo.outcome_rows(conn, chosen)
+        frame = repo.outcome_rows(chosen)
         if export_format:
-            _audit(conn, operator, "outcomes.export", _export_target(chosen, frame.height), export_format)
-    texts = [c for c, dtype in repo.EXPORT_SCHEMA.items() if dtype == pl.String]
+            repo.audit(operator, "outcomes.export", _export_target(chosen, frame.height), export_format)
+    texts = [c for c, dtype in EXPORT_SCHEMA.items() if dtype == pl.String]
     return frame.with_columns(pl.col(texts).fill_null(""),
                               pl.col("service_date").dt.to_string("%Y-%m-%d").fill_null(""))
 
@@ -225,7 +212,7 @@ def _date(text: str | None, flag: str):
         raise UserError(f"{flag} must be a date YYYY-MM-DD") from None
 
 
-def _export_target(chosen: repo.OutcomeFilter, rows: int) -> str:
+def _export_target(chosen: OutcomeFilter, rows: int) -> str:
     """For the audit trail: the selectors of an export (a client is named by selector only)."""
     parts = [f"batch={chosen.batch or '*'}", f"status={chosen.status or '*'}", f"history={chosen.history}"]
     if chosen.claim_ids:
@@ -244,15 +231,12 @@ def _export_target(chosen: repo.OutcomeFilter, rows: int) -> str:
 ROLES = ("operator", "override")
 
 
-def add_operator(engine: Engine, name: str, role: str) -> None:
+def add_operator(engine: Store, name: str, role: str) -> None:
     if role not in ROLES:
         raise UserError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
-    with engine.begin() as conn:
-        if conn.execute(select(t.operators.c.name).where(t.operators.c.name == name)).first():
-            conn.execute(update(t.operators).where(t.operators.c.name == name).values(role=role))
-        else:
-            conn.execute(insert(t.operators).values(name=name, role=role, added_at=repo.now()))
-        _audit(conn, name, "operators.add", name, f"role={role}")
+    with unit_of_work(engine) as repo:
+        repo.save_operator(name, role)
+        repo.audit(name, "operators.add", name, f"role={role}")
 
 
 @dataclass(frozen=True)
@@ -282,113 +266,90 @@ class Selection:
                         self.date_to))
 
 
-def requeue(engine: Engine, selection: Selection, operator: str, note: str) -> list[str]:
+def requeue(engine: Store, selection: Selection, operator: str, note: str) -> list[str]:
     """Re-queue the suspended claims selected; returns their claim ids."""
     if selection.empty():
         raise UserError("name the claims to re-queue (--claim, --batch, --provider, --client, --reason, --from/--to)")
     _require_note(note)
-    with engine.begin() as conn:
-        _lock(conn, "requeue")
-        chosen = _select_suspended(conn, selection)
+    with unit_of_work(engine) as repo:
+        repo.lock("requeue")
+        chosen = _select_suspended(repo, selection)
         if chosen:
-            seq = repo.new_queue_event(conn, "requeue")
-            _enqueue(conn, [pk for pk, _ in chosen], seq)
-        _audit(conn, operator, "requeue", selection.describe() + f" -> {len(chosen)} claims", note)
+            repo.enqueue([pk for pk, _ in chosen], "requeue")
+        repo.audit(operator, "requeue", selection.describe() + f" -> {len(chosen)} claims", note)
     log.info("operator re-queued %d claims", len(chosen))
     return [claim_id for _, claim_id in chosen]
 
 
-def withdraw(engine: Engine, batch_id: str, operator: str, note: str) -> int:
+def withdraw(engine: Store, batch_id: str, operator: str, note: str) -> int:
     """Take a queued batch out of the queue before any run reads it (a file posted by mistake, or
     one no run can get through): its claims are never adjudicated and hold no claim id. Returns
     how many claims it carried."""
     _require_note(note)
-    with engine.begin() as conn:
-        _lock(conn, "withdraw")
-        if _role_of(conn, operator) is None:
+    with unit_of_work(engine) as repo:
+        repo.lock("withdraw")
+        if repo.operator_role(operator) is None:
             raise UserError(f"operator {operator} is not registered (adjudicate operators add)")
-        batch = conn.execute(select(t.batches.c.status, t.batches.c.claims)
-                             .where(t.batches.c.batch_id == batch_id)).first()
+        batch = repo.batch(batch_id)
         if batch is None:
             raise UserError(f"no batch {batch_id}")
-        if batch.status != "queued":
-            raise UserError(f"batch {batch_id} is {batch.status}; only a queued batch can be withdrawn")
-        conn.execute(update(t.batches).where(t.batches.c.batch_id == batch_id).values(status="withdrawn"))
-        _audit(conn, operator, "batch.withdraw", f"batch={batch_id} claims={batch.claims}", note)
-    log.info("batch %s withdrawn (%d claims)", batch_id, batch.claims)
-    return batch.claims
+        if batch["status"] != "queued":
+            raise UserError(f"batch {batch_id} is {batch['status']}; only a queued batch can be withdrawn")
+        repo.set_batch_status(batch_id, "withdrawn")
+        repo.audit(operator, "batch.withdraw", f"batch={batch_id} claims={batch['claims']}", note)
+    log.info("batch %s withdrawn (%d claims)", batch_id, batch["claims"])
+    return batch["claims"]
 
 
-def _enqueue(conn: Connection, claim_pks: list[int], seq: int) -> None:
-    for chunk in repo.chunks(claim_pks):
-        conn.execute(delete(t.requeues).where(t.requeues.c.claim_pk.in_(chunk)))
-        conn.execute(insert(t.requeues), [{"claim_pk": pk, "seq": seq} for pk in chunk])
-
-
-def _select_suspended(conn: Connection, selection: Selection) -> list[tuple[int, str]]:
+def _select_suspended(repo: Repository, selection: Selection) -> list[tuple[int, str]]:
     """(claim_pk, claim_id) of the suspended claims the selection names, in claim order."""
-    waiting = read_frame(conn, select(t.suspended.c.claim_pk, t.suspended.c.batch_id, t.suspended.c.reasons),
-                         {"claim_pk": pl.Int64, "batch_id": pl.String, "reasons": pl.String})
     if selection.claim_ids:
         ids = [i.strip() for i in selection.claim_ids]
-        holders = dict(conn.execute(select(t.claim_ids.c.claim_id, t.claim_ids.c.claim_pk).where(
-            t.claim_ids.c.claim_id.in_(ids))).all())
-        suspended_pks = set(waiting.get_column("claim_pk").to_list())
+        holders = repo.holders(ids)
         for claim_id in ids:
             if claim_id not in holders:
                 raise UserError(f"no adjudicated claim {claim_id}")
+        waiting = repo.suspended_claims(list(holders.values()))
+        suspended_pks = set(waiting.get_column("claim_pk").to_list())
+        for claim_id in ids:
             if holders[claim_id] not in suspended_pks:
-                raise UserError(f"claim {claim_id} is {_status_of(conn, holders[claim_id])}; "
+                raise UserError(f"claim {claim_id} is {repo.latest_status(holders[claim_id])}; "
                                 "only suspended claims are re-queued")
-        waiting = waiting.filter(pl.col("claim_pk").is_in(list(holders.values())))
-    if selection.batch:
-        waiting = waiting.filter(pl.col("batch_id") == selection.batch)
+    else:
+        waiting = repo.suspended_claims()
+    # The claims' fields as the run read them: trimmed ids, dates whatever padding they were posted with.
+    for column, value in (("batch_id", selection.batch), ("provider_id", selection.provider),
+                          ("client_prime", selection.client)):
+        if value:
+            waiting = waiting.filter(pl.col(column) == value)
     if selection.reason:
         waiting = waiting.filter(pl.col("reasons").str.split(";").list.contains(selection.reason))
-    # Parsed fields: trimmed ids, and dates as ISO text whatever padding they were posted with.
-    claims = repo.payloads(conn, waiting.get_column("batch_id").unique().to_list(), parsed=True).join(
-        waiting.select("claim_pk"), on="claim_pk").with_columns(service_date=pl.col("service_day").cast(pl.String))
-    for column, value in (("provider_id", selection.provider), ("client_prime", selection.client)):
-        if value:
-            claims = claims.filter(pl.col(column) == value)
+    dates = pl.col("service_date").dt.to_string("%Y-%m-%d")
     if selection.date_from:
-        claims = claims.filter(pl.col("service_date") >= selection.date_from)
+        waiting = waiting.filter(dates >= selection.date_from)
     if selection.date_to:
-        claims = claims.filter(pl.col("service_date") <= selection.date_to)
-    return claims.sort("claim_pk").select("claim_pk", "claim_id").rows()
+        waiting = waiting.filter(dates <= selection.date_to)
+    return waiting.sort("claim_pk").select("claim_pk", "claim_id").rows()
 
 
-def _status_of(conn: Connection, claim_pk: int) -> str:
-    return repo.latest_status(conn, claim_pk)
-
-
-def override(engine: Engine, claim_id: str, code: str, operator: str, note: str, rules: Rules) -> None:
+def override(engine: Store, claim_id: str, code: str, operator: str, note: str, rules: Rules) -> None:
     """Waive one edit for one suspended claim, then re-queue it."""
     _require_note(note)
     if code not in rules.waivable:
         raise UserError(f"{code} cannot be waived (waivable: {', '.join(sorted(rules.waivable))})")
-    with engine.begin() as conn:
-        _lock(conn, "override")
-        if _role_of(conn, operator) != "override":
+    with unit_of_work(engine) as repo:
+        repo.lock("override")
+        if repo.operator_role(operator) != "override":
             raise UserError(f"operator {operator} does not have the override role")
-        chosen = _select_suspended(conn, Selection(claim_ids=(claim_id,)))
+        chosen = _select_suspended(repo, Selection(claim_ids=(claim_id,)))
         claim_pk = chosen[0][0]
-        current = conn.execute(select(t.suspended.c.reasons).where(t.suspended.c.claim_pk == claim_pk)).scalar_one()
+        current = repo.suspended_claims([claim_pk]).get_column("reasons").item()
         if code not in current.split(";"):
             raise UserError(f"claim {claim_id} is not suspended for {code} (it is for {current.replace(';', ', ')})")
-        already = conn.execute(select(t.waivers.c.id).where(t.waivers.c.claim_pk == claim_pk,
-                                                            t.waivers.c.code == code)).first()
-        if not already:
-            conn.execute(insert(t.waivers).values(claim_pk=claim_pk, code=code, operator=operator, note=note,
-                                                  at=repo.now()))
-        _enqueue(conn, [claim_pk], repo.new_queue_event(conn, "override"))
-        _audit(conn, operator, "override", f"claim={claim_id} waive={code}", note)
+        repo.add_waiver(claim_pk, code, operator, note)
+        repo.enqueue([claim_pk], "override")
+        repo.audit(operator, "override", f"claim={claim_id} waive={code}", note)
     log.info("override on claim %s: %s waived", claim_id, code)
-
-
-def _role_of(conn: Connection, operator: str) -> str | None:
-    """The operator's role; None when the name is not registered."""
-    return conn.execute(select(t.operators.c.role).where(t.operators.c.name == operator)).scalar()
 
 
 def _require_note(note: str) -> None:
@@ -396,21 +357,14 @@ def _require_note(note: str) -> None:
         raise UserError("--note must say why")
 
 
-def _audit(conn: Connection, operator: str, action: str, target: str, note: str) -> None:
-    conn.execute(insert(t.audit).values(at=repo.now(), operator=operator, action=action, target=target, note=note))
-
-
-def audit_trail(engine: Engine) -> pl.DataFrame:
-    with engine.connect() as conn:
-        rows = conn.execute(select(t.audit).order_by(t.audit.c.id)).all()
-    return pl.DataFrame([dict(r._mapping) for r in rows],
-                        schema={"id": pl.Int64, "at": pl.Datetime("us", "UTC"), "operator": pl.String,
-                                "action": pl.String, "target": pl.String, "note": pl.String}, orient="row")
+def audit_trail(engine: Store) -> pl.DataFrame:
+    with unit_of_work(engine, write=False) as repo:
+        return repo.audit_trail()
 
 
 # --- intake: acknowledgements and the drop folder (used by worker.intake) ---------------------
 
-def submit_bytes(engine: Engine, name: str, data: bytes, rules: Rules, limits: Limits,
+def submit_bytes(engine: Store, name: str, data: bytes, rules: Rules, limits: Limits,
                  progress: Progress = _quiet) -> Submitted:
     """`submit` for content already read (a drop-folder sweep reads a file once, then checks that
     nothing wrote to it meanwhile): the same content again is a no-op returning the same id."""
@@ -420,24 +374,23 @@ def submit_bytes(engine: Engine, name: str, data: bytes, rules: Rules, limits: L
     if len(data) > limits.max_file_bytes:
         raise UserError(f"{name}: {len(data)} bytes is over the limit of {limits.max_file_bytes} bytes")
     content_hash = hashlib.sha256(data).hexdigest()
-    with engine.connect() as conn:
-        existing = conn.execute(select(t.batches.c.batch_id, t.batches.c.claims, t.batches.c.intake_rejected,
-                                       t.batches.c.status)
-                                .where(t.batches.c.content_hash == content_hash)).first()
+    with unit_of_work(engine, write=False) as repo:
+        existing = repo.batch_by_hash(content_hash)
     if existing:
-        return Submitted(existing.batch_id, False, existing.claims, existing.intake_rejected, existing.status)
+        return Submitted(existing["batch_id"], False, existing["claims"], existing["intake_rejected"],
+                         existing["status"])
     claim_file = read_claim_file(name, data, limits)
     return _store_batch(engine, name, content_hash, claim_file, rules, progress)
 
 
-def batch_claims(engine: Engine, batch_id: str) -> tuple[dict, pl.DataFrame]:
+def batch_claims(engine: Store, batch_id: str) -> tuple[dict, pl.DataFrame]:
     """A batch (its stored row) and its claims as posted, in file order, with the latest outcome's
     status and reasons (null while the claim has not been adjudicated)."""
-    with engine.connect() as conn:
-        batch = conn.execute(select(t.batches).where(t.batches.c.batch_id == batch_id)).first()
+    with unit_of_work(engine, write=False) as repo:
+        batch = repo.batch(batch_id)
         if batch is None:
             raise UserError(f"no batch {batch_id}")
-        outcomes = repo.batch_outcomes(conn, batch_id)
-        claims = repo.payloads(conn, [batch_id])
+        outcomes = repo.batch_outcomes(batch_id)
+        claims = repo.payloads([batch_id])
     frame = claims.join(outcomes, on="claim_pk", how="left").sort("line", "claim_pk")
-    return dict(batch._mapping), frame.select("claim_pk", "line", *CLAIM_COLUMNS, "status", "reasons")
+    return batch, frame.select("claim_pk", "line", *CLAIM_COLUMNS, "status", "reasons")

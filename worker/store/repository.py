@@ -399,24 +399,53 @@ def store_run(conn: Connection, run_id: int, started: dt.datetime, state: RunSta
 
 
 def store_attempts(conn: Connection, rows: pl.DataFrame) -> None:
-    """Append attempt rows (every column of the table). On PostgreSQL each run month's rows go
-    straight into that month's partition, created here the first time a month is written."""
+    """Append attempt rows (every column of the table).
+
+    Maintaining six indexes row by row costs several times the insert; building an index from sorted
+    rows costs a fraction. So where the rows go into an empty table, the indexes are built after the
+    insert: on SQLite when `attempts` is empty (a new database), on PostgreSQL for each run month's
+    partition, which the first run of the month creates as a plain table, fills with COPY, indexes and
+    attaches (the partition's indexes then become those of the partitioned table). Later runs of the
+    month COPY into the indexed partition."""
+    if rows.height == 0:
+        return
     if conn.dialect.name != "postgresql":
+        empty = conn.execute(select(t.attempts.c.claim_pk).limit(1)).first() is None
+        if empty:
+            for index in t.attempts.indexes:
+                index.drop(conn)
         insert_frame(conn, t.attempts, rows)
+        if empty:
+            for index in t.attempts.indexes:
+                index.create(conn)
+        # Statistics from a sample of each index (milliseconds): without them the planner may read a
+        # provider's suspended claims through the status index, which grows with the history.
+        conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+        conn.exec_driver_sql("ANALYZE attempts")
         return
     for (month,), part in rows.partition_by("run_month", as_dict=True, maintain_order=True).items():
-        insert_frame(conn, attempts_partition(conn, month), part)
+        _store_month(conn, month, part)
 
 
-def attempts_partition(conn: Connection, month: dt.date):
-    """The PostgreSQL partition of `attempts` holding one run month (created when missing)."""
+def _store_month(conn: Connection, month: dt.date, rows: pl.DataFrame) -> None:
     from sqlalchemy import table as table_clause
 
-    following = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
     name = f"attempts_{month:%Y_%m}"
-    conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF attempts "
-                         f"FOR VALUES FROM ('{month.isoformat()}') TO ('{following.isoformat()}')")
-    return table_clause(name)
+    bounds = f"FROM ('{month.isoformat()}') TO ('{_next_month(month).isoformat()}')"
+    if conn.exec_driver_sql(f"SELECT to_regclass('{name}')").scalar() is not None:
+        insert_frame(conn, table_clause(name), rows)
+        return
+    conn.exec_driver_sql(f"CREATE TABLE {name} (LIKE attempts INCLUDING DEFAULTS)")
+    insert_frame(conn, table_clause(name), rows)
+    for index in t.attempts.indexes:
+        columns = ", ".join(c.name for c in index.columns)
+        conn.exec_driver_sql(f"CREATE INDEX {name}_{index.name.removeprefix('attempts_')} ON {name} ({columns})")
+    conn.exec_driver_sql(f"ALTER TABLE attempts ATTACH PARTITION {name} FOR VALUES {bounds}")
+    conn.exec_driver_sql(f"ANALYZE {name}")  # the planner's statistics now, not at autovacuum's next pass
+
+
+def _next_month(month: dt.date) -> dt.date:
+    return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
 # --- reading outcomes --------------------------------------------------------------------------
@@ -480,3 +509,158 @@ def batch_outcomes(conn: Connection, batch_id: str) -> pl.DataFrame:
         a.batch_id == batch_id,
         ~exists().where(later.c.claim_pk == a.claim_pk, later.c.attempt > a.attempt))
     return read_frame(conn, statement, {"claim_pk": pl.Int64, "status": pl.String, "reasons": pl.String})
+
+
+# --- the repository the service layer talks to -------------------------------------------------
+
+class Repository:
+    """Every read and write of the use cases, on one connection (one transaction): the service layer
+    holds no SQL. The module functions above do the bulk work; this names the use cases' questions."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    # writers that must be alone take the lock row first (SQLite and PostgreSQL serialize on it)
+    def lock(self, holder: str) -> None:
+        self.conn.execute(update(t.run_lock).where(t.run_lock.c.id == 1).values(holder=holder))
+
+    # reference
+    def reference_set(self, loaded: dict[str, list[Located]]) -> ReferenceSet:
+        return reference_set(self.conn, loaded)
+
+    def save_reference(self, loaded: dict[str, list[Located]]) -> None:
+        save_reference(self.conn, loaded)
+
+    def reference_frames(self, clients: list[str]) -> ReferenceFrames:
+        return reference_frames(self.conn, clients)
+
+    # batches
+    def batch_by_hash(self, content_hash: str) -> dict | None:
+        b = t.batches.c
+        row = self.conn.execute(select(b.batch_id, b.claims, b.intake_rejected, b.status)
+                                .where(b.content_hash == content_hash)).first()
+        return None if row is None else dict(row._mapping)
+
+    def batch(self, batch_id: str) -> dict | None:
+        row = self.conn.execute(select(t.batches).where(t.batches.c.batch_id == batch_id)).first()
+        return None if row is None else dict(row._mapping)
+
+    def add_batch(self, batch_id: str, content_hash: str, file_name: str, file_format: str, claims: pl.DataFrame,
+                  fields: pl.DataFrame, intake_rejected: int) -> None:
+        """A new queued batch: its queue event, row and payload (claims get the next claim_pks)."""
+        seq = new_queue_event(self.conn, "batch")
+        first_pk = next_claim_pk(self.conn)
+        self.conn.execute(insert(t.batches).values(
+            batch_id=batch_id, content_hash=content_hash, file_name=file_name, file_format=file_format,
+            submitted_at=now(), seq=seq, status="queued", claims=claims.height, intake_rejected=intake_rejected,
+            first_pk=first_pk))
+        store_payload(self.conn, batch_id, claims.with_columns(
+            claim_pk=pl.int_range(first_pk, first_pk + claims.height, dtype=pl.Int64)), fields)
+
+    def set_batch_status(self, batch_id: str, status: str) -> None:
+        self.conn.execute(update(t.batches).where(t.batches.c.batch_id == batch_id).values(status=status))
+
+    def payloads(self, batch_ids: list[str]) -> pl.DataFrame:
+        return payloads(self.conn, batch_ids)
+
+    # runs
+    def queued_claims(self) -> Queue:
+        return queued_claims(self.conn)
+
+    def ledger_for(self, queue: pl.DataFrame, clients: list[str], reference: ReferenceFrames) -> pl.DataFrame:
+        return ledger_for(self.conn, queue, clients, reference)
+
+    def holders_for(self, queue: pl.DataFrame) -> pl.DataFrame:
+        return holders_for(self.conn, queue)
+
+    def waivers_for(self) -> pl.DataFrame:
+        return waivers_for(self.conn)
+
+    def store_holders(self, new_holders: pl.DataFrame) -> None:
+        store_holders(self.conn, new_holders)
+
+    def add_run(self, started: dt.datetime, claims: int, paid: int, suspended: int, rejected: int,
+                paid_cents: int) -> int:
+        return self.conn.execute(insert(t.runs).values(
+            started_at=started, finished_at=None, claims=claims, paid=paid, suspended=suspended, rejected=rejected,
+            paid_cents=paid_cents).returning(t.runs.c.run_id)).scalar_one()
+
+    def store_run(self, run_id: int, started: dt.datetime, snapshot: Queue, state: RunState) -> None:
+        finish_queue(self.conn, snapshot)
+        store_run(self.conn, run_id, started, state)
+        self.conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(finished_at=now()))
+
+    # outcomes
+    def outcome_rows(self, chosen: OutcomeFilter) -> pl.DataFrame:
+        return outcome_rows(self.conn, chosen)
+
+    def batch_outcomes(self, batch_id: str) -> pl.DataFrame:
+        return batch_outcomes(self.conn, batch_id)
+
+    def latest_status(self, claim_pk: int) -> str | None:
+        return latest_status(self.conn, claim_pk)
+
+    # suspended claims, re-queues and waivers
+    def suspended_claims(self, claim_pks: list[int] | None = None) -> pl.DataFrame:
+        """The claims waiting suspended (claim_pk, batch_id, reasons) with the fields of their latest
+        attempt that re-queue selectors name (claim_id, provider_id, client_prime, service_date)."""
+        s, a = t.suspended.c, t.attempts.c
+        statement = select(s.claim_pk, s.batch_id, s.reasons, a.claim_id, a.provider_id, a.client_prime,
+                           a.service_date).join(t.attempts, (a.claim_pk == s.claim_pk) & (a.attempt == s.attempt))
+        if claim_pks is not None:
+            statement = statement.where(_in_values_int(self.conn, s.claim_pk, claim_pks, "claim_pks"))
+        return read_frame(self.conn, statement, SUSPENDED_SCHEMA)
+
+    def holders(self, claim_ids: list[str]) -> dict[str, int]:
+        """claim_id -> the claim_pk holding it, for the ids held."""
+        c = t.claim_ids.c
+        return dict(self.conn.execute(select(c.claim_id, c.claim_pk).where(
+            _in_values(self.conn, c.claim_id, claim_ids, "claim_ids"))).all())
+
+    def enqueue(self, claim_pks: list[int], kind: str) -> None:
+        """Put claims in the queue at a new place in the order (a claim queued already moves there)."""
+        seq = new_queue_event(self.conn, kind)
+        for chunk in chunks(claim_pks):
+            self.conn.execute(delete(t.requeues).where(t.requeues.c.claim_pk.in_(chunk)))
+            self.conn.execute(insert(t.requeues), [{"claim_pk": pk, "seq": seq} for pk in chunk])
+
+    def add_waiver(self, claim_pk: int, code: str, operator: str, note: str) -> None:
+        """Waive `code` for a claim (once: a second waiver of the same code is not stored)."""
+        w = t.waivers.c
+        if not self.conn.execute(select(w.id).where(w.claim_pk == claim_pk, w.code == code)).first():
+            self.conn.execute(insert(t.waivers).values(claim_pk=claim_pk, code=code, operator=operator, note=note,
+                                                       at=now()))
+
+    # operators and audit
+    def operator_role(self, name: str) -> str | None:
+        return self.conn.execute(select(t.operators.c.role).where(t.operators.c.name == name)).scalar()
+
+    def save_operator(self, name: str, role: str) -> None:
+        if self.operator_role(name) is None:
+            self.conn.execute(insert(t.operators).values(name=name, role=role, added_at=now()))
+        else:
+            self.conn.execute(update(t.operators).where(t.operators.c.name == name).values(role=role))
+
+    def audit(self, operator: str, action: str, target: str, note: str) -> None:
+        self.conn.execute(insert(t.audit).values(at=now(), operator=operator, action=action, target=target,
+                                                 note=note))
+
+    def audit_trail(self) -> pl.DataFrame:
+        rows = self.conn.execute(select(t.audit).order_by(t.audit.c.id)).all()
+        return pl.DataFrame([dict(r._mapping) for r in rows], schema=AUDIT_SCHEMA, orient="row")
+
+
+SUSPENDED_SCHEMA = {"claim_pk": pl.Int64, "batch_id": pl.String, "reasons": pl.String, "claim_id": pl.String,
+                    "provider_id": pl.String, "client_prime": pl.String, "service_date": pl.Date}
+AUDIT_SCHEMA = {"id": pl.Int64, "at": pl.Datetime("us", "UTC"), "operator": pl.String, "action": pl.String,
+                "target": pl.String, "note": pl.String}
+
+
+def _in_values_int(conn: Connection, column, values: list[int], name: str):
+    """`column IN values` for integer values, as one bound parameter (see _in_values)."""
+    from sqlalchemy import BigInteger
+
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(name, values, type_=ARRAY(BigInteger)))
+    return column.in_(select(literal_column("value")).select_from(
+        func.json_each(bindparam(name, json.dumps(values), type_=String))))
