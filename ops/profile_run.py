@@ -5,9 +5,9 @@
     uv run python ops/profile_run.py --claims 5000000
 
 Generates seeded data (ops/generate.py), loads it into a fresh database, then times `service.submit`
-and `service.run` with a timer around each of their steps. The claim-id holders are written on a
-second thread while the edits run, so steps overlap: they do not add up to the total. Figures from
-one run on a shared machine are noisy; compare steps within one run.
+and `service.run` with a timer around each of their steps (nested steps are timed inside their
+callers: store_attempts inside store_run). Figures from one run on a shared machine are noisy;
+compare steps within one run.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ STEPS = (
     ("worker.store.repository", "ledger_for"),
     ("worker.store.repository", "holders_for"),
     ("worker.service", "check_records"),
-    ("worker.store.repository", "store_holders"),  # on the second thread
     ("adjudication.engine", "decide"),
     ("worker.store.repository", "run_state"),
     ("worker.store.repository", "store_run"),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,18 +140,12 @@ def run(engine: Store, rules: Rules, progress: Progress = _quiet, decider: Decid
         checked = check_records(queue, rules, repo.holders_for(queue))
         if max_claims_per_client_day is not None:
             _refuse_crowded_days(snapshot, crowded(checked, max_claims_per_client_day), max_claims_per_client_day)
-        # The claim ids this run takes are known from the record checks: they are written on a
-        # second thread while this one computes the edits and the state to store, which do not
-        # touch the connection (polars and the drivers release the GIL, so the two overlap).
-        with ThreadPoolExecutor(max_workers=1) as writer:
-            holders_written = writer.submit(repo.store_holders, checked.new_holders())
-            result = decider(checked, reference, rules, ledger, waivers)
-            outcomes = result.outcomes
-            # Outcomes come in queue order, one per queued claim: the queue's columns line up with them.
-            if not outcomes.get_column("claim_pk").equals(queue.get_column("claim_pk")):
-                raise AssertionError("outcomes are not in queue order")
-            state = run_state(outcomes, queue, snapshot.origin, getattr(result, "reversals", None))
-            holders_written.result()
+        result = decider(checked, reference, rules, ledger, waivers)
+        outcomes = result.outcomes
+        # Outcomes come in queue order, one per queued claim: the queue's columns line up with them.
+        if not outcomes.get_column("claim_pk").equals(queue.get_column("claim_pk")):
+            raise AssertionError("outcomes are not in queue order")
+        state = run_state(outcomes, queue, snapshot.origin, getattr(result, "reversals", None))
         progress("adjudicate", queue.height, queue.height)
         counts = outcomes.group_by("status").len().to_dict(as_series=False)
         by_status = dict(zip(counts["status"], counts["len"]))

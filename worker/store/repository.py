@@ -327,13 +327,20 @@ def ledger_for(conn: Connection, queue: pl.DataFrame, clients: list[str], refere
 
 def holders_for(conn: Connection, queue: pl.DataFrame) -> pl.DataFrame:
     """Which stored claim holds each claim id the queue carries."""
+    return claim_holders(conn, queue.get_column("claim_id").drop_nulls().unique().to_list())
+
+
+def claim_holders(conn: Connection, claim_ids: list[str]) -> pl.DataFrame:
+    """claim_id, holder_pk: the claim holding each of these ids, the first with the id that was not
+    rejected (SPEC 4: a later one is rejected as a duplicate, and a claim once not rejected never is).
+    Read from the attempts through their claim_id index."""
     schema = {"claim_id": pl.String, "holder_pk": pl.Int64}
-    if not conn.execute(select(t.claim_ids.c.claim_id).limit(1)).first():
+    a = t.attempts.c
+    if not claim_ids or not conn.execute(select(a.claim_pk).limit(1)).first():
         return pl.DataFrame(schema=schema)
-    ids = queue.get_column("claim_id").drop_nulls().unique().to_list()
-    statement = select(t.claim_ids.c.claim_id, t.claim_ids.c.claim_pk).where(
-        _in_values(conn, t.claim_ids.c.claim_id, ids, "claim_ids"))
-    return read_frame(conn, statement, schema)
+    statement = select(a.claim_id, a.claim_pk).where(
+        _in_values(conn, a.claim_id, claim_ids, "claim_ids"), a.status != "rejected")
+    return read_frame(conn, statement, schema).unique("claim_id", keep="first")
 
 
 def waivers_for(conn: Connection) -> pl.DataFrame:
@@ -343,14 +350,6 @@ def waivers_for(conn: Connection) -> pl.DataFrame:
 
 
 # --- what a run writes -------------------------------------------------------------------------
-
-def store_holders(conn: Connection, new_holders: pl.DataFrame) -> None:
-    """The claim ids a run's claims now hold (claim_id, claim_pk), in key order: the index grows at
-    its end. (Claim files mostly come in claim id order already; sorting them is skipped.)"""
-    if not new_holders.get_column("claim_id").is_sorted():
-        new_holders = new_holders.sort("claim_id")
-    insert_frame(conn, t.claim_ids, new_holders)
-
 
 # The attempts table's columns a run computes (run_id and run_month are added when it is written).
 ATTEMPT_COLUMNS = tuple(c.name for c in t.attempts.columns if c.name not in ("run_id", "run_month"))
@@ -576,9 +575,6 @@ class Repository:
     def waivers_for(self) -> pl.DataFrame:
         return waivers_for(self.conn)
 
-    def store_holders(self, new_holders: pl.DataFrame) -> None:
-        store_holders(self.conn, new_holders)
-
     def add_run(self, started: dt.datetime, claims: int, paid: int, suspended: int, rejected: int,
                 paid_cents: int) -> int:
         return self.conn.execute(insert(t.runs).values(
@@ -613,9 +609,7 @@ class Repository:
 
     def holders(self, claim_ids: list[str]) -> dict[str, int]:
         """claim_id -> the claim_pk holding it, for the ids held."""
-        c = t.claim_ids.c
-        return dict(self.conn.execute(select(c.claim_id, c.claim_pk).where(
-            _in_values(self.conn, c.claim_id, claim_ids, "claim_ids"))).all())
+        return dict(claim_holders(self.conn, claim_ids).iter_rows())
 
     def enqueue(self, claim_pks: list[int], kind: str) -> None:
         """Put claims in the queue at a new place in the order (a claim queued already moves there)."""

@@ -187,14 +187,6 @@ VIEW_COLUMNS = ("claim_id", "batch_id", "line", "status", "reasons", "spa_id", "
 outcome_attempts = table("outcome_attempts", *[column(c, Date if c == "service_date" else None) for c in VIEW_COLUMNS])
 outcomes_latest = table("outcomes_latest", *[column(c, Date if c == "service_date" else None) for c in VIEW_COLUMNS])
 
-# Which claim holds a claim_id (the first claim with that id that was not rejected).
-claim_ids = Table(
-    "claim_ids", metadata,
-    Column("claim_id", String, primary_key=True),
-    Column("claim_pk", BigInteger, nullable=False),
-    sqlite_with_rowid=False,
-)
-
 operators = Table(
     "operators", metadata,
     Column("name", String, primary_key=True),

@@ -8,7 +8,8 @@ Revises: 0004
 
 Existing data is carried over: every attempt of every stored segment becomes a row, with the
 claim's parsed fields read from its batch's payload. The packed ledger is not read: the claims it
-holds are exactly the paid attempts (paid stays paid), which now are the ledger.
+holds are exactly the paid attempts (paid stays paid), which now are the ledger. Nor is
+`claim_ids`, dropped too: the claim holding an id is the one with an attempt not rejected.
 """
 import datetime as dt
 import io
@@ -105,6 +106,7 @@ def upgrade() -> None:
     create_views()
     _carry_over_segments()
     op.drop_table("paid_months")
+    op.drop_table("claim_ids")  # which claim holds an id: read from the attempts (their claim_id index)
     op.drop_table("run_batches")
     op.drop_table("outcome_segments")
 
