@@ -77,20 +77,28 @@ def batch_id_for(content_hash: str) -> str:
     return "B" + content_hash[:16]
 
 
-def submit(engine: Engine, path: Path, rules: Rules, limits: Limits, progress: Progress = _quiet) -> Submitted:
-    """Queue a claim file as one batch; the same content again is a no-op returning the same id."""
+Vet = Callable[[ClaimFile], None]  # raises to refuse a file once read, before anything is stored
+
+
+def submit(engine: Engine, path: Path, rules: Rules, limits: Limits, progress: Progress = _quiet, *,
+           name: str | None = None, submitter: str | None = None, vet: Vet | None = None) -> Submitted:
+    """Queue a claim file as one batch; the same content again is a no-op returning the same id.
+
+    name: the file's name when `path` is a temporary copy (the HTTP service); submitter: who posted
+    it over HTTP; vet: a further check of a new file's rows (the HTTP submitter's providers)."""
+    name = name or path.name
     try:
         if path.stat().st_size > limits.max_file_bytes:  # checked before anything is read
-            raise UserError(f"{path.name}: {path.stat().st_size} bytes is over the limit of "
+            raise UserError(f"{name}: {path.stat().st_size} bytes is over the limit of "
                             f"{limits.max_file_bytes} bytes")
         data = path.read_bytes()
     except OSError as error:
         raise UserError(f"{path}: cannot read ({error.strerror})") from None
-    return submit_bytes(engine, path.name, data, rules, limits, progress)
+    return submit_bytes(engine, name, data, rules, limits, progress, submitter=submitter, vet=vet)
 
 
 def _store_batch(engine: Engine, name: str, content_hash: str, claim_file: ClaimFile, rules: Rules,
-                 progress: Progress) -> Submitted:
+                 progress: Progress, submitter: str | None = None) -> Submitted:
     batch_id = batch_id_for(content_hash)
     rows = claim_file.rows
     # Parsed once, here: the count printed now, and the fields the run reads (it does not parse again).
@@ -104,7 +112,7 @@ def _store_batch(engine: Engine, name: str, content_hash: str, claim_file: Claim
         conn.execute(insert(t.batches).values(
             batch_id=batch_id, content_hash=content_hash, file_name=name, file_format=claim_file.format,
             submitted_at=repo.now(), seq=seq, status="queued", claims=rows.height, intake_rejected=invalid,
-            first_pk=first_pk))
+            first_pk=first_pk, submitter=submitter))
         repo.store_payload(conn, batch_id, rows.with_columns(
             claim_pk=pl.int_range(first_pk, first_pk + rows.height, dtype=pl.Int64)), fields)
         progress("submit", rows.height, rows.height)
@@ -410,7 +418,7 @@ def audit_trail(engine: Engine) -> pl.DataFrame:
 # --- intake: acknowledgements and the drop folder (used by worker.intake) ---------------------
 
 def submit_bytes(engine: Engine, name: str, data: bytes, rules: Rules, limits: Limits,
-                 progress: Progress = _quiet) -> Submitted:
+                 progress: Progress = _quiet, *, submitter: str | None = None, vet: Vet | None = None) -> Submitted:
     """`submit` for content already read (a drop-folder sweep reads a file once, then checks that
     nothing wrote to it meanwhile): the same content again is a no-op returning the same id."""
     from adjudication.claim_file import detect_format
@@ -426,7 +434,9 @@ def submit_bytes(engine: Engine, name: str, data: bytes, rules: Rules, limits: L
     if existing:
         return Submitted(existing.batch_id, False, existing.claims, existing.intake_rejected, existing.status)
     claim_file = read_claim_file(name, data, limits)
-    return _store_batch(engine, name, content_hash, claim_file, rules, progress)
+    if vet is not None:
+        vet(claim_file)
+    return _store_batch(engine, name, content_hash, claim_file, rules, progress, submitter)
 
 
 def batch_claims(engine: Engine, batch_id: str) -> tuple[dict, pl.DataFrame]:
