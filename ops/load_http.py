@@ -138,14 +138,14 @@ def setup(db: str, submitters: int, work: Path) -> dict[str, str]:
 
 
 def plan(submitter: int, files: int, claims_per_file: int) -> list[tuple[str, str, str]]:
-    """(kind, name, content) of each file a submitter posts: every 10th again the content of the one
-    before (same), every 25th broken (a row with a field too many), the others new."""
+    """(kind, name, content) of each file a submitter posts: of every ten, the 10th again the content
+    of the one before (same), the 5th broken (a row with a field too many), the others new."""
     provider = f"L{submitter}"
     posts = []
     for j in range(files):
         if j % 10 == 9:
             kind, name, content = "same", posts[-1][1], posts[-1][2]
-        elif j % 25 == 24:
+        elif j % 10 == 4:
             kind, name = "broken", f"s{submitter}-f{j}.csv"
             content = HEADER + claim_lines(f"S{submitter}F{j}", provider, 3, j) + "a,b,c,d,e,f,g,h,i,j,k,l\n"
         else:
