@@ -40,14 +40,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def adjudicate(db: str, *args: str, env: dict | None = None) -> str:
-    done = subprocess.run([str(ADJUDICATE), "--db", db, *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"adjudicate {args[0]}: {done.stderr.strip()}")
-    return done.stdout
-
-
 class Service:
     """`adjudicate serve` in a subprocess on a free port; its stderr goes to a file (the logs)."""
 
@@ -125,16 +117,23 @@ def write_big_file(path: Path, provider: str, size: int) -> int:
 
 
 def setup(db: str, submitters: int, work: Path) -> dict[str, str]:
-    """Schema, providers L0..Ln (Ln for the big file), an admin, one submitter per provider; the tokens."""
-    adjudicate(db, "db", "upgrade")
+    """Schema, providers L0..Ln (Ln for the big file), an operator, one submitter per provider; the
+    tokens. Done in-process, through the use cases the commands call."""
+    from worker import service
+    from worker import submitters as registry
+    from worker.store.database import make_engine
+
+    engine = make_engine(db)
+    service.upgrade_schema(engine)
     ref = work / "reference"
     ref.mkdir(exist_ok=True)
     (ref / "providers.csv").write_text("provider_id,name,kind\n" + "".join(
         f"L{i},Load provider {i},agency\n" for i in range(submitters + 1)))
-    adjudicate(db, "reference", "load", str(ref))
-    adjudicate(db, "operators", "add", "load-admin")
-    return {f"L{i}": adjudicate(db, "submitters", "add", f"load{i}", "--provider", f"L{i}",
-                                "--operator", "load-admin").strip() for i in range(submitters + 1)}
+    service.load_reference(engine, ref)
+    service.add_operator(engine, "load-admin", "operator")
+    tokens = {f"L{i}": registry.add(engine, f"load{i}", [f"L{i}"], "load-admin") for i in range(submitters + 1)}
+    engine.dispose()
+    return tokens
 
 
 def plan(submitter: int, files: int, claims_per_file: int) -> list[tuple[str, str, str]]:

@@ -9,6 +9,7 @@ import datetime as dt
 import gzip
 import json
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from conftest import FIXTURES, ROOT, Cli, require_server
+from conftest import FIXTURES, PG_ADMIN, ROOT, Cli, require_server
 from hostile.make_corpus import MAX_DECOMPRESSED_BYTES, MAX_FILE_BYTES, REFUSALS
 from worker import service, submitters
 from worker.bootstrap import build
@@ -76,19 +77,45 @@ def prepare(db: str) -> dict[str, str]:
     return tokens
 
 
-@pytest.fixture
-def served(db_url, tmp_path):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def served(request, tmp_path_factory):
+    """One running service per database for this module (starting one costs seconds): the tests
+    share it, each with claim ids of its own, and compare counts before and after."""
     require_server("Redis", "127.0.0.1", 6379)
-    tokens = prepare(db_url)
-    env = {"ADJUDICATION_MAX_FILE_BYTES": str(MAX_FILE_BYTES),
-           "ADJUDICATION_MAX_DECOMPRESSED_BYTES": str(MAX_DECOMPRESSED_BYTES), "ADJUDICATION_BROKER_URL": BROKER}
-    running = Service(db_url, tmp_path / "service.log", env=env)
-    yield Served(running.url, db_url, tokens, running)
-    log = running.stop()
-    # Logs carry ids only: never a client's prime number, never a token.
-    assert "xyz0000a" not in log
-    assert not any(token in log for token in tokens.values())
-    assert "POST /v1/claim-files" in log or "GET" in log
+    work = tmp_path_factory.mktemp(f"served-{request.param}")
+    with database(request.param, work) as db:
+        tokens = prepare(db)
+        env = {"ADJUDICATION_MAX_FILE_BYTES": str(MAX_FILE_BYTES),
+               "ADJUDICATION_MAX_DECOMPRESSED_BYTES": str(MAX_DECOMPRESSED_BYTES), "ADJUDICATION_BROKER_URL": BROKER}
+        running = Service(db, work / "service.log", env=env)
+        try:
+            yield Served(running.url, db, tokens, running)
+        finally:
+            log = running.stop()
+        # Logs carry ids only: never a client's prime number, never a token.
+        assert "xyz0000a" not in log
+        assert not any(token in log for token in tokens.values())
+        assert "POST /v1/claim-files 201" in log
+
+
+@contextmanager
+def database(kind: str, work: Path):
+    if kind == "sqlite":
+        yield f"sqlite:///{work / 'store.db'}"
+        return
+    import uuid
+
+    import psycopg
+
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    name = f"adj_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def p3_only(tag: str) -> bytes:
@@ -97,6 +124,7 @@ def p3_only(tag: str) -> bytes:
 
 def test_a_posted_file_is_queued_acknowledged_and_gets_the_outcomes_submit_gives(served, tmp_path):
     content = CLAIMS.read_bytes()
+    batches = served.count(t.batches)
     first = served.post(content)
     assert first.status_code == 201, first.text
     body = first.json()
@@ -107,7 +135,7 @@ def test_a_posted_file_is_queued_acknowledged_and_gets_the_outcomes_submit_gives
     assert (body["acknowledgement"]["claims"], body["acknowledgement"]["accepted"]) == (6, 6)
     again = served.post(content)
     assert again.status_code == 200 and again.json()["batch_id"] == batch and again.json()["new"] is False
-    assert served.count(t.batches) == 1
+    assert served.count(t.batches) == batches + 1
 
     with served.client() as client:
         shown = client.get(f"/v1/batches/{batch}").json()
@@ -142,6 +170,7 @@ def test_a_posted_file_is_queued_acknowledged_and_gets_the_outcomes_submit_gives
 
 def test_refusals_answer_problem_details_and_store_nothing(served):
     content = CLAIMS.read_bytes()
+    batches = served.count(t.batches)
 
     def problem(answer: httpx.Response, status: int, *words: str) -> dict:
         assert answer.status_code == status, answer.text
@@ -173,9 +202,10 @@ def test_refusals_answer_problem_details_and_store_nothing(served):
     with served.client(**{"Claim-File-Name": "claims.csv", "Content-Type": "text/csv"}) as client:
         problem(client.post("/v1/claim-files", content=chunked()), 413, "over the limit")
     # A submitter posts only for its own providers: the whole file is refused, naming the lines.
-    refused = problem(served.post(content, who="vendor"), 403, "provider_id on line 2, 4, 5, 6, 7")
+    foreign = content.replace(b"WX-", b"VX-")
+    refused = problem(served.post(foreign, who="vendor"), 403, "provider_id on line 2, 4, 5, 6, 7")
     assert refused["lines"] == [2, 4, 5, 6, 7]
-    assert served.count(t.batches) == 0
+    assert served.count(t.batches) == batches
     assert served.count(t.idempotency_keys) == 0
 
     with served.client() as client:
@@ -184,12 +214,13 @@ def test_refusals_answer_problem_details_and_store_nothing(served):
         assert client.get("/v1/runs/1/remittance", params={"provider": "P1"}).status_code == 501
         problem(client.get("/v1/runs/1/remittance", params={"provider": "P9"}), 404)
         problem(client.get("/v1/runs/1/remittance", params={"provider": "P1", "format": "pdf"}), 422)
-        batch = served.post(content).json()["batch_id"]
+        batch = served.post(p3_only("X")).json()["batch_id"]
         problem(client.get(f"/v1/batches/{batch}/outcomes", headers={"Accept": "application/xml"}), 406)
 
 
 def test_without_a_valid_token_every_request_is_401_and_audited_without_the_token(served, tmp_path):
-    batch = served.post(CLAIMS.read_bytes()).json()["batch_id"]
+    batch = served.post(p3_only("T")).json()["batch_id"]
+    audited = len([row for row in served.audit() if row["action"] == "http.unauthorized"])
     wrong = "adj_" + "A" * 43
     paths = ["/v1/claim-files", f"/v1/batches/{batch}", f"/v1/batches/{batch}/acknowledgement",
              f"/v1/batches/{batch}/outcomes", "/v1/runs/1/remittance?provider=P1"]
@@ -201,17 +232,20 @@ def test_without_a_valid_token_every_request_is_401_and_audited_without_the_toke
                 assert answer.status_code == 401, (path, answer.text)
                 assert answer.headers["www-authenticate"].startswith("Bearer")
     refused = [row for row in served.audit() if row["action"] == "http.unauthorized"]
-    assert len(refused) == 15
+    assert len(refused) == audited + 15
     assert {row["operator"] for row in refused} == {"anonymous"}
     assert not any(wrong in json.dumps(row, default=str) for row in served.audit())
 
     # Revoked through the program: the token stops working at once.
     cli = Cli(served.db, tmp_path)
-    assert cli("submitters", "revoke", "agency", "--operator", "nobody", ok=False).code == 1
-    cli("submitters", "revoke", "agency", "--operator", "boss")
-    with served.client() as client:
-        assert client.get(f"/v1/batches/{batch}").status_code == 401
-    assert served.post(p3_only("R")).status_code == 401
+    served.tokens["leaving"] = cli("submitters", "add", "leaving", "--provider", "P3", "--operator", "boss").out.strip()
+    posted = served.post(p3_only("R"), who="leaving")
+    assert posted.status_code == 201
+    assert cli("submitters", "revoke", "leaving", "--operator", "nobody", ok=False).code == 1
+    cli("submitters", "revoke", "leaving", "--operator", "boss")
+    with served.client("leaving") as client:
+        assert client.get(f"/v1/batches/{posted.json()['batch_id']}").status_code == 401
+    assert served.post(p3_only("R2"), who="leaving").status_code == 401
 
 
 def test_a_submitter_sees_only_its_own_batches(served):
@@ -272,13 +306,14 @@ def test_multipart_forms_gzip_and_every_accepted_format(served):
 
 
 def test_every_intake_refusal_of_submit_is_a_problem_naming_the_file(served):
+    batches = served.count(t.batches)
     for path in sorted((HOSTILE / "refused").iterdir()):
         answer = served.post(path.read_bytes(), name=path.name, **{"Content-Type": "application/octet-stream"})
         expected = 413 if path.name == "oversized.csv" else 422
         assert answer.status_code == expected, (path.name, answer.text)
         detail = answer.json()["detail"]
         assert (REFUSALS[path.name] in detail) or expected == 413, (path.name, detail)
-    assert served.count(t.batches) == 0
+    assert served.count(t.batches) == batches
 
 
 def test_health_docs_and_the_openapi_description(served):
