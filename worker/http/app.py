@@ -12,10 +12,12 @@ Logs carry the method, the path, the status and the time taken, never a query, a
 
 import datetime as dt
 import logging
-import os
 import time
+from functools import partial
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 import polars as pl
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -121,7 +123,8 @@ def create_app(app: App) -> FastAPI:
     api.add_middleware(AccessLog)
     bearer = HTTPBearer(auto_error=False)
     limit = app.limits.max_file_bytes
-    spool = os.environ.get("ADJUDICATION_HTTP_SPOOL_DIR") or None
+    spool = str(app.settings.http_spool_dir) if app.settings.http_spool_dir else None
+    submit_slots = anyio.CapacityLimiter(app.settings.http_concurrent_submits)
 
     @api.exception_handler(Problem)
     async def _problem(_request: Request, error: Problem):
@@ -210,10 +213,10 @@ def create_app(app: App) -> FastAPI:
                     _check_name(name, "", multipart=False)
                 if encoding == "gzip" and upload.head[:2] != GZIP_MAGIC:
                     raise Problem(400, "Not gzip", "Content-Encoding: gzip, but the body is not gzip-compressed")
-                submitted = await run_in_threadpool(
-                    # Hook: when `submit` takes a received date (submit --received), pass it here.
-                    service.submit, app.engine, upload.path, app.rules, app.limits,
-                    name=name, submitter=submitter.name, vet=providers_vet(submitter, name))
+                # Hook: when `submit` takes a received date (submit --received), pass it here.
+                submit = partial(service.submit, app.engine, upload.path, app.rules, app.limits,
+                                 name=name, submitter=submitter.name, vet=providers_vet(submitter, name))
+                submitted = await anyio.to_thread.run_sync(submit, limiter=submit_slots)
             except ForeignProviders as error:
                 raise Problem(403, "Providers not allowed", str(error), file=name, lines=error.lines[:1000]) from None
             except (ClaimFileError, service.UserError) as error:
