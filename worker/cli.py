@@ -353,6 +353,12 @@ def demo(ctx: typer.Context) -> None:
     run_demo(out, rules_file=(ctx.find_root().obj or {}).get("rules_file"))
 
 
+from worker.http.commands import serve, submitters_cli  # noqa: E402 - commands of the HTTP service
+
+cli.command()(serve)
+cli.add_typer(submitters_cli, name="submitters")
+
+
 def main() -> None:
     """Entry point: one-line errors and reliable exit codes (0 ok, 1 refused input, 2 internal)."""
     from adjudication.claim_file import ClaimFileError

@@ -79,20 +79,28 @@ def batch_id_for(content_hash: str) -> str:
     return "B" + content_hash[:16]
 
 
-def submit(engine: Store, path: Path, rules: Rules, limits: Limits, progress: Progress = _quiet) -> Submitted:
-    """Queue a claim file as one batch; the same content again is a no-op returning the same id."""
+Vet = Callable[[ClaimFile], None]  # raises to refuse a file once read, before anything is stored
+
+
+def submit(engine: Store, path: Path, rules: Rules, limits: Limits, progress: Progress = _quiet, *,
+           name: str | None = None, submitter: str | None = None, vet: Vet | None = None) -> Submitted:
+    """Queue a claim file as one batch; the same content again is a no-op returning the same id.
+
+    name: the file's name when `path` is a temporary copy (the HTTP service); submitter: who posted
+    it over HTTP; vet: a further check of a new file's rows (the HTTP submitter's providers)."""
+    name = name or path.name
     try:
         if path.stat().st_size > limits.max_file_bytes:  # checked before anything is read
-            raise UserError(f"{path.name}: {path.stat().st_size} bytes is over the limit of "
+            raise UserError(f"{name}: {path.stat().st_size} bytes is over the limit of "
                             f"{limits.max_file_bytes} bytes")
         data = path.read_bytes()
     except OSError as error:
         raise UserError(f"{path}: cannot read ({error.strerror})") from None
-    return submit_bytes(engine, path.name, data, rules, limits, progress)
+    return submit_bytes(engine, name, data, rules, limits, progress, submitter=submitter, vet=vet)
 
 
 def _store_batch(engine: Store, name: str, content_hash: str, claim_file: ClaimFile, rules: Rules,
-                 progress: Progress) -> Submitted:
+                 progress: Progress, submitter: str | None = None) -> Submitted:
     batch_id = batch_id_for(content_hash)
     rows = claim_file.rows
     # Parsed once, here: the count printed now, and the fields the run reads (it does not parse again).
@@ -101,7 +109,8 @@ def _store_batch(engine: Store, name: str, content_hash: str, claim_file: ClaimF
         repo.lock("submit")
         if repo.batch_by_hash(content_hash):
             return Submitted(batch_id, False, rows.height, invalid)  # a concurrent submit won
-        repo.add_batch(batch_id, content_hash, name, claim_file.format, rows, fields, invalid)
+        repo.add_batch(batch_id, content_hash, name, claim_file.format, rows, fields, invalid,
+                       submitter=submitter)
         progress("submit", rows.height, rows.height)
     log.info("batch %s queued: %d claims, %d failing record checks", batch_id, rows.height, invalid)
     return Submitted(batch_id, True, rows.height, invalid)
@@ -358,7 +367,7 @@ def audit_trail(engine: Store) -> pl.DataFrame:
 # --- intake: acknowledgements and the drop folder (used by worker.intake) ---------------------
 
 def submit_bytes(engine: Store, name: str, data: bytes, rules: Rules, limits: Limits,
-                 progress: Progress = _quiet) -> Submitted:
+                 progress: Progress = _quiet, *, submitter: str | None = None, vet: Vet | None = None) -> Submitted:
     """`submit` for content already read (a drop-folder sweep reads a file once, then checks that
     nothing wrote to it meanwhile): the same content again is a no-op returning the same id."""
     from adjudication.claim_file import detect_format
@@ -373,7 +382,9 @@ def submit_bytes(engine: Store, name: str, data: bytes, rules: Rules, limits: Li
         return Submitted(existing["batch_id"], False, existing["claims"], existing["intake_rejected"],
                          existing["status"])
     claim_file = read_claim_file(name, data, limits)
-    return _store_batch(engine, name, content_hash, claim_file, rules, progress)
+    if vet is not None:
+        vet(claim_file)
+    return _store_batch(engine, name, content_hash, claim_file, rules, progress, submitter)
 
 
 def batch_claims(engine: Store, batch_id: str) -> tuple[dict, pl.DataFrame]:

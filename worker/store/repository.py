@@ -545,14 +545,16 @@ class Repository:
         return None if row is None else dict(row._mapping)
 
     def add_batch(self, batch_id: str, content_hash: str, file_name: str, file_format: str, claims: pl.DataFrame,
-                  fields: pl.DataFrame, intake_rejected: int) -> None:
-        """A new queued batch: its queue event, row and payload (claims get the next claim_pks)."""
+                  fields: pl.DataFrame, intake_rejected: int, **batch_row) -> None:
+        """A new queued batch: its queue event, row and payload (claims get the next claim_pks).
+
+        batch_row: further columns of the batch's row (submitter, received_date)."""
         seq = new_queue_event(self.conn, "batch")
         first_pk = next_claim_pk(self.conn)
         self.conn.execute(insert(t.batches).values(
             batch_id=batch_id, content_hash=content_hash, file_name=file_name, file_format=file_format,
             submitted_at=now(), seq=seq, status="queued", claims=claims.height, intake_rejected=intake_rejected,
-            first_pk=first_pk))
+            first_pk=first_pk, **batch_row))
         store_payload(self.conn, batch_id, claims.with_columns(
             claim_pk=pl.int_range(first_pk, first_pk + claims.height, dtype=pl.Int64)), fields)
 

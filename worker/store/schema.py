@@ -84,6 +84,8 @@ batches = Table(
     Column("claims", Integer, nullable=False),
     Column("intake_rejected", Integer, nullable=False),  # rows failing record checks at intake
     Column("first_pk", BigInteger, nullable=False),  # claim_pk of its first claim
+    # The HTTP submitter that posted it (migration 0008); null for `submit` and the drop folder.
+    Column("submitter", String, index=True),
 )
 
 # The posted claims of a batch live in one Parquet blob (claim_pk, line, raw columns): a batch is
@@ -221,4 +223,33 @@ run_lock = Table(
     "run_lock", metadata,
     Column("id", Integer, primary_key=True),
     Column("holder", String),
+)
+
+
+# Upstream systems posting over HTTP (migration 0008): one token each, stored as its SHA-256 only
+# (worker/http/submitters.py says why), and the providers each may post claims for.
+submitters = Table(
+    "submitters", metadata,
+    Column("name", String, primary_key=True),
+    Column("token_hash", String, nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String, nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("revoked_by", String),
+)
+
+submitter_providers = Table(
+    "submitter_providers", metadata,
+    Column("submitter", String, ForeignKey("submitters.name"), primary_key=True),
+    Column("provider_id", String, primary_key=True),
+)
+
+# A post's Idempotency-Key: taken before the file is read (batch_id null while that post is under
+# way), then the batch it made; a retry with the key gets that batch whatever bytes it carries.
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("submitter", String, ForeignKey("submitters.name"), primary_key=True),
+    Column("key", String, primary_key=True),
+    Column("batch_id", String),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )

@@ -1,0 +1,373 @@
+"""The HTTP service (SPEC section 9), started for real: `adjudicate serve` on a free local port in a
+subprocess, talked to with httpx, on SQLite and PostgreSQL. Every endpoint, every refusal (of the
+service and of intake: the hostile corpus), token scoping and revocation, the load test run small,
+and the service's log, which must never hold a client prime number or a token."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from conftest import FIXTURES, PG_ADMIN, ROOT, Cli, require_server
+from hostile.make_corpus import MAX_DECOMPRESSED_BYTES, MAX_FILE_BYTES, REFUSALS
+from worker import service, submitters
+from worker.bootstrap import build
+from worker.store import schema as t
+from worker.store.database import make_engine
+
+sys.path.insert(0, str(ROOT / "ops"))
+from load_http import Service, run_load  # noqa: E402
+
+HOSTILE = Path(__file__).parent / "hostile"
+CLAIMS = FIXTURES / "worked_example" / "claims.csv"
+HEADER = "claim_id,client_prime,provider_id,staff_id,procedure_code,modifier,service_date,start_time,end_time,units,billed_rate\n"
+BROKER = "redis://127.0.0.1:6379/5"
+DOCUMENTED = {200, 201, 400, 401, 403, 404, 406, 409, 413, 415, 422, 501}
+
+
+@dataclass
+class Served:
+    url: str
+    db: str
+    tokens: dict[str, str]
+    service: Service
+
+    def client(self, who: str | None = "agency", **headers: str) -> httpx.Client:
+        if who:
+            headers["Authorization"] = f"Bearer {self.tokens[who]}"
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120)
+
+    def post(self, content: bytes, name: str | None = "claims.csv", who: str = "agency", **headers: str) -> httpx.Response:
+        if name is not None:
+            headers["Claim-File-Name"] = name
+        headers.setdefault("Content-Type", "text/csv")
+        with self.client(who) as client:
+            return client.post("/v1/claim-files", content=content, headers=headers)
+
+    def count(self, table) -> int:
+        engine = make_engine(self.db)
+        with engine.connect() as conn:
+            n = conn.execute(select(func.count()).select_from(table)).scalar_one()
+        engine.dispose()
+        return n
+
+    def audit(self) -> list[dict]:
+        return service.audit_trail(make_engine(self.db)).to_dicts()
+
+
+def prepare(db: str) -> dict[str, str]:
+    """Schema, the worked example's reference data, an admin and two submitters (set up in-process:
+    not what is tested here; `submitters add` through the program is tested below)."""
+    engine = make_engine(db)
+    service.upgrade_schema(engine)
+    service.load_reference(engine, FIXTURES / "worked_example")
+    service.add_operator(engine, "boss", "operator")
+    tokens = {"agency": submitters.add(engine, "agency", ["P1", "P3", "G1"], "boss"),
+              "vendor": submitters.add(engine, "vendor", ["P3"], "boss")}
+    engine.dispose()
+    return tokens
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def served(request, tmp_path_factory):
+    """One running service per database for this module (starting one costs seconds): the tests
+    share it, each with claim ids of its own, and compare counts before and after."""
+    require_server("Redis", "127.0.0.1", 6379)
+    work = tmp_path_factory.mktemp(f"served-{request.param}")
+    with database(request.param, work) as db:
+        tokens = prepare(db)
+        env = {"ADJUDICATION_MAX_FILE_BYTES": str(MAX_FILE_BYTES),
+               "ADJUDICATION_MAX_DECOMPRESSED_BYTES": str(MAX_DECOMPRESSED_BYTES), "ADJUDICATION_BROKER_URL": BROKER}
+        running = Service(db, work / "service.log", env=env)
+        try:
+            yield Served(running.url, db, tokens, running)
+        finally:
+            log = running.stop()
+        # Logs carry ids only: never a client's prime number, never a token.
+        assert "xyz0000a" not in log
+        assert not any(token in log for token in tokens.values())
+        assert "POST /v1/claim-files 201" in log
+
+
+@contextmanager
+def database(kind: str, work: Path):
+    if kind == "sqlite":
+        yield f"sqlite:///{work / 'store.db'}"
+        return
+    import uuid
+
+    import psycopg
+
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    name = f"adj_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def p3_only(tag: str) -> bytes:
+    return (HEADER + f"{tag}-1,xyz0000a,P3,,OR526,ZE,2026-03-03,10:00,12:00,2,\n").encode()
+
+
+def test_a_posted_file_is_queued_acknowledged_and_gets_the_outcomes_submit_gives(served, tmp_path):
+    content = CLAIMS.read_bytes()
+    batches = served.count(t.batches)
+    first = served.post(content)
+    assert first.status_code == 201, first.text
+    body = first.json()
+    batch = body["batch_id"]
+    assert first.headers["location"] == f"/v1/batches/{batch}"
+    assert body["new"] is True and body["status"] == "queued"
+    assert body["received"] == dt.datetime.now(dt.timezone.utc).date().isoformat()
+    assert (body["acknowledgement"]["claims"], body["acknowledgement"]["accepted"]) == (6, 6)
+    again = served.post(content)
+    assert again.status_code == 200 and again.json()["batch_id"] == batch and again.json()["new"] is False
+    assert served.count(t.batches) == batches + 1
+
+    with served.client() as client:
+        shown = client.get(f"/v1/batches/{batch}").json()
+        assert (shown["status"], shown["claims"], shown["file_name"]) == ("queued", 6, "claims.csv")
+        ack = client.get(f"/v1/batches/{batch}/acknowledgement")
+        assert ack.headers["content-type"].startswith("application/json") and ack.json()["accepted"] == 6
+        ack_csv = client.get(f"/v1/batches/{batch}/acknowledgement", headers={"Accept": "text/csv"})
+        assert ack_csv.text.splitlines()[0].startswith("kind,batch_id,file_name,status,claims,accepted")
+        before = client.get(f"/v1/batches/{batch}/outcomes").json()
+        assert before == []  # not adjudicated yet
+
+        Cli(served.db, tmp_path)("run")
+        assert client.get(f"/v1/batches/{batch}").json()["status"] == "adjudicated"
+        posted_csv = client.get(f"/v1/batches/{batch}/outcomes", headers={"Accept": "text/csv"})
+        assert posted_csv.status_code == 200 and posted_csv.headers["content-type"].startswith("text/csv")
+        posted_json = client.get(f"/v1/batches/{batch}/outcomes", headers={"Accept": "application/json"}).json()
+    assert [row["status"] for row in posted_json] == ["paid", "paid", "suspended", "paid", "suspended", "paid"]
+
+    # The same file through `adjudicate submit` on a database of its own: the very same outcomes.
+    other = tmp_path / "cli"
+    other.mkdir()
+    cli = Cli(f"sqlite:///{other / 'cli.db'}", other)
+    cli("db", "upgrade")
+    cli("reference", "load", FIXTURES / "worked_example")
+    assert cli("submit", CLAIMS).out.strip() == batch
+    cli("run")
+    assert posted_csv.text == cli("outcomes", "--batch", batch, "--format", "csv").out
+
+    exports = [row for row in served.audit() if row["action"] == "outcomes.export"]
+    assert {row["operator"] for row in exports} == {"submitter:agency"}
+
+
+def test_refusals_answer_problem_details_and_store_nothing(served):
+    content = CLAIMS.read_bytes()
+    batches = served.count(t.batches)
+
+    def problem(answer: httpx.Response, status: int, *words: str) -> dict:
+        assert answer.status_code == status, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        body = answer.json()
+        assert body["status"] == status and body["title"]
+        for word in words:
+            assert word in body.get("detail", ""), body
+        return body
+
+    problem(served.post(content, name=None), 400, "Claim-File-Name")
+    problem(served.post(content, name="claims.xlsx"), 422, "claims.xlsx: unknown format")
+    problem(served.post(content, name="../claims.csv"), 400, "without a folder")
+    problem(served.post(content, **{"Content-Type": "application/vnd.apache.parquet"}), 415, "text/csv")
+    problem(served.post(content, **{"Content-Encoding": "br"}), 415, "gzip")
+    problem(served.post(content, **{"Content-Encoding": "gzip"}), 400, "not gzip-compressed")
+    problem(served.post(content, **{"Idempotency-Key": "x" * 300}), 400, "Idempotency-Key")
+    broken = (HEADER + "A-1,xyz0000a,P1,,OR526,NA,2026-03-02,09:00,13:00,4,\nA-2,xyz0000a,P1,,OR526\n").encode()
+    body = problem(served.post(broken, name="broken.csv"), 422, "broken.csv", "line 3 has 5 fields")
+    assert body["file"] == "broken.csv"
+    # Over the limit: told by Content-Length (refused before reading), or found while streaming.
+    big = HEADER.encode() + b"x" * MAX_FILE_BYTES
+    problem(served.post(big), 413, str(MAX_FILE_BYTES))
+
+    def chunked():
+        for _ in range(MAX_FILE_BYTES // 1024 + 8):
+            yield b"y" * 1024
+
+    with served.client(**{"Claim-File-Name": "claims.csv", "Content-Type": "text/csv"}) as client:
+        problem(client.post("/v1/claim-files", content=chunked()), 413, "over the limit")
+    # A submitter posts only for its own providers: the whole file is refused, naming the lines.
+    foreign = content.replace(b"WX-", b"VX-")
+    refused = problem(served.post(foreign, who="vendor"), 403, "provider_id on line 2, 4, 5, 6, 7")
+    assert refused["lines"] == [2, 4, 5, 6, 7]
+    assert served.count(t.batches) == batches
+    assert served.count(t.idempotency_keys) == 0
+
+    with served.client() as client:
+        problem(client.get("/v1/batches/Bnothere"), 404)
+        problem(client.get("/v1/nothing"), 404)
+        assert client.get("/v1/runs/1/remittance", params={"provider": "P1"}).status_code == 501
+        problem(client.get("/v1/runs/1/remittance", params={"provider": "P9"}), 404)
+        problem(client.get("/v1/runs/1/remittance", params={"provider": "P1", "format": "pdf"}), 422)
+        batch = served.post(p3_only("X")).json()["batch_id"]
+        problem(client.get(f"/v1/batches/{batch}/outcomes", headers={"Accept": "application/xml"}), 406)
+
+
+def test_without_a_valid_token_every_request_is_401_and_audited_without_the_token(served, tmp_path):
+    batch = served.post(p3_only("T")).json()["batch_id"]
+    audited = len([row for row in served.audit() if row["action"] == "http.unauthorized"])
+    wrong = "adj_" + "A" * 43
+    paths = ["/v1/claim-files", f"/v1/batches/{batch}", f"/v1/batches/{batch}/acknowledgement",
+             f"/v1/batches/{batch}/outcomes", "/v1/runs/1/remittance?provider=P1"]
+    for headers in ({}, {"Authorization": f"Bearer {wrong}"}, {"Authorization": f"Basic {wrong}"}):
+        with httpx.Client(base_url=served.url, headers=headers) as client:
+            for path in paths:
+                method = client.post if path == "/v1/claim-files" else client.get
+                answer = method(path)
+                assert answer.status_code == 401, (path, answer.text)
+                assert answer.headers["www-authenticate"].startswith("Bearer")
+    refused = [row for row in served.audit() if row["action"] == "http.unauthorized"]
+    assert len(refused) == audited + 15
+    assert {row["operator"] for row in refused} == {"anonymous"}
+    assert not any(wrong in json.dumps(row, default=str) for row in served.audit())
+
+    # Revoked through the program: the token stops working at once.
+    cli = Cli(served.db, tmp_path)
+    served.tokens["leaving"] = cli("submitters", "add", "leaving", "--provider", "P3", "--operator", "boss").out.strip()
+    posted = served.post(p3_only("R"), who="leaving")
+    assert posted.status_code == 201
+    assert cli("submitters", "revoke", "leaving", "--operator", "nobody", ok=False).code == 1
+    cli("submitters", "revoke", "leaving", "--operator", "boss")
+    with served.client("leaving") as client:
+        assert client.get(f"/v1/batches/{posted.json()['batch_id']}").status_code == 401
+    assert served.post(p3_only("R2"), who="leaving").status_code == 401
+
+
+def test_a_submitter_sees_only_its_own_batches(served):
+    mine = served.post(p3_only("M"))
+    assert mine.status_code == 201
+    batch = mine.json()["batch_id"]
+    with served.client("vendor") as client:
+        for path in (f"/v1/batches/{batch}", f"/v1/batches/{batch}/acknowledgement", f"/v1/batches/{batch}/outcomes"):
+            answer = client.get(path)
+            assert answer.status_code == 404 and answer.json()["detail"] == f"no batch {batch} posted by this submitter"
+    # The same content from another submitter is not queued again, and its id is not handed out.
+    again = served.post(p3_only("M"), who="vendor")
+    assert again.status_code == 409 and batch not in again.text
+    theirs = served.post(p3_only("V"), who="vendor")
+    assert theirs.status_code == 201
+    with served.client() as client:
+        assert client.get(f"/v1/batches/{theirs.json()['batch_id']}").status_code == 404
+        assert client.get(f"/v1/batches/{batch}").status_code == 200
+
+
+def test_an_idempotency_key_makes_a_retry_safe_whatever_bytes_it_carries(served):
+    plain = p3_only("K")
+    squeezed = gzip.compress(plain, mtime=1)
+    first = served.post(squeezed, **{"Content-Encoding": "gzip", "Idempotency-Key": "post-1"})
+    assert first.status_code == 201, first.text
+    batch = first.json()["batch_id"]
+    # A retry that arrives uncompressed is other bytes, yet the same post: the same batch.
+    retry = served.post(plain, **{"Idempotency-Key": "post-1"})
+    assert (retry.status_code, retry.json()["batch_id"]) == (200, batch)
+    # Without the key, other bytes are another file: that is what the key protects against.
+    assert served.post(plain).status_code == 201
+    # Keys are per submitter, and a refused post leaves its key free for the corrected file.
+    broken = served.post(plain + b"x,y\n", who="vendor", **{"Idempotency-Key": "post-1"})
+    assert broken.status_code == 422
+    fixed = served.post(p3_only("K2"), who="vendor", **{"Idempotency-Key": "post-1"})
+    assert fixed.status_code == 201 and fixed.json()["batch_id"] != batch
+    # A post under way holds its key: a concurrent retry is told so.
+    engine = make_engine(served.db)
+    holder = submitters.Submitter("agency", frozenset({"P3"}))
+    assert submitters.take_key(engine, holder, "post-2") is None
+    assert served.post(plain, **{"Idempotency-Key": "post-2"}).status_code == 409
+    engine.dispose()
+
+
+def test_multipart_forms_gzip_and_every_accepted_format(served):
+    with served.client() as client:
+        answer = client.post("/v1/claim-files", files={"file": ("from-form.csv", p3_only("F"), "text/csv")},
+                             data={"note": "ignored"})
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["acknowledgement"]["file_name"] == "from-form.csv"
+        two = client.post("/v1/claim-files", files=[("a", ("a.csv", p3_only("F1"))), ("b", ("b.csv", p3_only("F2")))])
+        assert two.status_code == 400 and "one claim file" in two.json()["detail"]
+        none = client.post("/v1/claim-files", files={}, data={"note": "x"})
+        assert none.status_code in (400, 415)
+    for path in sorted((HOSTILE / "accepted").iterdir()):
+        answer = served.post(path.read_bytes(), name=path.name, **{"Content-Type": "application/octet-stream"})
+        assert answer.status_code in (200, 201), (path.name, answer.text)
+
+
+def test_every_intake_refusal_of_submit_is_a_problem_naming_the_file(served):
+    batches = served.count(t.batches)
+    for path in sorted((HOSTILE / "refused").iterdir()):
+        answer = served.post(path.read_bytes(), name=path.name, **{"Content-Type": "application/octet-stream"})
+        expected = 413 if path.name == "oversized.csv" else 422
+        assert answer.status_code == expected, (path.name, answer.text)
+        detail = answer.json()["detail"]
+        assert (REFUSALS[path.name] in detail) or expected == 413, (path.name, detail)
+    assert served.count(t.batches) == batches
+
+
+def test_health_docs_and_the_openapi_description(served):
+    with httpx.Client(base_url=served.url) as client:
+        health = client.get("/healthz")
+        assert health.status_code == 200
+        assert health.json() == {"status": "ok", "database": "ok", "schema": "ok", "broker": "ok"}
+        assert "swagger" in client.get("/docs").text.lower()
+        paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/claim-files", "/v1/batches/{batch_id}", "/v1/batches/{batch_id}/acknowledgement",
+            "/v1/batches/{batch_id}/outcomes", "/v1/runs/{run_id}/remittance", "/healthz"} <= set(paths)
+    assert set(map(int, paths["/v1/claim-files"]["post"]["responses"])) <= DOCUMENTED
+
+
+def test_health_fails_on_a_schema_behind_or_a_broker_away(tmp_path):
+    from worker.http.app import health_checks
+
+    behind = build(database_url=f"sqlite:///{tmp_path / 'empty.db'}", broker_url="redis://127.0.0.1:1/5")
+    checks = health_checks(behind)
+    assert checks["database"] == "ok"
+    assert checks["schema"].startswith("not at head")
+    assert checks["broker"].startswith("unreachable")
+
+
+def test_submitters_through_the_program(tmp_path):
+    cli = Cli(f"sqlite:///{tmp_path / 'subs.db'}", tmp_path)
+    cli("db", "upgrade")
+    cli("reference", "load", FIXTURES / "worked_example")
+    assert "not registered" in cli("submitters", "add", "a", "--provider", "P1", "--operator", "boss", ok=False).err
+    cli("operators", "add", "boss")
+    assert "unknown provider P9" in cli("submitters", "add", "a", "--provider", "P9", "--operator", "boss",
+                                        ok=False).err
+    added = cli("submitters", "add", "a", "--provider", "P1", "--provider", "G1", "--operator", "boss")
+    token = added.out.strip()
+    assert token.startswith("adj_") and len(token) == 47 and "not shown again" in added.err
+    assert cli("submitters", "add", "a", "--provider", "P1", "--operator", "boss", ok=False).code == 1
+    listed = [json.loads(line) for line in cli("submitters", "list").out.splitlines()]
+    assert [(row["name"], row["providers"], row["revoked_at"]) for row in listed] == [("a", ["G1", "P1"], None)]
+    cli("submitters", "revoke", "a", "--operator", "boss")
+    assert json.loads(cli("submitters", "list").out)["revoked_at"] is not None
+    engine = make_engine(cli.db)
+    with engine.connect() as conn:
+        stored = conn.execute(select(t.submitters.c.token_hash)).scalar_one()
+    engine.dispose()
+    assert stored == submitters.hash_token(token) and token not in stored
+    assert token not in cli("audit", "--format", "json").out
+
+
+def test_load_small(db_url, tmp_path):
+    """ops/load_http.py, small: 4 submitters x 10 files and a 20 MB file streamed in."""
+    report = run_load(db_url, submitters=4, files=10, claims_per_file=50, big_bytes=20 * 2**20, work=tmp_path)
+    assert report["unexpected_answers"] == []
+    assert not report["lost_or_doubled"]
+    assert report["batches_stored"] == report["batches_accepted"] == 4 * 8 + 1
+    assert report["claims_stored"] == report["claims_accepted"]
+    assert report["rss_samples"] > 0
+    assert report["peak_rss_mb_while_big_file_streams"] < 300
