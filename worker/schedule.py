@@ -11,6 +11,7 @@ import logging
 from datetime import timedelta
 
 from celery.schedules import crontab
+from redis.exceptions import LockError
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
@@ -21,6 +22,7 @@ log = logging.getLogger("adjudication")
 RUN = "adjudication.run"
 SWEEP = "adjudication.sweep_drop_folder"
 UNITS = {"s": 1, "m": 60, "h": 3600}
+SCHEDULED_RUN_LOCK = "adjudication:scheduled-run"
 
 
 def run_schedule(spec: str) -> crontab | timedelta:
@@ -65,13 +67,25 @@ def run_lock_taken(engine: Engine, wait_seconds: float = 2.0) -> bool:
                 conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(before)}")
 
 
-def scheduled_run(app) -> dict:
-    """The nightly run as the beat starts it (worker.tasks): skipped, saying so, when another run holds
-    the lock; a summary of ids and counts otherwise."""
-    if run_lock_taken(app.engine):
-        log.warning("scheduled run skipped: another run holds the run lock")
-        return {"skipped": "another run holds the run lock"}
-    summary = app.run()
+def scheduled_run(app, client) -> dict:
+    """The nightly run as the beat starts it (worker.tasks), one at a time however many beats send it:
+    skipped, saying so, while another scheduled run is in progress (a lock in the broker, so that
+    runs waiting on the database never fill a worker's threads while the shards wait for one) or
+    another run holds the run lock; a summary of ids and counts otherwise."""
+    lock = client.lock(SCHEDULED_RUN_LOCK, timeout=app.settings.run_timeout_seconds + 600)
+    if not lock.acquire(blocking=False):
+        log.warning("scheduled run skipped: another scheduled run is in progress")
+        return {"skipped": "another scheduled run is in progress"}
+    try:
+        if run_lock_taken(app.engine):
+            log.warning("scheduled run skipped: another run holds the run lock")
+            return {"skipped": "another run holds the run lock"}
+        summary = app.run()
+    finally:
+        try:
+            lock.release()
+        except LockError:  # expired, or the broker lost it in a restart
+            pass
     log.info("scheduled run %s: %d claims, %d paid, %d suspended, %d rejected", summary.run_id, summary.claims,
              summary.paid, summary.suspended, summary.rejected)
     return {"run_id": summary.run_id, "claims": summary.claims, "paid": summary.paid,

@@ -73,4 +73,4 @@ def sweep_drop_folder(folder: str | None = None) -> list[dict]:
           time_limit=settings.run_timeout_seconds + 660)
 def scheduled_run() -> dict:
     """The nightly run, as `adjudicate beat` sends it."""
-    return schedule.scheduled_run(_app())
+    return schedule.scheduled_run(_app(), _redis())
