@@ -117,7 +117,7 @@ def test_a_run_with_no_live_worker_fails_within_seconds(ready):
     ready("submit", FIXTURES / "worked_example" / "claims.csv")
     started = time.monotonic()
     failed = ready("--broker", SILENT_BROKER, "run", ok=False)
-    assert time.monotonic() - started < 20  # the timeout is an hour: the workers were pinged first
+    assert time.monotonic() - started < 45  # not the hour of the timeout: the workers were pinged first
     assert failed.code == 3, failed.err  # a service unavailable
     assert failed.err.startswith("error: no worker answers on the broker") and "nothing was stored" in failed.err
     assert len(failed.err.strip().splitlines()) == 1

@@ -306,13 +306,17 @@ class CeleryShards:
                 if index not in pending:
                     continue  # a duplicate's answer
                 if "error" in answer:
-                    raise ShardsFailed(f"a worker failed on a shard ({answer['error']}; the worker's log "
-                                       "has the traceback)")
+                    raise ShardsFailed(f"a worker failed on a shard ({answer['error']}; a worker run with "
+                                       "--loglevel DEBUG logs the traceback)")
                 decided[index] = read_result(answer["result"])
                 del pending[index]
-                self.client.sadd(done_key(token), index)
-                self.client.expire(done_key(token), ttl)
+                try:  # duplicates still queued need not be decided (only a saving: errors are ignored)
+                    self.client.pipeline().sadd(done_key(token), index).expire(done_key(token), ttl).execute()
+                except redis.RedisError:
+                    pass
                 self.progress("adjudicate", total - sum(p.claims for p in pending.values()), total)
+        except redis.RedisError as error:  # anything the outage handling above does not cover
+            raise BrokerUnavailable(f"the broker failed during the run ({type(error).__name__})") from None
         finally:
             self._close(token, [task_id for item in pending.values() for task_id in item.task_ids])
         log.info("run %s: %d shards decided in %.1f s", token, len(shards), time.monotonic() - start)
