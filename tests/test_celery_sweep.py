@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from celery.schedules import crontab
 
-from conftest import ADJUDICATE, FIXTURES, require_server
+from conftest import ADJUDICATE, FIXTURES, require_server, stop_processes
 from worker.schedule import run_schedule
 
 
@@ -40,14 +39,7 @@ class Processes:
         return (self.folder / f"{name}.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        for _name, process in self.started:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for _name, process in self.started:
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        stop_processes([process for _name, process in self.started])
 
 
 @pytest.fixture

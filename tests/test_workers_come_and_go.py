@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from conftest import ADJUDICATE, ROOT, Cli, require_server
+from conftest import ADJUDICATE, ROOT, Cli, require_server, stop_processes
 from worker.celery_app import make_celery
 from worker.distributed import SHARDS_QUEUE, leftovers
 from worker.settings import Settings
@@ -114,14 +114,7 @@ class Workers:
         self.processes[name].wait(10)
 
     def stop_all(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        stop_processes(list(self.processes.values()))
 
 
 @pytest.fixture
