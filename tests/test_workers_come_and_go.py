@@ -101,10 +101,16 @@ class Workers:
             cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.processes[name] = process
         deadline = time.monotonic() + 90
-        while not any(f"{name}@test" in reply for reply in self.control.ping(timeout=0.5)):
+        while not self.answers(name):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"worker {name} did not start: " + self.log(name)[-2000:])
         return process
+
+    def answers(self, name: str) -> bool:
+        try:
+            return any(f"{name}@test" in reply for reply in self.control.ping(timeout=0.5))
+        except redis.ConnectionError:  # a connection pooled in this process to a Redis since restarted
+            return False
 
     def log(self, name: str) -> str:
         return (self.folder / f"worker-{name}.log").read_text(errors="replace")
