@@ -396,12 +396,12 @@ def celery_worker(broker: str, concurrency: int):
     (the bench's own: --broker-url), stopped at the end."""
     import redis
     from worker.settings import Settings
-    from worker.tasks import make_celery
+    from worker.celery_app import make_celery
 
     redis.Redis.from_url(broker).flushdb()
     log = tempfile.TemporaryFile()
     process = subprocess.Popen([sys.executable, "-m", "worker", "--broker", broker, "worker", "--concurrency",
-                                str(concurrency), "--no-beat"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                                str(concurrency)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     control = make_celery(Settings(broker_url=broker)).control
     try:
         deadline = time.monotonic() + 60

@@ -122,3 +122,18 @@ def reset_store(engine) -> None:
         for table in reversed(t.metadata.sorted_tables):
             conn.execute(delete(table))
         conn.execute(insert(t.run_lock).values(id=1, holder=None))
+
+
+def stop_processes(processes) -> None:
+    """Stop processes started in their own session (workers, beats): SIGTERM to each group, then
+    SIGKILL to those still running after a minute."""
+    import signal
+
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)

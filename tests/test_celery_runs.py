@@ -21,12 +21,12 @@ from conftest import ADJUDICATE, FIXTURES, ROOT, Cli, require_server
 from engine_helpers import RunByRun
 from scenarios import batches, reference_sets
 from test_engine_properties import check_one_run_per_batch
-from worker.distributed import CeleryShards
+from worker.celery_app import make_celery
+from worker.distributed import CeleryShards, leftovers, redis_client
 from worker.settings import Settings
-from worker.tasks import make_celery
 
-BROKER = "redis://127.0.0.1:6379/12"
-SILENT_BROKER = "redis://127.0.0.1:6379/13"  # no worker listens here
+BROKER = "redis://127.0.0.1:6379/6"
+SILENT_BROKER = "redis://127.0.0.1:6379/7"  # no worker listens here
 RULES = load_rules()
 CLIENTS = ["c01", "c02", "c03", "c04", "c05"]
 
@@ -49,6 +49,7 @@ def celery_app(tmp_path_factory):
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         log = worker.communicate(timeout=60)[0].decode(errors="replace")
+    assert leftovers(redis_client(BROKER)) == []  # no claim data left in the broker
     # The worker took tasks, and its log names them without their results (claim data).
     assert "adjudication.decide_shard[" in log and " received" in log, log[-3000:]
     assert "succeeded in" not in log, log[-3000:]
@@ -111,15 +112,47 @@ def test_a_run_through_workers_reports_each_shard_as_it_comes_back(celery_app, t
     assert {(stage, total) for stage, _claims, total in reported} == {("adjudicate", len(rows))}
 
 
-def test_a_run_whose_workers_do_not_answer_stores_nothing(ready, tmp_path):
+def test_a_run_with_no_live_worker_fails_within_seconds(ready):
     require_server("Redis", "127.0.0.1", 6379)
     ready("submit", FIXTURES / "worked_example" / "claims.csv")
-    failed = ready("--broker", SILENT_BROKER, "run", ok=False, env={"ADJUDICATION_RUN_TIMEOUT_SECONDS": "2"})
-    make_celery(Settings(broker_url=SILENT_BROKER)).control.purge()
-    assert failed.code == 1
-    assert "did not decide" in failed.err and "nothing was stored" in failed.err
+    started = time.monotonic()
+    failed = ready("--broker", SILENT_BROKER, "run", ok=False)
+    assert time.monotonic() - started < 45  # not the hour of the timeout: the workers were pinged first
+    assert failed.code == 3, failed.err  # a service unavailable
+    assert failed.err.startswith("error: no worker answers on the broker") and "nothing was stored" in failed.err
+    assert len(failed.err.strip().splitlines()) == 1
     assert ready("outcomes", "--format", "csv").rows() == []
     assert "6 claims" in ready("run").out  # still queued, all of them
+
+
+def test_a_timed_out_run_leaves_no_shard_in_the_broker():
+    """The shards of a run that timed out are taken back: a worker started later finds none of them,
+    and no message or answer with claim data is left in Redis."""
+    require_server("Redis", "127.0.0.1", 6379)
+    from worker.distributed import BrokerUnavailable
+
+    client = redis_client(SILENT_BROKER)
+    client.flushdb()
+    with pytest.raises(BrokerUnavailable, match="did not decide all"):
+        CeleryShards(make_celery(Settings(broker_url=SILENT_BROKER)), timeout=3, resend_seconds=0.5)(
+            worked_example_shards(3), RULES)
+    assert leftovers(client) == []
+    assert client.llen("adjudication.shards") == 0 and client.hlen("unacked") == 0
+    assert not list(client.scan_iter("adjudication:run:*"))
+
+
+def worked_example_shards(count: int):
+    """The worked example's claims in shards, as a run sends them."""
+    from adjudication.engine import LEDGER_SCHEMA, check_records
+    from adjudication.reference import ReferenceSet, merge, read_dir
+    from adjudication.shards import split
+    from engine_helpers import fields_frame
+
+    reference = merge(ReferenceSet(), read_dir(FIXTURES / "worked_example")).frames()
+    rows = pl.read_csv(FIXTURES / "worked_example" / "claims.csv", infer_schema=False).with_row_index("claim_pk")
+    checked = check_records(fields_frame(rows.with_columns(pl.col("claim_pk").cast(pl.Int64)).to_dicts()), RULES)
+    return split(checked, reference, pl.DataFrame(schema=LEDGER_SCHEMA),
+                 pl.DataFrame(schema={"claim_pk": pl.Int64, "code": pl.String}), count)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -134,7 +167,7 @@ def test_runs_decided_by_the_workers_equal_the_sequential_reference(celery_app, 
 def test_a_run_with_an_unreachable_broker_refuses_in_one_line(ready):
     ready("submit", FIXTURES / "worked_example" / "claims.csv")
     refused = ready("--broker", "redis://127.0.0.1:1/0", "run", ok=False)
-    assert refused.code == 1
+    assert refused.code == 3
     assert refused.err.startswith("error: cannot reach the broker") and "the claims stay queued" in refused.err
     assert "6 claims" in ready("run").out
 

@@ -13,8 +13,7 @@ from adjudication.shards import decide_each, sharded, split
 from engine_helpers import RunByRun, fields_frame
 from scenarios import batches, reference_sets
 from test_engine_properties import check_one_run_per_batch, check_requeues_and_overrides, numbered
-from worker.distributed import read_result, shard_message
-from worker.tasks import decide_shard
+from worker.distributed import decide_message, read_result, shard_message
 
 RULES = load_rules()
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -23,7 +22,7 @@ CLIENTS = ["c01", "c02", "c03", "c04", "c05"]
 
 def through_messages(shards, rules):
     """What a worker does with a shard, without the broker: encode, run the task body, decode."""
-    return [read_result(decide_shard(shard_message(shard, rules))) for shard in shards]
+    return [read_result(decide_message(shard_message(shard, rules))) for shard in shards]
 
 
 @SETTINGS

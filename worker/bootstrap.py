@@ -36,16 +36,20 @@ class App:
         if not self.settings.broker_url:
             return service.run(self.engine, self.rules, progress, max_claims_per_client_day=limit)
         from adjudication.shards import sharded
-        from worker.distributed import CeleryShards, ShardsFailed
-        from worker.tasks import make_celery
+        from worker.celery_app import make_celery
+        from worker.distributed import BrokerUnavailable, CeleryShards, ShardsFailed
 
-        shards = CeleryShards(make_celery(self.settings), self.settings.run_timeout_seconds, progress)
+        s = self.settings
         try:
+            shards = CeleryShards(make_celery(s), s.run_timeout_seconds, progress, s.run_shard_resend_seconds,
+                                  s.run_shard_claims_per_second, s.broker_outage_seconds)
             shards.check_broker()
-            return service.run(self.engine, self.rules, progress, sharded(self.settings.run_shards, shards), limit)
+            shards.check_workers()  # in seconds, not after the run's timeout
+            return service.run(self.engine, self.rules, progress, sharded(s.run_shards, shards), limit)
+        except BrokerUnavailable as error:
+            raise service.Unavailable(f"{error}; nothing was stored, the claims stay queued") from None
         except ShardsFailed as error:
             raise service.UserError(f"{error}; nothing was stored, the claims stay queued") from None
-
 
 def build(**overrides) -> App:
     return App(Settings(**overrides))

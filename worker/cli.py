@@ -46,6 +46,11 @@ class TextFormat(str, Enum):
     json = "json"
 
 
+class HealthFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
 @cli.callback()
 def main_options(
     ctx: typer.Context,
@@ -317,32 +322,88 @@ def watch(
         err.print("stopped")
 
 
+def _celery_environment(a: App) -> None:
+    """Settings given as flags reach the Celery app (configured from the environment when imported,
+    worker.celery_app) and the processes it starts."""
+    if not a.settings.broker_url:
+        raise service.UserError("this needs --broker URL (or ADJUDICATION_BROKER_URL)")
+    os.environ["ADJUDICATION_DATABASE_URL"] = a.settings.database_url
+    os.environ["ADJUDICATION_BROKER_URL"] = a.settings.broker_url
+    if a.settings.rules_file:
+        os.environ["ADJUDICATION_RULES_FILE"] = str(a.settings.rules_file)
+
+
 @cli.command()
 def worker(
     ctx: typer.Context,
-    concurrency: Annotated[int, typer.Option(help="Shards decided at once (threads)")] = 2,
-    beat: Annotated[bool, typer.Option(help="Also schedule the drop-folder sweep (ADJUDICATION_DROP_FOLDER)")] = True,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Tasks at once")] = 2,
+    queues: Annotated[Optional[str], typer.Option(
+        "--queues", "-Q", help="Queues to take, comma-separated (default both: adjudication.shards, "
+        "adjudication.intake)")] = None,
+    hostname: Annotated[Optional[str], typer.Option("--hostname", "-n", help="Worker name (Celery's -n)")] = None,
+    loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="DEBUG, INFO, WARNING, ERROR")] = "INFO",
+    pool: Annotated[str, typer.Option("--pool", "-P", help="threads (default), solo or prefork")] = "threads",
+    beat: Annotated[bool, typer.Option("--beat/--no-beat", help="Also keep the schedule in this worker (one "
+                                       "machine only; otherwise run `adjudicate beat` once)")] = False,
 ) -> None:
-    """Start a Celery worker (needs --broker): it decides the shards of runs started with --broker,
-    and sweeps the drop folder on a schedule."""
-    import logging
+    """Start a Celery worker (needs --broker): it decides the shards of runs started with --broker
+    (queue adjudication.shards) and runs the scheduled run and drop-folder sweep (adjudication.intake).
+    The same as `celery -A worker.celery_app worker`."""
+    _celery_environment(app(ctx))
+    from worker.celery_app import QUEUES
+    from worker.celery_app import app as celery
 
-    from worker.tasks import make_celery
-
-    a = app(ctx)
-    if not a.settings.broker_url:
-        raise service.UserError("a worker needs --broker URL (or ADJUDICATION_BROKER_URL)")
-    # Settings given as flags reach the tasks through the environment the worker processes inherit.
-    os.environ["ADJUDICATION_DATABASE_URL"] = a.settings.database_url
-    os.environ["ADJUDICATION_BROKER_URL"] = a.settings.broker_url
-    # Celery logs every task's return value at INFO: a shard's outcomes are claim data.
-    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
-    # Threads, not forked processes: polars' thread pool does not survive a fork (a forked child can
-    # hang in it), and the engine's work runs outside the GIL anyway.
-    argv = ["worker", f"--concurrency={concurrency}", "--loglevel=INFO", "--pool=threads"]
+    # Threads by default, not forked processes: polars' thread pool does not survive a fork (a forked
+    # child can hang in it), and the engine's work runs outside the GIL anyway. Celery enforces task
+    # time limits in the prefork pool only; runs keep their own deadline whatever the pool.
+    argv = ["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}", f"--pool={pool}",
+            f"--queues={queues or ','.join(QUEUES)}"]
+    if hostname:
+        argv.append(f"--hostname={hostname}")
     if beat:
         argv.append("--beat")
-    make_celery(a.settings).worker_main(argv)
+    celery.worker_main(argv)
+
+
+@cli.command()
+def beat(
+    ctx: typer.Context,
+    loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="DEBUG, INFO, WARNING, ERROR")] = "INFO",
+) -> None:
+    """Keep the schedule (needs --broker): send the nightly run on ADJUDICATION_RUN_SCHEDULE (default
+    "0 2 * * *", in ADJUDICATION_TIMEZONE) and the drop-folder sweep every ADJUDICATION_DROP_INTERVAL_SECONDS
+    when ADJUDICATION_DROP_FOLDER is set. One process; its state file is in ADJUDICATION_STATE_DIR.
+    The same as `celery -A worker.celery_app beat`."""
+    _celery_environment(app(ctx))
+    from worker.celery_app import app as celery
+    from worker.celery_app import settings
+
+    err.print(f"beat: the run on {settings.run_schedule!r} ({settings.timezone}); state in {settings.state_dir}",
+              markup=False)
+    celery.Beat(loglevel=loglevel).run()
+
+
+@cli.command()
+def health(
+    ctx: typer.Context,
+    fmt: Annotated[HealthFormat, typer.Option("--format", help="text or json")] = HealthFormat.text,
+    max_run_age: Annotated[Optional[float], typer.Option(
+        "--max-run-age", help="Hours after which the last run is too old (env "
+        "ADJUDICATION_HEALTH_MAX_RUN_AGE_HOURS, default 26)")] = None,
+) -> None:
+    """Check the database, its schema, the broker, the workers and the last run; exit 0 when all is
+    well, 3 when anything is not."""
+    from worker import health as checks
+
+    a = app(ctx)
+    found, last = checks.checks(a, a.settings.health_max_run_age_hours if max_run_age is None else max_run_age)
+    if fmt == HealthFormat.json:
+        sys.stdout.write(json.dumps(checks.as_dict(found, last), indent=1) + "\n")
+    else:
+        for check in found:
+            out.print(f"{'ok  ' if check.ok else 'FAIL'}  {check.check}: {check.detail}", markup=False)
+    if not all(check.ok for check in found):
+        sys.exit(3)  # click returns, not raises, typer.Exit outside standalone mode
 
 
 @cli.command()
@@ -371,6 +432,9 @@ def main() -> None:
     except (service.UserError, ClaimFileError, ReferenceLoadError) as error:
         err.print(f"error: {error}", markup=False)
         sys.exit(1)
+    except service.Unavailable as error:
+        err.print(f"error: {error}", markup=False)
+        sys.exit(3)
     except (OperationalError, ProgrammingError) as error:
         first = str(error.orig).splitlines()[0] if error.orig else str(error).splitlines()[0]
         hint = " (run `adjudicate db upgrade` first?)" if "no such table" in first or "does not exist" in first else ""

@@ -36,6 +36,10 @@ class UserError(Exception):
     """A refusal to report in one line (exit code 1): bad input or a rule the operator broke."""
 
 
+class Unavailable(Exception):
+    """A service the command needs is unavailable (database, broker, no worker): exit code 3."""
+
+
 def _quiet(_stage: str, _done: int, _total: int) -> None:
     return None
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,6 +19,21 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     run_shards: int = Field(default=4, ge=1)
     run_timeout_seconds: float = Field(default=3600.0, gt=0)
+    # A shard that has not answered within `run_shard_resend_seconds` + its claims /
+    # `run_shard_claims_per_second` is sent again (its worker may be dead), the wait doubling at each
+    # send; a broker outage longer than `broker_outage_seconds` fails the run (exit 3).
+    run_shard_resend_seconds: float = Field(default=30.0, gt=0)
+    run_shard_claims_per_second: float = Field(default=20000.0, gt=0)
+    broker_outage_seconds: float = Field(default=30.0, gt=0)
+    # `adjudicate beat`: the nightly run's schedule, a crontab ("0 2 * * *": minute hour day month
+    # weekday) or an interval ("every 30s", "every 5m", "every 2h"), in `timezone`; the beat's
+    # schedule state lives in `state_dir`.
+    run_schedule: str = "0 2 * * *"
+    timezone: str = "America/Los_Angeles"
+    # `adjudicate health` fails when the last run is older than this (a nightly run, and slack).
+    health_max_run_age_hours: float = Field(default=26.0, gt=0)
+    state_dir: Path = Field(default_factory=lambda: Path(
+        os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "adjudication")
     # A run refuses (storing nothing) when more claims than this share one client and day: the edits
     # compare every two of them, so such a day costs memory by its square (3,000 took 2.2 GB: ops/crowded_day.py). A day
     # has 1,440 minutes; the batch can be withdrawn (`adjudicate withdraw`).
@@ -39,3 +56,25 @@ class Settings(BaseSettings):
     drop_settle_seconds: float = 10.0
     drop_interval_seconds: float = 30.0
     drop_stale_seconds: float = 3600.0
+
+    @field_validator("run_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        if not (INTERVAL.fullmatch(value.strip()) or len(value.split()) == 5):
+            raise ValueError(f"ADJUDICATION_RUN_SCHEDULE {value!r} is neither a crontab of 5 fields "
+                             "(\"0 2 * * *\") nor an interval (\"every 30s\", \"every 5m\", \"every 2h\")")
+        return value.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"ADJUDICATION_TIMEZONE {value!r} is not a time zone (e.g. America/Los_Angeles, UTC)") from None
+        return value
+
+
+INTERVAL = re.compile(r"every\s+(\d+(?:\.\d+)?)\s*([smh])")

@@ -1,5 +1,12 @@
-"""Celery side: the shards of distributed runs (worker.distributed) and the drop-folder sweep as a
-beat task. Tasks stay thin: they call the domain or worker.intake, and are safe to run twice.
+"""The Celery tasks (on the app of worker.celery_app): thin, named, safe to run twice.
+
+- adjudication.decide_shard (queue adjudication.shards): one shard of a distributed run
+  (worker.distributed); no database. Expiry and time limits come with each message.
+- adjudication.sweep_drop_folder (queue adjudication.intake): one sweep of the drop folder.
+- adjudication.run (queue adjudication.intake): the scheduled nightly run (worker.schedule).
+
+Each worker process sets up its database engine and broker client once (`worker_process_init` in a
+forked pool process; at first use in the threads pool, whose threads share them).
 """
 
 from __future__ import annotations
@@ -7,50 +14,63 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from celery import Celery
+import redis
+from celery.signals import worker_process_init
 
-from adjudication.engine import decide
-from worker import distributed, intake
-from worker.settings import Settings
+from worker import distributed, intake, schedule
+from worker.bootstrap import App, build
+from worker.celery_app import app, settings
 
 log = logging.getLogger("adjudication")
-SWEEP = "adjudication.sweep_drop_folder"
+# Celery logs every task's return value at INFO; ours are summaries, but file names and counts are
+# all the worker log needs.
+logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+
+_process: dict = {}
 
 
-def make_celery(settings: Settings) -> Celery:
-    backend = settings.broker_url if settings.broker_url and settings.broker_url.startswith("redis") else "rpc://"
-    app = Celery("adjudication", broker=settings.broker_url, backend=backend)
-    app.conf.update(
-        task_acks_late=True, task_reject_on_worker_lost=True,  # a shard a dying worker held is run again
-        worker_prefetch_multiplier=1, broker_connection_retry_on_startup=True,
-        task_serializer="json", result_serializer="json", accept_content=["json"],
-        result_expires=3600,  # results carry claim data: the run deletes them once read, these expire
-    )
-    if settings.drop_folder:
-        app.conf.beat_schedule = {
-            "sweep-drop-folder": {"task": SWEEP, "schedule": settings.drop_interval_seconds},
-        }
-    app.task(name=SWEEP)(sweep_drop_folder)
-    app.task(name=distributed.DECIDE)(decide_shard)
-    return app
+@worker_process_init.connect
+def set_up_process(**_kwargs) -> None:
+    """Once per worker process: its own engine and broker client (never ones inherited over a fork)."""
+    _process.clear()
+    _process["app"] = build()
+    if settings.broker_url:
+        _process["redis"] = distributed.redis_client(settings.broker_url)
 
 
-def decide_shard(message: dict) -> dict:
-    """One shard of a distributed run: a pure function of its message, no database."""
-    shard, rules = distributed.read_shard(message)
-    return distributed.result_message(decide(shard.checked, shard.reference, rules, shard.ledger, shard.waivers))
+def _app() -> App:
+    if "app" not in _process:
+        set_up_process()
+    return _process["app"]
 
 
+def _redis() -> redis.Redis:
+    if "redis" not in _process:
+        set_up_process()
+    return _process["redis"]
+
+
+@app.task(name=distributed.DECIDE)
+def decide_shard(run: str, index: int, message: dict) -> dict:
+    """One shard of a distributed run: decided unless the run is over, answered on the run's keys."""
+    return distributed.answer_shard(_redis(), run, index, message)
+
+
+@app.task(name=schedule.SWEEP, soft_time_limit=3600, time_limit=3660)
 def sweep_drop_folder(folder: str | None = None) -> list[dict]:
     """One sweep of the drop folder. Idempotent: a file is taken by one sweep only (atomic rename),
     and the same content submitted again is a no-op."""
-    from worker.bootstrap import build
-
-    app = build()
-    target = Path(folder) if folder else app.settings.drop_folder
+    target = Path(folder) if folder else _app().settings.drop_folder
     if target is None:
         return []
-    results = intake.sweep(app, target)
+    results = intake.sweep(_app(), target)
     for result in results:
         log.info("drop folder: %s %s %s", result.file, result.result, result.batch_id or "")
     return [{"file": r.file, "result": r.result, "batch_id": r.batch_id} for r in results]
+
+
+@app.task(name=schedule.RUN, soft_time_limit=settings.run_timeout_seconds + 600,
+          time_limit=settings.run_timeout_seconds + 660)
+def scheduled_run() -> dict:
+    """The nightly run, as `adjudicate beat` sends it."""
+    return schedule.scheduled_run(_app(), _redis())

@@ -1,0 +1,92 @@
+"""The schedule `adjudicate beat` keeps: the nightly run and the drop-folder sweep.
+
+ADJUDICATION_RUN_SCHEDULE is a crontab ("0 2 * * *", in ADJUDICATION_TIMEZONE) or an interval
+("every 5s": for tests and trials; a crontab's finest grain is a minute). However many beats send
+it, one run at a time: a scheduled run that finds the run lock taken says so and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery.schedules import crontab
+from redis.exceptions import LockError
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+
+from worker.settings import INTERVAL, Settings
+
+log = logging.getLogger("adjudication")
+
+RUN = "adjudication.run"
+SWEEP = "adjudication.sweep_drop_folder"
+UNITS = {"s": 1, "m": 60, "h": 3600}
+SCHEDULED_RUN_LOCK = "adjudication:scheduled-run"
+
+
+def run_schedule(spec: str) -> crontab | timedelta:
+    interval = INTERVAL.fullmatch(spec.strip())
+    if interval:
+        return timedelta(seconds=float(interval.group(1)) * UNITS[interval.group(2)])
+    minute, hour, day_of_month, month_of_year, day_of_week = spec.split()
+    return crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
+                   day_of_week=day_of_week)
+
+
+def beat_schedule(settings: Settings) -> dict:
+    when = run_schedule(settings.run_schedule)
+    # A run nobody took in time is dropped, not run late on top of the next one: an interval's
+    # message expires after the interval, the nightly one after 6 hours.
+    expires = when.total_seconds() if isinstance(when, timedelta) else 6 * 3600
+    entries = {"nightly-run": {"task": RUN, "schedule": when, "options": {"expires": expires}}}
+    if settings.drop_folder:
+        entries["sweep-drop-folder"] = {"task": SWEEP, "schedule": settings.drop_interval_seconds,
+                                        "options": {"expires": settings.drop_interval_seconds}}
+    return entries
+
+
+def run_lock_taken(engine: Engine, wait_seconds: float = 2.0) -> bool:
+    """Whether another run (or writer) holds the run lock now, waiting at most `wait_seconds`.
+    Takes nothing: the lock row is updated in a transaction that is rolled back."""
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        before = conn.exec_driver_sql("PRAGMA busy_timeout").scalar() if sqlite else None
+        try:
+            if sqlite:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(wait_seconds * 1000)}")
+            else:
+                conn.execute(text(f"SET LOCAL lock_timeout = '{int(wait_seconds * 1000)}ms'"))
+            conn.execute(text("UPDATE run_lock SET holder = holder WHERE id = 1"))
+            return False
+        except OperationalError:
+            return True
+        finally:
+            conn.rollback()
+            if sqlite:  # back to the engine's own busy timeout for the pooled connection
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(before)}")
+
+
+def scheduled_run(app, client) -> dict:
+    """The nightly run as the beat starts it (worker.tasks), one at a time however many beats send it:
+    skipped, saying so, while another scheduled run is in progress (a lock in the broker, so that
+    runs waiting on the database never fill a worker's threads while the shards wait for one) or
+    another run holds the run lock; a summary of ids and counts otherwise."""
+    lock = client.lock(SCHEDULED_RUN_LOCK, timeout=app.settings.run_timeout_seconds + 600)
+    if not lock.acquire(blocking=False):
+        log.warning("scheduled run skipped: another scheduled run is in progress")
+        return {"skipped": "another scheduled run is in progress"}
+    try:
+        if run_lock_taken(app.engine):
+            log.warning("scheduled run skipped: another run holds the run lock")
+            return {"skipped": "another run holds the run lock"}
+        summary = app.run()
+    finally:
+        try:
+            lock.release()
+        except LockError:  # expired, or the broker lost it in a restart
+            pass
+    log.info("scheduled run %s: %d claims, %d paid, %d suspended, %d rejected", summary.run_id, summary.claims,
+             summary.paid, summary.suspended, summary.rejected)
+    return {"run_id": summary.run_id, "claims": summary.claims, "paid": summary.paid,
+            "suspended": summary.suspended, "rejected": summary.rejected}
