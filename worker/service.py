@@ -9,6 +9,7 @@ import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,11 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 class UserError(Exception):
     """A refusal to report in one line (exit code 1): bad input or a rule the operator broke."""
+
+
+class Unavailable(Exception):
+    """A service the command needs is not there (exit code 3): the database (unreachable, missing,
+    or at an older schema), the broker, or no worker. One line, no traceback."""
 
 
 def _quiet(_stage: str, _done: int, _total: int) -> None:
@@ -124,30 +130,92 @@ class RunSummary:
     paid_cents: int
 
 
+@dataclass(frozen=True)
+class DryRun:
+    """What a dry run found: its summary, and the outcomes it would have stored (export shape)."""
+
+    summary: RunSummary
+    outcomes: pl.DataFrame
+
+
 def run(engine: Engine, rules: Rules, progress: Progress = _quiet, decider: Decider = decide,
-        max_claims_per_client_day: int | None = None) -> RunSummary:
+        max_claims_per_client_day: int | None = None, *, lock_wait_seconds: float = 600.0,
+        dry_run: bool = False, operator: str = "system"):
     """Adjudicate everything queued, in one transaction: all outcomes are stored, or none.
 
     decider: how the edits are decided, here or split across workers (worker.distributed).
     max_claims_per_client_day: refuse the run, storing nothing, when more claims share a client and day.
+    The run holds the run lock (waiting up to lock_wait_seconds: runs.LockTimeout). A run that fails
+    leaves a `failed` record with the one-line reason, in its own transaction. dry_run: everything is
+    decided and rolled back; a `dry-run` record and an audit entry are kept; returns a DryRun.
     """
-    with engine.begin() as conn:
+    from worker import runs
+
+    started = repo.now()
+    try:
+        with runs.run_lock(engine, "dry run" if dry_run else "run", lock_wait_seconds):
+            started = repo.now()
+            result = _run(engine, rules, progress, decider, max_claims_per_client_day, dry_run)
+    except BaseException as error:
+        runs.record_failure(engine, started, error)
+        raise
+    if not dry_run:
+        return result
+    run_id = runs.record_dry_run(engine, started, result.summary, operator)
+    summary = RunSummary(run_id, *(getattr(result.summary, f) for f in ("claims", "paid", "suspended", "rejected",
+                                                                         "paid_cents")))
+    log.info("dry run %s: nothing stored", run_id, extra={"event": "run.dry-run", **_fields(summary)})
+    return DryRun(summary, result.outcomes)
+
+
+@contextmanager
+def _transaction(engine: Engine, keep: bool):
+    """engine.begin(), rolled back at the end instead of committed unless keep."""
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            yield conn
+        except BaseException:
+            transaction.rollback()
+            raise
+        if keep:
+            transaction.commit()
+        else:
+            transaction.rollback()
+
+
+RUN_STEPS = 5
+
+
+def _run(engine: Engine, rules: Rules, progress: Progress, decider: Decider, max_claims_per_client_day: int | None,
+         dry_run: bool):
+    def step(done: int, what: str) -> None:
+        progress(f"run: {what}", done, RUN_STEPS)
+
+    empty = RunSummary(None, 0, 0, 0, 0, 0)
+    started = repo.now()
+    with _transaction(engine, keep=not dry_run) as conn:
         _lock(conn, "run")
+        step(0, "reading the queue")
         snapshot = repo.queued_claims(conn)
         queue = snapshot.fields
         if queue.height == 0:
-            return RunSummary(None, 0, 0, 0, 0, 0)
-        progress("adjudicate", 0, queue.height)
+            step(RUN_STEPS, "nothing queued")
+            none = {c: pl.Int64 if c in ("line", "attempt") else pl.String for c in OUTCOME_COLUMNS}
+            return DryRun(empty, pl.DataFrame(schema=none)) if dry_run else empty
+        step(1, f"reading the state of {queue.height} claims")
         clients = repo.queue_clients(queue)
         reference = repo.reference_frames(conn, clients)
         ledger = repo.ledger_for(conn, queue, clients, reference)
         waivers = repo.waivers_for(conn)
+        step(2, f"checking {queue.height} claims")
         checked = check_records(queue, rules, repo.holders_for(conn, queue))
         if max_claims_per_client_day is not None:
             _refuse_crowded_days(snapshot, crowded(checked, max_claims_per_client_day), max_claims_per_client_day)
         # The claim ids this run takes are known from the record checks: they are written on a
         # second thread while this one computes the edits and the state to store, which do not
         # touch the connection (polars and the drivers release the GIL, so the two overlap).
+        step(3, f"deciding {queue.height} claims")
         with ThreadPoolExecutor(max_workers=1) as writer:
             holders_written = writer.submit(repo.store_holders, conn, checked.new_holders())
             result = decider(checked, reference, rules, ledger, waivers)
@@ -155,24 +223,36 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet, decider: Deci
             # Outcomes come in queue order, one per queued claim: the queue's columns line up with them.
             if not outcomes.get_column("claim_pk").equals(queue.get_column("claim_pk")):
                 raise AssertionError("outcomes are not in queue order")
-            state = repo.run_state(outcomes.hstack(snapshot.origin.select("batch_id", "attempt")), result.newly_paid)
+            attempts = outcomes.hstack(snapshot.origin.select("batch_id", "attempt"))
+            state = repo.run_state(attempts, result.newly_paid)
             holders_written.result()
-        progress("adjudicate", queue.height, queue.height)
+        step(4, f"storing {queue.height} outcomes")
         counts = outcomes.group_by("status").len().to_dict(as_series=False)
         by_status = dict(zip(counts["status"], counts["len"]))
         paid_cents = int(outcomes.get_column("paid_cents").sum() or 0)
         run_id = conn.execute(insert(t.runs).values(
-            started_at=repo.now(), finished_at=None, claims=queue.height, paid=by_status.get(R.PAID, 0),
+            started_at=started, finished_at=None, claims=queue.height, paid=by_status.get(R.PAID, 0),
             suspended=by_status.get(R.SUSPENDED, 0), rejected=by_status.get(R.REJECTED, 0), paid_cents=paid_cents,
         ).returning(t.runs.c.run_id)).scalar_one()
         repo.finish_queue(conn, snapshot)
         repo.store_run(conn, run_id, state)
-        progress("store", queue.height, queue.height)
         conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(finished_at=repo.now()))
-    summary = RunSummary(run_id, queue.height, by_status.get(R.PAID, 0), by_status.get(R.SUSPENDED, 0),
-                         by_status.get(R.REJECTED, 0), paid_cents)
-    log.info("run %s: %s", run_id, summary)
+        summary = RunSummary(run_id, queue.height, by_status.get(R.PAID, 0), by_status.get(R.SUSPENDED, 0),
+                             by_status.get(R.REJECTED, 0), paid_cents)
+        if dry_run:  # read before the rollback: the outcomes as an export after this run would show them
+            claims = repo.payloads(conn, state.batch_ids)
+            would = claims.join(attempts.drop("batch_id"), on="claim_pk").sort("batch_seq", "line", "attempt")
+            step(RUN_STEPS, "rolling back (dry run)")
+            return DryRun(summary, _export_shape(would))
+        step(RUN_STEPS, "committing")
+    log.info("run %s finished", run_id, extra={"event": "run.done", **_fields(summary)})
     return summary
+
+
+def _fields(summary: RunSummary) -> dict:
+    """A run's summary as log fields (ids and counts only)."""
+    return {"run_id": summary.run_id, "claims": summary.claims, "paid": summary.paid,
+            "suspended": summary.suspended, "rejected": summary.rejected, "paid_cents": summary.paid_cents}
 
 
 def _refuse_crowded_days(snapshot: repo.Queue, claim_pks: pl.Series, limit: int) -> None:
@@ -187,8 +267,9 @@ def _refuse_crowded_days(snapshot: repo.Queue, claim_pks: pl.Series, limit: int)
 
 
 def _lock(conn: Connection, holder: str) -> None:
-    """Serialize writers that must be alone: the first write of their transaction takes this row."""
-    conn.execute(update(t.run_lock).where(t.run_lock.c.id == 1).values(holder=holder))
+    """Serialize writers that must be alone: the first write of their transaction takes this row's
+    database lock. It changes nothing in the row: `holder` and `since` are the run lease (worker.runs)."""
+    conn.execute(update(t.run_lock).where(t.run_lock.c.id == 1).values(holder=t.run_lock.c.holder))
 
 
 # --- outcomes ------------------------------------------------------------------------------
@@ -214,6 +295,11 @@ def outcomes(engine: Engine, batch: str | None = None, status: str | None = None
             _audit(conn, operator, "outcomes.export",
                    f"batch={batch or '*'} status={status or '*'} history={history} rows={frame.height}",
                    export_format)
+    return _export_shape(frame)
+
+
+def _export_shape(frame: pl.DataFrame) -> pl.DataFrame:
+    """Stored claims joined with their attempts (in export order) as the export's columns."""
     return frame.select(
         pl.col("claim_id").fill_null(""), "batch_id", "line", "status", pl.col("reasons").list.join(";"),
         pl.col("spa_id").fill_null(""),

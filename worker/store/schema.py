@@ -112,6 +112,11 @@ runs = Table(
     Column("suspended", Integer, nullable=False, default=0),
     Column("rejected", Integer, nullable=False, default=0),
     Column("paid_cents", BigInteger, nullable=False, default=0),
+    # done | failed (nothing of it stored; `failure` says why in one line) | dry-run (nothing stored)
+    Column("status", String, nullable=False, server_default="done"),
+    Column("failure", Text),
+    Column("voids", Integer, nullable=False, server_default="0"),  # filled by corrections
+    Column("reversed_cents", BigInteger, nullable=False, server_default="0"),
 )
 
 # Every attempt a run made, as one Parquet blob per run (claim_pk, attempt, status, reasons, carc,
@@ -189,9 +194,11 @@ audit = Table(
 )
 
 # A single row every writer that must be alone (a run) updates first: SQLite and PostgreSQL both
-# then serialize those writers on it.
+# then serialize those writers on it. A run also holds it as a lease everyone can read (worker/runs.py):
+# `holder` names the command, its process id and host, `since` when it took it; empty when free.
 run_lock = Table(
     "run_lock", metadata,
     Column("id", Integer, primary_key=True),
     Column("holder", String),
+    Column("since", DateTime(timezone=True)),
 )
