@@ -514,7 +514,9 @@ def main() -> None:
     from worker.runs import LockTimeout
 
     try:
-        cli(standalone_mode=False)
+        code = cli(standalone_mode=False)  # typer.Exit(N) comes back as N in this mode
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except (service.UserError, ClaimFileError, ReferenceLoadError) as error:
         err.print(f"error: {error}", markup=False)
         sys.exit(EXIT_REFUSED)

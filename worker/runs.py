@@ -119,7 +119,8 @@ def record_failure(engine: Engine, started: dt.datetime, error: BaseException) -
     except Exception:  # noqa: BLE001 - the run's own error is the one to raise
         log.warning("could not record the failed run", exc_info=True)
         return None
-    log.error("run %s failed: %s", run_id, one_line(error), extra={"event": "run.failed", "run_id": run_id})
+    # INFO: the caller reports the error itself (the command line in one line, a scheduler in its log).
+    log.info("run %s recorded as failed", run_id, extra={"event": "run.failed", "run_id": run_id})
     return run_id
 
 
