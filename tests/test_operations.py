@@ -284,3 +284,27 @@ def test_the_compose_file_is_valid(name):
     environment = services["worker-1"]["environment"]
     assert environment["ADJUDICATION_DATABASE_URL"].startswith("postgresql")
     assert environment["ADJUDICATION_BROKER_URL"].startswith("redis://")
+
+
+def test_run_records_the_lock_and_dry_runs_on_postgresql(pg_url, tmp_path):
+    """The same records on PostgreSQL: a failed run, a waiting run that gives up, a dry run."""
+    from worker import runs
+    from worker.store.database import make_engine
+
+    pg = Cli(pg_url, tmp_path)
+    pg("db", "upgrade")
+    pg("reference", "load", EXAMPLE)
+    pg("submit", CLAIMS)
+    assert pg("run", ok=False, env=CROWDED).code == 1
+    engine = make_engine(pg_url)
+    with runs.run_lock(engine, "run", 0):
+        blocked = pg("run", ok=False, env={"ADJUDICATION_LOCK_WAIT_SECONDS": "1"})
+        assert blocked.code == 5 and f"held by run pid {os.getpid()}" in blocked.err
+        # Other writers still go ahead while a run holds the lease (they wait only for its transaction).
+        pg("operators", "add", "ann")
+    engine.dispose()
+    pg("run", "--dry-run", "--output", tmp_path / "dry.csv")
+    assert pg("outcomes").rows() == []
+    pg("run")
+    assert (tmp_path / "dry.csv").read_text() == pg("outcomes").out
+    assert [r["status"] for r in runs_of(pg)] == ["done", "dry-run", "failed", "failed"]
