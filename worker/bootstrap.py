@@ -52,8 +52,10 @@ class App:
 
         try:
             metrics.write_textfile(self.engine, self.settings.metrics_file)
-        except Exception:  # noqa: BLE001 - a metrics file must never fail the run it describes
-            logging.getLogger("adjudication").warning("could not write the metrics file", exc_info=True)
+        except Exception as error:  # noqa: BLE001 - a metrics file must never fail the run it describes
+            log = logging.getLogger("adjudication")
+            log.warning("could not write the metrics file %s (%s)", self.settings.metrics_file, type(error).__name__)
+            log.debug("metrics file", exc_info=True)
 
     def _run(self, progress: service.Progress, **options):
         limit = self.settings.run_max_claims_per_client_day

@@ -116,8 +116,10 @@ def record_failure(engine: Engine, started: dt.datetime, error: BaseException) -
             run_id = conn.execute(insert(t.runs).values(
                 started_at=started, finished_at=repo.now(), claims=0, paid=0, suspended=0, rejected=0, paid_cents=0,
                 status="failed", failure=one_line(error)).returning(t.runs.c.run_id)).scalar_one()
-    except Exception:  # noqa: BLE001 - the run's own error is the one to raise
-        log.warning("could not record the failed run", exc_info=True)
+    except Exception as recording:  # noqa: BLE001 - the run's own error is the one to raise
+        # INFO: when the database is gone, the run's own error already says so in one line.
+        log.info("could not record the failed run (%s)", type(recording).__name__)
+        log.debug("could not record the failed run", exc_info=True)
         return None
     # INFO: the caller reports the error itself (the command line in one line, a scheduler in its log).
     log.info("run %s recorded as failed", run_id, extra={"event": "run.failed", "run_id": run_id})
