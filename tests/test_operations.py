@@ -308,3 +308,18 @@ def test_run_records_the_lock_and_dry_runs_on_postgresql(pg_url, tmp_path):
     pg("run")
     assert (tmp_path / "dry.csv").read_text() == pg("outcomes").out
     assert [r["status"] for r in runs_of(pg)] == ["done", "dry-run", "failed", "failed"]
+
+
+def test_the_progress_bar_advances_through_the_run_on_a_terminal(ready):
+    import shutil
+
+    if shutil.which("script") is None:  # util-linux: gives the command a terminal
+        pytest.skip("no `script` to run the command on a terminal")
+    ready("submit", CLAIMS)
+    command = " ".join([str(ADJUDICATE), "--db", ready.db, "run"])
+    shown = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, cwd=ready.cwd,
+                           env={**os.environ, "TERM": "xterm", "COLUMNS": "120"}, timeout=300).stdout
+    for step in ("run: reading the queue", "run: reading the state of 6 claims", "run: checking 6 claims",
+                 "run: deciding 6 claims", "run: storing 6 outcomes", "run: committing"):
+        assert step in shown, step
+    assert "run 1: 6 claims, 4 paid" in shown

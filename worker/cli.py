@@ -123,7 +123,7 @@ def progress_bar(enabled: bool, interval: float = 5.0):
             group = stage.partition(":")[0]
             if group not in tasks:
                 tasks[group] = bar.add_task(stage, total=total)
-            bar.update(tasks[group], completed=done, total=total, description=stage)
+            bar.update(tasks[group], completed=done, total=total, description=stage, refresh=True)
 
         yield update
 
