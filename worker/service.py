@@ -10,7 +10,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -140,7 +140,7 @@ class DryRun:
 
 def run(engine: Engine, rules: Rules, progress: Progress = _quiet, decider: Decider = decide,
         max_claims_per_client_day: int | None = None, *, lock_wait_seconds: float = 600.0,
-        dry_run: bool = False, operator: str = "system"):
+        dry_run: bool = False, operator: str = "system") -> RunSummary | DryRun:
     """Adjudicate everything queued, in one transaction: all outcomes are stored, or none.
 
     decider: how the edits are decided, here or split across workers (worker.distributed).
@@ -162,8 +162,7 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet, decider: Deci
     if not dry_run:
         return result
     run_id = runs.record_dry_run(engine, started, result.summary, operator)
-    summary = RunSummary(run_id, *(getattr(result.summary, f) for f in ("claims", "paid", "suspended", "rejected",
-                                                                         "paid_cents")))
+    summary = replace(result.summary, run_id=run_id)
     log.info("dry run %s: nothing stored", run_id, extra={"event": "run.dry-run", **_fields(summary)})
     return DryRun(summary, result.outcomes)
 
