@@ -323,3 +323,28 @@ def test_the_progress_bar_advances_through_the_run_on_a_terminal(ready):
                  "run: deciding 6 claims", "run: storing 6 outcomes", "run: committing"):
         assert step in shown, step
     assert "run 1: 6 claims, 4 paid" in shown
+
+
+def test_unlock_clears_a_lock_whose_holder_is_gone_and_is_audited(ready):
+    from sqlalchemy import update
+
+    from worker import runs
+    from worker.store import schema as t
+    from worker.store.database import make_engine
+
+    assert "the run lock was free" in ready("unlock", "--operator", "ann", "--note", "check").out
+    engine = make_engine(ready.db)
+    with runs.run_lock(engine, "run", 0):
+        live = ready("unlock", "--operator", "ann", "--note", "stuck?", ok=False)
+        assert live.code == 1 and "which is running" in live.err
+    with engine.begin() as conn:  # a holder on a machine that died
+        conn.execute(update(t.run_lock).values(holder="run pid 77 on node-gone", since=None))
+    engine.dispose()
+    ready("submit", CLAIMS)
+    assert ready("run", ok=False, env={"ADJUDICATION_LOCK_WAIT_SECONDS": "0"}).code == 5
+    cleared = ready("unlock", "--operator", "ann", "--note", "node-gone was replaced at 02:10")
+    assert "cleared the run lock held by run pid 77 on node-gone" in cleared.out
+    trail = json.loads(ready("audit", "--format", "json").out)
+    assert [(r["operator"], r["action"], r["target"]) for r in trail if r["action"] == "run.unlock"] == [
+        ("ann", "run.unlock", "holder=run pid 77 on node-gone")]
+    assert "6 claims" in ready("run", env={"ADJUDICATION_LOCK_WAIT_SECONDS": "0"}).out

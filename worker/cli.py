@@ -241,6 +241,20 @@ def runs_command(
         _emit(console.file.getvalue(), output)
 
 
+@cli.command()
+def unlock(
+    ctx: typer.Context,
+    operator: Annotated[str, typer.Option(help="Who clears the lock (audited)")],
+    note: Annotated[str, typer.Option(help="Why: which run is gone (audited)")],
+) -> None:
+    """Clear the run lock left by a run whose machine or container is gone (a run waiting for it
+    names the holder). Refused while the holder is a live process on this host."""
+    from worker import runs
+
+    cleared = runs.unlock(app(ctx).engine, operator, note)
+    out.print("the run lock was free" if cleared is None else f"cleared the run lock held by {cleared}")
+
+
 def _emit(text: str, output: Optional[Path]) -> None:
     if output is None:
         sys.stdout.write(text)

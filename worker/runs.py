@@ -96,6 +96,33 @@ def run_lock(engine: Engine, command: str, wait_seconds: float) -> Iterator[str]
                          .values(holder=None, since=None))
 
 
+def _alive_here(holder: str) -> bool:
+    """True when the holder names a live process on this host."""
+    _, _, where = holder.rpartition(" pid ")
+    pid_text, _, host = where.partition(" on ")
+    return host == socket.gethostname() and pid_text.isdigit() and not _gone(holder)
+
+
+def unlock(engine: Engine, operator: str, note: str) -> str | None:
+    """Clear a run lock whose holder is gone (a machine that died mid-run); audited. Returns the
+    holder cleared (None when the lock was free). Refuses while the holder runs on this host."""
+    from worker.service import UserError
+
+    if not note.strip():
+        raise UserError("--note must say why")
+    with engine.begin() as conn:
+        holder = conn.execute(select(t.run_lock.c.holder).where(t.run_lock.c.id == 1)).scalar()
+        if holder is None:
+            return None
+        if _alive_here(holder):
+            raise UserError(f"the run lock is held by {holder}, which is running: wait for it, or stop it first")
+        conn.execute(update(t.run_lock).where(t.run_lock.c.id == 1, t.run_lock.c.holder == holder)
+                     .values(holder=None, since=None))
+        conn.execute(insert(t.audit).values(at=repo.now(), operator=operator, action="run.unlock",
+                                            target=f"holder={holder}", note=note))
+    return holder
+
+
 def one_line(error: BaseException) -> str:
     """What a failed run's record says: the refusal as reported, or the error's type and first line."""
     from worker.service import Unavailable, UserError
