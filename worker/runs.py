@@ -35,19 +35,24 @@ def holder_description(command: str) -> str:
     return f"{command} pid {os.getpid()} on {socket.gethostname()}"
 
 
-def _gone(holder: str) -> bool:
-    """True when the holder names a process on this host that no longer exists."""
+def _process_here(holder: str) -> bool | None:
+    """Whether the holder's process is alive, when it names one on this host; None otherwise."""
     _, _, where = holder.rpartition(" pid ")
     pid_text, _, host = where.partition(" on ")
     if host != socket.gethostname() or not pid_text.isdigit():
-        return False
+        return None
     try:
         os.kill(int(pid_text), 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:
         return False
-    return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _gone(holder: str) -> bool:
+    """True when the holder names a process on this host that no longer exists."""
+    return _process_here(holder) is False
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -96,13 +101,6 @@ def run_lock(engine: Engine, command: str, wait_seconds: float) -> Iterator[str]
                          .values(holder=None, since=None))
 
 
-def _alive_here(holder: str) -> bool:
-    """True when the holder names a live process on this host."""
-    _, _, where = holder.rpartition(" pid ")
-    pid_text, _, host = where.partition(" on ")
-    return host == socket.gethostname() and pid_text.isdigit() and not _gone(holder)
-
-
 def unlock(engine: Engine, operator: str, note: str) -> str | None:
     """Clear a run lock whose holder is gone (a machine that died mid-run); audited. Returns the
     holder cleared (None when the lock was free). Refuses while the holder runs on this host."""
@@ -114,7 +112,7 @@ def unlock(engine: Engine, operator: str, note: str) -> str | None:
         holder = conn.execute(select(t.run_lock.c.holder).where(t.run_lock.c.id == 1)).scalar()
         if holder is None:
             return None
-        if _alive_here(holder):
+        if _process_here(holder):
             raise UserError(f"the run lock is held by {holder}, which is running: wait for it, or stop it first")
         conn.execute(update(t.run_lock).where(t.run_lock.c.id == 1, t.run_lock.c.holder == holder)
                      .values(holder=None, since=None))
