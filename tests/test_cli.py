@@ -239,13 +239,13 @@ def test_row_errors_reject_only_their_row(ready, tmp_path):
 
 def test_errors_are_one_line_with_exit_codes(cli, tmp_path):
     no_schema = cli("run", ok=False)
-    assert no_schema.code == 1 and "db upgrade" in no_schema.err and "Traceback" not in no_schema.err
+    assert no_schema.code == 3 and "db upgrade" in no_schema.err and "Traceback" not in no_schema.err
     cli("db", "upgrade")
     cli("db", "upgrade")  # idempotent
     missing = cli("submit", tmp_path / "nope.csv", ok=False)
     assert missing.code == 1 and len(missing.err.strip().splitlines()) == 1
     usage = cli("outcomes", "--format", "xml", ok=False)
-    assert usage.code == 2
+    assert usage.code == 2 and "Usage: adjudicate outcomes" in usage.err and "internal" not in usage.err
     assert cli("run").out.startswith("run -: 0 claims")
     for sub in ("db upgrade", "reference load", "submit", "run", "outcomes", "requeue", "operators add", "override",
                 "audit", "demo", "withdraw"):

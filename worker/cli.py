@@ -51,6 +51,14 @@ class HealthFormat(str, Enum):
     json = "json"
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"adjudicate {version('adjudication-worker')}")
+        raise typer.Exit()
+
+
 @cli.callback()
 def main_options(
     ctx: typer.Context,
@@ -58,35 +66,69 @@ def main_options(
                                               "default sqlite:///adjudication.db")] = None,
     broker: Annotated[Optional[str], typer.Option("--broker", help="Celery broker URL (env ADJUDICATION_BROKER_URL)")] = None,
     rules: Annotated[Optional[Path], typer.Option("--rules", help="Rules file (env ADJUDICATION_RULES_FILE)")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr")] = False,
+    log_level: Annotated[Optional[str], typer.Option(
+        "--log-level", help="debug, info, warning (default) or error, for the product's logs on stderr (env "
+        "ADJUDICATION_LOG_LEVEL; ADJUDICATION_LOG_FORMAT=json for one JSON object per line)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Same as --log-level info")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit")] = False,
 ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    overrides = {k: v for k, v in {"database_url": db, "broker_url": broker, "rules_file": rules}.items() if v}
+    from worker import logs
+    from worker.settings import Settings
+
+    overrides = {k: v for k, v in {"database_url": db, "broker_url": broker, "rules_file": rules,
+                                   "log_level": log_level or ("INFO" if verbose else None)}.items() if v}
+    settings = Settings(**overrides)
+    try:
+        logs.configure(settings.log_level, settings.log_format)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--log-level") from None
     ctx.obj = overrides
 
 
-def app(ctx: typer.Context) -> App:
+def app(ctx: typer.Context, *, creates_database: bool = False) -> App:
+    """The wired application; the database is checked before first use (exists, schema at this
+    version) unless the command is the one that creates it."""
     root = ctx.find_root()
     if not isinstance(root.obj, App):
-        root.obj = build(**(root.obj or {}))
+        root.obj = build(check_database=not creates_database, **(root.obj or {}))
     return root.obj
 
 
 @contextmanager
-def progress_bar(enabled: bool):
-    """A rich progress bar on a terminal; silence elsewhere (pipes, CI logs)."""
-    if not enabled or not out.is_terminal:
+def progress_bar(enabled: bool, interval: float = 5.0):
+    """A rich progress bar on a terminal. Elsewhere (pipes, CI logs, a scheduler's journal), a long
+    command prints plain progress lines to stderr: once it has run `interval` seconds, at each new
+    stage and at most every `interval` seconds within one. Stages named "group: step" share one bar."""
+    if not enabled:
         yield service._quiet
+        return
+    if not out.is_terminal:
+        import time
+
+        started = time.monotonic()
+        last: dict[str, object] = {"stage": None, "at": 0.0}
+
+        def line(stage: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - started < interval:
+                return
+            if stage == last["stage"] and now - float(last["at"]) < interval and done < total:
+                return
+            last.update(stage=stage, at=now)
+            err.print(f"progress: {stage} ({done}/{total}, {now - started:.0f} s)", markup=False)
+
+        yield line
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=out, transient=True) as bar:
         tasks: dict[str, int] = {}
 
         def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+            group = stage.partition(":")[0]
+            if group not in tasks:
+                tasks[group] = bar.add_task(stage, total=total)
+            bar.update(tasks[group], completed=done, total=total, description=stage, refresh=True)
 
         yield update
 
@@ -94,7 +136,7 @@ def progress_bar(enabled: bool):
 @db_cli.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Create or migrate the schema to the newest version."""
-    a = app(ctx)
+    a = app(ctx, creates_database=True)
     service.upgrade_schema(a.engine)
     out.print(f"schema up to date ({a.engine.url.render_as_string(hide_password=True)})")
 
@@ -110,7 +152,7 @@ def reference_load(ctx: typer.Context, folder: Path) -> None:
 def submit(ctx: typer.Context, file: Path) -> None:
     """Queue a claim file (CSV, JSON Lines or Parquet, optionally .gz); prints the batch id."""
     a = app(ctx)
-    with progress_bar(True) as progress:
+    with progress_bar(True, a.settings.progress_interval_seconds) as progress:
         result = service.submit(a.engine, file, a.rules, a.limits, progress)
     out.print(result.batch_id)
     if result.new:
@@ -122,16 +164,107 @@ def submit(ctx: typer.Context, file: Path) -> None:
 
 
 @cli.command()
-def run(ctx: typer.Context) -> None:
-    """Adjudicate everything queued (the nightly run) and print a summary."""
+def run(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Adjudicate what is queued and report, storing "
+                                          "nothing (the dry run itself is recorded and audited)")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="With --dry-run: write the outcomes "
+                                                   "it would store here")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Of --output: csv, json, jsonl or parquet")] = Format.csv,
+    operator: Annotated[str, typer.Option(help="Who runs it (recorded in the audit trail of a dry run)")] = "system",
+) -> None:
+    """Adjudicate everything queued (the nightly run) and print a summary. Exit 4 when the run completed
+    with a warning the settings make fatal (ADJUDICATION_FAIL_REJECTED_PERCENT), 5 when the run lock
+    stayed held by another run for ADJUDICATION_LOCK_WAIT_SECONDS."""
+    from worker import runs
+
+    if output is not None and not dry_run:
+        raise typer.BadParameter("--output goes with --dry-run (after a run: adjudicate outcomes)",
+                                 param_hint="--output")
     a = app(ctx)
-    with progress_bar(True) as progress:
-        summary = a.run(progress)
+    with progress_bar(True, a.settings.progress_interval_seconds) as progress:
+        result = a.run(progress, dry_run=dry_run, operator=operator)
+    summary = result.summary if dry_run else result
+    if dry_run and output is not None:
+        _write_outcomes(result.outcomes, fmt.value, output)
     out.print(
-        f"run {summary.run_id if summary.run_id is not None else '-'}: {summary.claims} claims, "
-        f"{summary.paid} paid, {summary.suspended} suspended, {summary.rejected} rejected, "
-        f"amount paid {summary.paid_cents // 100}.{summary.paid_cents % 100:02d}"
+        f"{'dry run' if dry_run else 'run'} {summary.run_id if summary.run_id is not None else '-'}: "
+        f"{summary.claims} claims, {summary.paid} paid, {summary.suspended} suspended, {summary.rejected} rejected, "
+        f"amount paid {_money(summary.paid_cents)}" + (" (nothing stored)" if dry_run else "")
     )
+    warnings = runs.fatal_warnings(summary, a.settings.fail_rejected_percent)
+    for warning in warnings:
+        err.print(f"warning: {warning}", markup=False)
+    if warnings:
+        raise typer.Exit(EXIT_FATAL_WARNING)
+
+
+def _money(cents: int) -> str:
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
+
+
+class RunsFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@cli.command("runs")
+def runs_command(
+    ctx: typer.Context,
+    fmt: Annotated[RunsFormat, typer.Option("--format", help="table, csv or json")] = RunsFormat.table,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout")] = None,
+) -> None:
+    """Every run, newest first: started, finished, status (done, failed, dry-run), claims, paid,
+    suspended, rejected, voids, amount paid and amount reversed, and why a failed run failed."""
+    from worker import runs
+
+    frame = runs.list_runs(app(ctx).engine)
+    money = {"amount_paid": pl.col("paid_cents"), "amount_reversed": pl.col("reversed_cents")}
+    columns = ["run_id", "started", "finished", "status", "claims", "paid", "suspended", "rejected", "voids",
+               "amount_paid", "amount_reversed", "failure"]
+    if fmt == RunsFormat.json:
+        shaped = frame.with_columns(**{k: v.cast(pl.Float64) / 100 for k, v in money.items()}).select(columns)
+        _emit(shaped.write_json() + "\n", output)
+        return
+    shaped = frame.with_columns(**{k: service._decimal_text(v, 2, strip=False) for k, v in money.items()}).select(
+        columns).with_columns(pl.col("started", "finished").dt.strftime("%Y-%m-%d %H:%M:%S"))
+    if fmt == RunsFormat.csv:
+        _write(shaped, "csv", output)
+        return
+    from rich.table import Table
+
+    table = Table(title="Runs (newest first)", title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="right" if column not in ("started", "finished", "status", "failure") else "left")
+    for row in shaped.iter_rows():
+        table.add_row(*["" if v is None else str(v) for v in row])
+    console = out if output is None and out.is_terminal else Console(file=io.StringIO(), width=200, highlight=False)
+    console.print(table)
+    if console is not out:
+        _emit(console.file.getvalue(), output)
+
+
+@cli.command()
+def unlock(
+    ctx: typer.Context,
+    operator: Annotated[str, typer.Option(help="Who clears the lock (audited)")],
+    note: Annotated[str, typer.Option(help="Why: which run is gone (audited)")],
+) -> None:
+    """Clear the run lock left by a run whose machine or container is gone (a run waiting for it
+    names the holder). Refused while the holder is a live process on this host."""
+    from worker import runs
+
+    cleared = runs.unlock(app(ctx).engine, operator, note)
+    out.print("the run lock was free" if cleared is None else f"cleared the run lock held by {cleared}")
+
+
+def _emit(text: str, output: Optional[Path]) -> None:
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
 
 
 def _write(frame: pl.DataFrame, fmt: str, output: Optional[Path]) -> None:
@@ -143,16 +276,24 @@ def _write(frame: pl.DataFrame, fmt: str, output: Optional[Path]) -> None:
     if fmt == "csv":
         text = safe_for_spreadsheets(frame).write_csv()
     elif fmt == "json":
-        text = json.dumps(frame.to_dicts(), indent=1, default=str) + "\n"
+        text = frame.write_json() + "\n"
     else:
-        buffer = io.StringIO()
-        for row in frame.to_dicts():
-            buffer.write(json.dumps(row, default=str) + "\n")
-        text = buffer.getvalue()
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
+        text = frame.write_ndjson()
+    _emit(text, output)
+
+
+LIST_COLUMNS = ("reasons", "conflicts_with", "carc")
+NUMBER_COLUMNS = ("paid_units", "paid_amount")
+
+
+def _write_outcomes(frame: pl.DataFrame, fmt: str, output: Optional[Path]) -> None:
+    """Outcomes: in JSON, amounts and units are numbers and the `;`-separated columns arrays."""
+    if fmt in ("json", "jsonl"):
+        frame = frame.with_columns(
+            *[pl.when(pl.col(c) == "").then(pl.lit([], pl.List(pl.String))).otherwise(pl.col(c).str.split(";"))
+              .alias(c) for c in LIST_COLUMNS],
+            *[pl.col(c).cast(pl.Float64) for c in NUMBER_COLUMNS])
+    _write(frame, fmt, output)
 
 
 def safe_for_spreadsheets(frame: pl.DataFrame) -> pl.DataFrame:
@@ -185,7 +326,7 @@ def outcomes(
     frame = service.outcomes(app(ctx).engine, batch=batch, status=status, history=history, operator=operator,
                              export_format=fmt.value, claim_ids=tuple(claim or ()), provider=provider,
                              client=client, date_from=date_from, date_to=date_to)
-    _write(frame, fmt.value, output)
+    _write_outcomes(frame, fmt.value, output)
 
 
 @cli.command()
@@ -202,9 +343,24 @@ def requeue(
     date_to: Annotated[Optional[str], typer.Option("--to", help="... serviced on or before YYYY-MM-DD")] = None,
 ) -> None:
     """Re-queue suspended claims (selectors combine with AND) for the next run."""
+    for option, value in (("--from", date_from), ("--to", date_to)):
+        if value is not None:
+            _require_date(option, value)
     selection = service.Selection(tuple(claim or ()), batch, provider, client, reason, date_from, date_to)
     ids = service.requeue(app(ctx).engine, selection, operator, note)
     out.print(f"re-queued {len(ids)} claims")
+
+
+def _require_date(option: str, value: str) -> None:
+    import datetime as dt
+    import re
+
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError
+        dt.date.fromisoformat(value)
+    except ValueError:
+        raise service.UserError(f"{option} {value}: not a date YYYY-MM-DD") from None
 
 
 @cli.command()
@@ -301,8 +457,9 @@ def watch(
         signal.signal(signal.SIGTERM, lambda signum, _frame: stop.append(signum))
     try:
         while True:
+            left: list[str] = []
             try:
-                results = intake.sweep(a, folder, settle_seconds=settle, should_stop=lambda: bool(stop))
+                results = intake.sweep(a, folder, settle_seconds=settle, should_stop=lambda: bool(stop), left=left)
             except service.UserError:
                 raise
             except Exception as error:  # noqa: BLE001 - a long-running watcher reports and tries again
@@ -313,6 +470,11 @@ def watch(
                 results = []
             for result in results:
                 out.print(result.line(), markup=False)
+            if once and left:
+                settle_time = a.settings.drop_settle_seconds if settle is None else settle
+                err.print(f"left {len(left)} file{'s' if len(left) != 1 else ''} still being written (changed within "
+                          f"the last {settle_time:g} s, or named as unfinished); the next sweep takes them",
+                          markup=False)
             if once or stop:
                 break
             deadline = time.monotonic() + wait
@@ -420,40 +582,65 @@ cli.command()(serve)
 cli.add_typer(submitters_cli, name="submitters")
 
 
+EXIT_OK = 0
+EXIT_REFUSED = 1  # refused input: one line `error: ...`, nothing changed
+EXIT_USAGE = 2  # usage: typer's usage message
+EXIT_UNAVAILABLE = 3  # a service unavailable: database (unreachable, missing, old schema), broker, no worker
+EXIT_FATAL_WARNING = 4  # the run completed (stored) with a warning the settings make fatal
+EXIT_LOCKED = 5  # the run lock stayed held by another run for ADJUDICATION_LOCK_WAIT_SECONDS
+EXIT_INTERNAL = 70  # an internal error (a bug; EX_SOFTWARE): one line, the traceback at --log-level debug
+
+
 def main() -> None:
-    """Entry point: one-line errors and reliable exit codes (0 ok, 1 refused input, 2 internal)."""
+    """Entry point: one-line errors and the exit codes above (README, docs/operations.md)."""
     from adjudication.claim_file import ClaimFileError
     from adjudication.reference import ReferenceLoadError
-    from sqlalchemy.exc import OperationalError, ProgrammingError
+    from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
     from pydantic import ValidationError
 
+    from worker.runs import LockTimeout
+
     try:
-        cli(standalone_mode=False)
+        code = cli(standalone_mode=False)  # typer.Exit(N) comes back as N in this mode
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except (service.UserError, ClaimFileError, ReferenceLoadError) as error:
         err.print(f"error: {error}", markup=False)
-        sys.exit(1)
+        sys.exit(EXIT_REFUSED)
     except service.Unavailable as error:
+        err.print(f"error: unavailable: {error}", markup=False)
+        sys.exit(EXIT_UNAVAILABLE)
+    except LockTimeout as error:
         err.print(f"error: {error}", markup=False)
-        sys.exit(3)
+        sys.exit(EXIT_LOCKED)
     except (OperationalError, ProgrammingError) as error:
         first = str(error.orig).splitlines()[0] if error.orig else str(error).splitlines()[0]
-        hint = " (run `adjudicate db upgrade` first?)" if "no such table" in first or "does not exist" in first else ""
-        err.print(f"error: database: {first}{hint}", markup=False)
-        sys.exit(1)
+        schema = any(s in first for s in ("no such table", "no such column", "does not exist"))
+        if schema:
+            err.print(f"error: database: {first} (run `adjudicate db upgrade`)", markup=False)
+        else:
+            err.print(f"error: unavailable: database: {first}", markup=False)
+        sys.exit(EXIT_UNAVAILABLE)
     except ValidationError as error:
         err.print(f"error: configuration: {str(error).splitlines()[0]} {str(error).splitlines()[1:3]}", markup=False)
-        sys.exit(1)
-    except click.exceptions.ClickException as error:
+        sys.exit(EXIT_REFUSED)
+    except (click.exceptions.ClickException, typer.TyperException) as error:
+        # typer vendors click (typer._click): its usage errors are not click's classes; both print
+        # the usage message and carry their exit code (2 for usage).
         error.show()
         sys.exit(error.exit_code)
-    except typer.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         err.print("aborted")
-        sys.exit(1)
-    except (typer.Exit, SystemExit) as done:
+        sys.exit(EXIT_REFUSED)
+    except (typer.Exit, click.exceptions.Exit, SystemExit) as done:
         code = getattr(done, "exit_code", getattr(done, "code", 0))
         sys.exit(code)
+    except DBAPIError as error:
+        first = str(error.orig).splitlines()[0] if error.orig else type(error).__name__
+        err.print(f"error: unavailable: database: {first}", markup=False)
+        sys.exit(EXIT_UNAVAILABLE)
     except Exception as error:  # noqa: BLE001 - the promise is one line, not a traceback
         logging.getLogger("adjudication").debug("internal error", exc_info=True)
         err.print(f"error: internal: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
                   markup=False)
-        sys.exit(2)
+        sys.exit(EXIT_INTERNAL)

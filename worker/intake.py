@@ -192,8 +192,10 @@ def waiting(entry: os.DirEntry) -> bool:
 
 
 def sweep(app, folder: Path, *, settle_seconds: float | None = None, stale_seconds: float | None = None,
-          should_stop: Callable[[], bool] = lambda: False) -> list[SweepResult]:
+          should_stop: Callable[[], bool] = lambda: False, left: list[str] | None = None) -> list[SweepResult]:
     """Submit every complete file in `folder`, oldest first; returns what happened to each file taken.
+    `left`, when given, receives the names of the files left because they were still being written
+    (changed within the settle time, or named as unfinished: *.part, *.tmp, ...).
 
     `app` is a worker.bootstrap.App (engine, rules, limits, settings). Files still being written, or
     taken by a concurrent sweep, are left alone. A database error stops the sweep (after putting the
@@ -212,7 +214,12 @@ def sweep(app, folder: Path, *, settle_seconds: float | None = None, stale_secon
     candidates = []
     with os.scandir(folder) as entries:
         for entry in entries:
-            if waiting(entry) or entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+            if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+                continue
+            if waiting(entry):
+                if left is not None and entry.name.lower().endswith(UNFINISHED_SUFFIXES) \
+                        and not entry.name.startswith((".", "~$")) and not entry.name.endswith(ACK_SUFFIX):
+                    left.append(entry.name)
                 continue
             try:
                 stat = entry.stat(follow_symlinks=False)
@@ -221,6 +228,8 @@ def sweep(app, folder: Path, *, settle_seconds: float | None = None, stale_secon
             # Any write moves mtime, and ctime cannot be set back by a copying tool: both must be settled.
             if now - max(stat.st_mtime, stat.st_ctime) < settle:
                 log.debug("drop folder: %s still settling", entry.name)
+                if left is not None:
+                    left.append(entry.name)
                 continue
             candidates.append((stat.st_mtime, entry.name, stat))
     results = []

@@ -8,7 +8,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -37,7 +38,8 @@ class UserError(Exception):
 
 
 class Unavailable(Exception):
-    """A service the command needs is unavailable (database, broker, no worker): exit code 3."""
+    """A service the command needs is not there (exit code 3): the database (unreachable, missing,
+    or at an older schema), the broker, or no worker. One line, no traceback."""
 
 
 def _quiet(_stage: str, _done: int, _total: int) -> None:
@@ -132,46 +134,99 @@ class RunSummary:
     paid_cents: int
 
 
-def run(engine: Store, rules: Rules, progress: Progress = _quiet, decider: Decider = decide,
-        max_claims_per_client_day: int | None = None) -> RunSummary:
+@dataclass(frozen=True)
+class DryRun:
+    """What a dry run found: its summary, and the outcomes it would have stored (export shape)."""
+
+    summary: RunSummary
+    outcomes: pl.DataFrame
+
+
+def run(engine: Engine, rules: Rules, progress: Progress = _quiet, decider: Decider = decide,
+        max_claims_per_client_day: int | None = None, *, lock_wait_seconds: float = 600.0,
+        dry_run: bool = False, operator: str = "system") -> RunSummary | DryRun:
     """Adjudicate everything queued, in one transaction: all outcomes are stored, or none.
 
     decider: how the edits are decided, here or split across workers (worker.distributed).
     max_claims_per_client_day: refuse the run, storing nothing, when more claims share a client and day.
+    The run holds the run lock (waiting up to lock_wait_seconds: runs.LockTimeout). A run that fails
+    leaves a `failed` record with the one-line reason, in its own transaction. dry_run: everything is
+    decided and rolled back; a `dry-run` record and an audit entry are kept; returns a DryRun.
     """
-    with unit_of_work(engine) as repo:
+    from worker import runs
+
+    started = repository.now()
+    try:
+        with runs.run_lock(engine, "dry run" if dry_run else "run", lock_wait_seconds):
+            started = repository.now()
+            result = _run(engine, rules, progress, decider, max_claims_per_client_day, dry_run)
+    except BaseException as error:
+        runs.record_failure(engine, started, error)
+        raise
+    if not dry_run:
+        return result
+    run_id = runs.record_dry_run(engine, started, result.summary, operator)
+    summary = replace(result.summary, run_id=run_id)
+    log.info("dry run %s: nothing stored", run_id, extra={"event": "run.dry-run", **_fields(summary)})
+    return DryRun(summary, result.outcomes)
+
+
+RUN_STEPS = 5
+
+
+def _run(engine: Store, rules: Rules, progress: Progress, decider: Decider, max_claims_per_client_day: int | None,
+         dry_run: bool):
+    def step(done: int, what: str) -> None:
+        progress(f"run: {what}", done, RUN_STEPS)
+
+    empty = RunSummary(None, 0, 0, 0, 0, 0)
+    started = repository.now()
+    with unit_of_work(engine, commit=not dry_run) as repo:
         repo.lock("run")
+        step(0, "reading the queue")
         snapshot = repo.queued_claims()
         queue = snapshot.fields
         if queue.height == 0:
-            return RunSummary(None, 0, 0, 0, 0, 0)
-        progress("adjudicate", 0, queue.height)
+            step(RUN_STEPS, "nothing queued")
+            return DryRun(empty, _export_texts(pl.DataFrame(schema=EXPORT_SCHEMA))) if dry_run else empty
+        step(1, f"reading the state of {queue.height} claims")
         clients = queue_clients(queue)
         reference = repo.reference_frames(clients)
         ledger = repo.ledger_for(queue, clients, reference)
         waivers = repo.waivers_for()
+        step(2, f"checking {queue.height} claims")
         checked = check_records(queue, rules, repo.holders_for(queue))
         if max_claims_per_client_day is not None:
             _refuse_crowded_days(snapshot, crowded(checked, max_claims_per_client_day), max_claims_per_client_day)
+        step(3, f"deciding {queue.height} claims")
         result = decider(checked, reference, rules, ledger, waivers)
         outcomes = result.outcomes
         # Outcomes come in queue order, one per queued claim: the queue's columns line up with them.
         if not outcomes.get_column("claim_pk").equals(queue.get_column("claim_pk")):
             raise AssertionError("outcomes are not in queue order")
         state = run_state(outcomes, queue, snapshot.origin, getattr(result, "reversals", None))
-        progress("adjudicate", queue.height, queue.height)
+        step(4, f"storing {queue.height} outcomes")
         counts = outcomes.group_by("status").len().to_dict(as_series=False)
         by_status = dict(zip(counts["status"], counts["len"]))
         paid_cents = int(outcomes.get_column("paid_cents").sum() or 0)
-        started = repository.now()
         run_id = repo.add_run(started, queue.height, by_status.get(R.PAID, 0), by_status.get(R.SUSPENDED, 0),
                               by_status.get(R.REJECTED, 0), paid_cents)
         repo.store_run(run_id, started, snapshot, state)
-        progress("store", queue.height, queue.height)
-    summary = RunSummary(run_id, queue.height, by_status.get(R.PAID, 0), by_status.get(R.SUSPENDED, 0),
-                         by_status.get(R.REJECTED, 0), paid_cents)
-    log.info("run %s: %s", run_id, summary)
+        summary = RunSummary(run_id, queue.height, by_status.get(R.PAID, 0), by_status.get(R.SUSPENDED, 0),
+                             by_status.get(R.REJECTED, 0), paid_cents)
+        if dry_run:  # read before the rollback: the outcomes as an export after this run would show them
+            would = repo.outcome_rows(OutcomeFilter(run_id=run_id, history=True))
+            step(RUN_STEPS, "rolling back (dry run)")
+            return DryRun(summary, _export_texts(would))
+        step(RUN_STEPS, "committing")
+    log.info("run %s finished", run_id, extra={"event": "run.done", **_fields(summary)})
     return summary
+
+
+def _fields(summary: RunSummary) -> dict:
+    """A run's summary as log fields (ids and counts only)."""
+    return {"run_id": summary.run_id, "claims": summary.claims, "paid": summary.paid,
+            "suspended": summary.suspended, "rejected": summary.rejected, "paid_cents": summary.paid_cents}
 
 
 def _refuse_crowded_days(snapshot: Queue, claim_pks: pl.Series, limit: int) -> None:
@@ -202,6 +257,11 @@ def outcomes(engine: Store, batch: str | None = None, status: str | None = None,
         frame = repo.outcome_rows(chosen)
         if export_format:
             repo.audit(operator, "outcomes.export", _export_target(chosen, frame.height), export_format)
+    return _export_texts(frame)
+
+
+def _export_texts(frame: pl.DataFrame) -> pl.DataFrame:
+    """View rows (EXPORT_SCHEMA) as the export writes them: empty text for none, dates as ISO text."""
     texts = [c for c, dtype in EXPORT_SCHEMA.items() if dtype == pl.String]
     return frame.with_columns(pl.col(texts).fill_null(""),
                               pl.col("service_date").dt.to_string("%Y-%m-%d").fill_null(""))

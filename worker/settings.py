@@ -57,6 +57,19 @@ class Settings(BaseSettings):
     drop_interval_seconds: float = 30.0
     drop_stale_seconds: float = 3600.0
 
+    # Operations (docs/operations.md). A run waits this long for the run lock held by another run,
+    # then gives up (exit 5). A run rejecting more than this percent of its claims exits 4 (None:
+    # never). Each run rewrites the Prometheus textfile-collector file `metrics_file` when set.
+    lock_wait_seconds: float = Field(default=600.0, ge=0)
+    fail_rejected_percent: float | None = Field(default=None, ge=0, le=100)
+    metrics_file: Path | None = None
+    # Logs: `text` or `json` (one object per line); the level is the product's own loggers'.
+    log_format: str = Field(default="text", pattern="^(text|json)$")
+    log_level: str = "WARNING"
+    # Without a terminal, a long command prints a progress line to stderr once it has been running
+    # this long, and then at most every so often per stage.
+    progress_interval_seconds: float = Field(default=5.0, ge=0)
+
     @field_validator("run_schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:

@@ -60,3 +60,38 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def head_revisions() -> set[str]:
+    """The newest migration(s), read from the revision files' `revision`/`down_revision` lines: the
+    same answer as alembic's script directory without importing alembic (0.6 s on every command)."""
+    import re
+
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        revision = re.search(r'^revision\s*=\s*["\']([^"\']+)["\']', text, re.M)
+        if revision is None:
+            continue
+        revisions.add(revision.group(1))
+        down = re.search(r"^down_revision\s*=\s*(.+)$", text, re.M)
+        if down:
+            parents.update(re.findall(r'["\']([^"\']+)["\']', down.group(1)))
+    return revisions - parents
+
+
+def current_revisions(engine: Engine) -> set[str] | None:
+    """The database's schema revision(s); None when it has no schema (no alembic_version table)."""
+    from sqlalchemy import inspect, text
+
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+
+def sqlite_file(engine: Engine) -> Path | None:
+    """The file of a SQLite database (None for PostgreSQL or an in-memory database)."""
+    if engine.url.get_backend_name() != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return None
+    return Path(engine.url.database)

@@ -467,6 +467,7 @@ class OutcomeFilter:
     date_from: dt.date | None = None
     date_to: dt.date | None = None
     history: bool = False
+    run_id: int | None = None  # the attempts one run made (with history)
 
 
 def outcome_rows(conn: Connection, chosen: OutcomeFilter) -> pl.DataFrame:
@@ -489,6 +490,8 @@ def outcome_rows(conn: Connection, chosen: OutcomeFilter) -> pl.DataFrame:
         conditions.append(v.service_date >= chosen.date_from)
     if chosen.date_to:
         conditions.append(v.service_date <= chosen.date_to)
+    if chosen.run_id is not None:
+        conditions.append(v.run_id == chosen.run_id)
     statement = (select(*[v[c] for c in EXPORT_COLUMNS]).join(t.batches, t.batches.c.batch_id == v.batch_id)
                  .where(and_(True, *conditions)).order_by(t.batches.c.seq, v.line, v.attempt))
     return read_frame(conn, statement, EXPORT_SCHEMA)
@@ -521,7 +524,9 @@ class Repository:
 
     # writers that must be alone take the lock row first (SQLite and PostgreSQL serialize on it)
     def lock(self, holder: str) -> None:
-        self.conn.execute(update(t.run_lock).where(t.run_lock.c.id == 1).values(holder=holder))
+        """Take the lock row's database lock for this transaction. `holder` (who is writing) is for the
+        reader of the code: the row's holder and since are the run lease (worker.runs), left as they are."""
+        self.conn.execute(update(t.run_lock).where(t.run_lock.c.id == 1).values(holder=t.run_lock.c.holder))
 
     # reference
     def reference_set(self, loaded: dict[str, list[Located]]) -> ReferenceSet:

@@ -114,6 +114,11 @@ runs = Table(
     Column("suspended", Integer, nullable=False, default=0),
     Column("rejected", Integer, nullable=False, default=0),
     Column("paid_cents", BigInteger, nullable=False, default=0),
+    # done | failed (nothing of it stored; `failure` says why in one line) | dry-run (nothing stored)
+    Column("status", String, nullable=False, server_default="done"),
+    Column("failure", Text),
+    Column("voids", Integer, nullable=False, server_default="0"),  # filled by corrections
+    Column("reversed_cents", BigInteger, nullable=False, server_default="0"),
 )
 
 # Every adjudication attempt, one row each, append-only: the outcome export's columns (SPEC 3) with
@@ -186,8 +191,11 @@ reversals = Table(
 VIEW_COLUMNS = ("claim_id", "batch_id", "line", "status", "reasons", "spa_id", "paid_units", "paid_amount",
                 "conflicts_with", "carc", "attempt", "adjusts", "reversed_by", "provider_id", "client_prime",
                 "procedure_code", "modifier", "service_date")
-outcome_attempts = table("outcome_attempts", *[column(c, Date if c == "service_date" else None) for c in VIEW_COLUMNS])
-outcomes_latest = table("outcomes_latest", *[column(c, Date if c == "service_date" else None) for c in VIEW_COLUMNS])
+# After the export's columns the views also show run_id: the run that made the attempt.
+outcome_attempts = table("outcome_attempts", *[column(c, Date if c == "service_date" else None) for c in VIEW_COLUMNS],
+                         column("run_id"))
+outcomes_latest = table("outcomes_latest", *[column(c, Date if c == "service_date" else None) for c in VIEW_COLUMNS],
+                        column("run_id"))
 
 operators = Table(
     "operators", metadata,
@@ -218,11 +226,13 @@ audit = Table(
 )
 
 # A single row every writer that must be alone (a run) updates first: SQLite and PostgreSQL both
-# then serialize those writers on it.
+# then serialize those writers on it. A run also holds it as a lease everyone can read (worker/runs.py):
+# `holder` names the command, its process id and host, `since` when it took it; empty when free.
 run_lock = Table(
     "run_lock", metadata,
     Column("id", Integer, primary_key=True),
     Column("holder", String),
+    Column("since", DateTime(timezone=True)),
 )
 
 

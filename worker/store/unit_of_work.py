@@ -23,14 +23,20 @@ class UnitOfWork(Protocol):
 class SqlUnitOfWork:
     """One transaction on the engine: `begin` for use cases that write, `connect` for reads."""
 
-    def __init__(self, engine: Engine, write: bool = True):
+    def __init__(self, engine: Engine, write: bool = True, commit: bool = True):
         self.engine = engine
         self.write = write
+        self.commit = commit  # False: everything is rolled back at the end (a dry run)
         self._stack: ExitStack | None = None
 
     def __enter__(self) -> Repository:
         self._stack = ExitStack()
-        conn = self._stack.enter_context(self.engine.begin() if self.write else self.engine.connect())
+        if self.write and self.commit:
+            conn = self._stack.enter_context(self.engine.begin())
+        else:
+            conn = self._stack.enter_context(self.engine.connect())
+            if self.write:  # the transaction is left open: closing the connection rolls it back
+                self._stack.callback(conn.rollback)
         return Repository(conn)
 
     def __exit__(self, *exc) -> None:
@@ -38,8 +44,10 @@ class SqlUnitOfWork:
         stack.__exit__(*exc)
 
 
-def unit_of_work(store, write: bool = True) -> UnitOfWork:
-    """The unit of work for `store`: an Engine (the product) or a unit of work already (a test's fake)."""
+def unit_of_work(store, write: bool = True, commit: bool = True) -> UnitOfWork:
+    """The unit of work for `store`: an Engine (the product) or a unit of work already (a test's fake).
+
+    commit=False: the work is rolled back at the end instead of committed (a dry run)."""
     if isinstance(store, Engine):
-        return SqlUnitOfWork(store, write)
+        return SqlUnitOfWork(store, write, commit)
     return store

@@ -52,7 +52,7 @@ def view_select(latest: bool) -> str:
        {_decimal_text('a.paid_cents', 2, False)} AS paid_amount,
        a.conflicts_with, a.carc, a.attempt, a.adjusts,
        CASE WHEN a.status = 'paid' THEN r.reversed_by END AS reversed_by,
-       a.provider_id, a.client_prime, a.procedure_code, a.modifier, a.service_date
+       a.provider_id, a.client_prime, a.procedure_code, a.modifier, a.service_date, a.run_id
 FROM attempts a LEFT JOIN reversals r ON r.claim_pk = a.claim_pk"""
     if latest:
         select += """
