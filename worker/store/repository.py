@@ -396,3 +396,95 @@ def segments(conn: Connection, batch_id: str | None = None) -> pl.DataFrame:
 def latest(attempts: pl.DataFrame) -> pl.DataFrame:
     """The current outcome of each claim: its last attempt."""
     return attempts.sort("claim_pk", "attempt").unique("claim_pk", keep="last", maintain_order=True)
+
+
+# --- what a run decided, for remittances and the run report ------------------------------------
+# The narrow contract remittances and reports are built on (worker/remittances.py): one row per
+# claim a run decided, and one per original it reversed. Implemented here from the Parquet blobs
+# (the run's segment joined with the claims of the batches it decided); a row store re-implements
+# these two functions with the same columns and nothing else changes.
+
+DECISION_SCHEMA = {
+    "claim_id": pl.String, "batch_id": pl.String, "line": pl.Int64,
+    "status": pl.String,  # paid | suspended | rejected | void
+    "reasons": pl.List(pl.String), "carc": pl.List(pl.String), "spa_id": pl.String,
+    "paid_units_s": pl.Int64, "paid_cents": pl.Int64,  # units x10^4, cents; 0 unless paid
+    "billed_rate_s": pl.Int64, "units_s": pl.Int64,  # x10^4; billed rate null when not billed
+    "provider_id": pl.String, "client_prime": pl.String, "procedure_code": pl.String, "modifier": pl.String,
+    "service_date": pl.Date,
+    "adjusts": pl.String,  # original_claim_id of an accepted replacement or void; null otherwise
+    "first_suspended": pl.Datetime("us", "UTC"),  # start of the run of the claim's first suspended attempt
+}
+
+REVERSAL_SCHEMA = {
+    "claim_id": pl.String,  # the original, paid earlier, reversed in this run
+    "reversed_by": pl.String,  # the replacement or void that reversed it
+    "provider_id": pl.String, "client_prime": pl.String, "procedure_code": pl.String, "modifier": pl.String,
+    "service_date": pl.Date,
+    "paid_units_s": pl.Int64, "paid_cents": pl.Int64,  # the original's payment, taken back
+    "billed_rate_s": pl.Int64, "units_s": pl.Int64,
+}
+
+
+def run_row(conn: Connection, run_id: int) -> dict | None:
+    """The stored row of a run (None when there is no such run)."""
+    row = conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def previous_run_id(conn: Connection, run_id: int) -> int | None:
+    return conn.execute(select(func.max(t.runs.c.run_id)).where(t.runs.c.run_id < run_id)).scalar()
+
+
+def provider_names(conn: Connection) -> pl.DataFrame:
+    return read_frame(conn, select(t.providers.c.provider_id, t.providers.c.name),
+                      {"provider_id": pl.String, "name": pl.String})
+
+
+def run_decisions(conn: Connection, run_id: int) -> pl.DataFrame:
+    """Every claim the run decided (its attempt of that run), in adjudication order: DECISION_SCHEMA."""
+    payload = conn.execute(select(t.outcome_segments.c.payload)
+                           .where(t.outcome_segments.c.run_id == run_id)).scalar()
+    if payload is None:
+        return pl.DataFrame(schema=DECISION_SCHEMA)
+    attempts = pl.read_parquet(io.BytesIO(payload)).cast(SEGMENT_SCHEMA)
+    batch_ids = list(conn.execute(select(t.run_batches.c.batch_id).where(t.run_batches.c.run_id == run_id)).scalars())
+    claims = payloads(conn, batch_ids, parsed=True)
+    decided = attempts.join(claims, on="claim_pk", how="left", maintain_order="left")
+    started = conn.execute(select(t.runs.c.started_at).where(t.runs.c.run_id == run_id)).scalar()
+    first = _first_suspended(conn, run_id, decided.filter((pl.col("status") == "suspended") & (pl.col("attempt") > 1)))
+    return decided.join(first, on="claim_pk", how="left", maintain_order="left").select(
+        "claim_id", "batch_id", "line", "status", "reasons", "carc", "spa_id", "paid_units_s", "paid_cents",
+        billed_rate_s="rate_s", units_s="units_s", provider_id="provider_id", client_prime="client_prime",
+        procedure_code="procedure_code", modifier="modifier", service_date="service_day",
+        adjusts=pl.lit(None, pl.String),
+        first_suspended=pl.when(pl.col("status") == "suspended").then(
+            pl.coalesce(pl.col("first_suspended"), pl.lit(_utc(started), pl.Datetime("us", "UTC")))),
+    ).cast(DECISION_SCHEMA)
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)  # SQLite gives naive UTC
+
+
+def _first_suspended(conn: Connection, run_id: int, again: pl.DataFrame) -> pl.DataFrame:
+    """claim_pk -> start of the earliest earlier run that suspended it, for claims re-tried in this run."""
+    schema = {"claim_pk": pl.Int64, "first_suspended": pl.Datetime("us", "UTC")}
+    if again.height == 0:
+        return pl.DataFrame(schema=schema)
+    earlier = select(t.outcome_segments.c.run_id, t.outcome_segments.c.payload, t.runs.c.started_at).join(
+        t.runs, t.runs.c.run_id == t.outcome_segments.c.run_id).where(
+        t.outcome_segments.c.run_id < run_id,
+        t.outcome_segments.c.run_id.in_(select(t.run_batches.c.run_id).where(t.run_batches.c.batch_id.in_(
+            again.get_column("batch_id").unique().to_list()))))
+    wanted = again.get_column("claim_pk").implode()
+    frames = [pl.read_parquet(io.BytesIO(payload), columns=["claim_pk", "status"])
+              .filter((pl.col("status") == "suspended") & pl.col("claim_pk").is_in(wanted))
+              .select("claim_pk", first_suspended=pl.lit(_utc(started), pl.Datetime("us", "UTC")))
+              for _run, payload, started in conn.execute(earlier)]
+    return pl.concat([pl.DataFrame(schema=schema), *frames]).group_by("claim_pk").agg(pl.col("first_suspended").min())
+
+
+def run_reversals(conn: Connection, run_id: int) -> pl.DataFrame:
+    """Every original the run reversed (REVERSAL_SCHEMA). Empty until replacements and voids are stored."""
+    return pl.DataFrame(schema=REVERSAL_SCHEMA)
