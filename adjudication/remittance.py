@@ -136,8 +136,8 @@ def provider_totals(lines: pl.LazyFrame) -> pl.LazyFrame:
 
 def x12_safe(text: pl.Expr) -> pl.Expr:
     """A value as an X12 element: the delimiters (* ~ : ^) and anything outside printable ASCII
-    become a space, so no posted text can end a segment or an element early."""
-    return text.fill_null("").str.replace_all(r"[*~:^]|[^\x20-\x7E]", " ")
+    become '?', so no posted text can end a segment or an element early; spaces around are dropped."""
+    return text.fill_null("").str.replace_all(r"[*~:^]|[^\x20-\x7E]", "?").str.strip_chars(" ")
 
 
 def cat(*parts: str | pl.Expr) -> pl.Expr:
