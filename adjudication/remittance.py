@@ -16,6 +16,7 @@ paid one, CAS*CO*45 with the difference. Suspended and rejected claims are not i
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 import polars as pl
@@ -55,17 +56,31 @@ def scaled_text(value: pl.Expr, places: int) -> pl.Expr:
     """Shortest exact decimal text of an integer scaled by 10^places, signed ('-70.1', '4', '0')."""
     factor = 10 ** places
     magnitude = value.abs()
-    whole = (magnitude // factor).cast(pl.String)
-    fraction = (magnitude % factor).cast(pl.String).str.pad_start(places, "0").str.strip_chars_end("0")
-    text = pl.when(fraction == "").then(whole).otherwise(whole + "." + fraction)
+    fraction = (magnitude % factor).replace_strict(_fractions(places), return_dtype=pl.String)
+    text = (magnitude // factor).cast(pl.String) + fraction
     return pl.when(value < 0).then("-" + text).otherwise(text)
+
+
+@functools.cache
+def _fractions(places: int) -> dict[int, str]:
+    """Every fraction of 10^places as its shortest text ('', '.5', '.25'): a lookup is cheaper than string work."""
+    return {i: "" if i == 0 else "." + f"{i:0{places}d}".rstrip("0") for i in range(10 ** places)}
 
 
 def money_text(cents: pl.Expr) -> pl.Expr:
     """Cents as '70.12' (always two places, signed): for people (CSV, HTML)."""
     magnitude = cents.abs()
-    text = (magnitude // 100).cast(pl.String) + "." + (magnitude % 100).cast(pl.String).str.pad_start(2, "0")
+    text = (magnitude // 100).cast(pl.String) + (magnitude % 100).replace_strict(_CENTS, return_dtype=pl.String)
     return pl.when(cents < 0).then("-" + text).otherwise(text)
+
+
+_CENTS = {i: f".{i:02d}" for i in range(100)}
+
+
+def money(cents: int) -> str:
+    """money_text for one amount."""
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
 
 
 def units_text(units_s: pl.Expr) -> pl.Expr:
@@ -111,12 +126,12 @@ def claim_lines(decisions: pl.LazyFrame, reversals: pl.LazyFrame) -> pl.LazyFram
             paid_cents=pl.lit(0, pl.Int64), reasons="reasons", carc="carc")
         for status, section in ((SUSPENDED, "pending"), (REJECTED, "rejected"))
     ]
-    rank = {"reversal": 0, "payment": 1, "pending": 2, "rejected": 3}
+    # Concatenated in section order, each in adjudication order: a stable sort by provider keeps both.
     return (pl.concat([taken_back, payments, *not_paid], how="vertical_relaxed")
             .filter(pl.col("provider_id").is_not_null())  # a line without a provider is only in its batch's ack
             .with_columns(adjustment_cents=pl.when(pl.col("section").is_in(["payment", "reversal"]))
                           .then(pl.col("billed_cents") - pl.col("paid_cents")))
-            .sort(pl.col("provider_id"), pl.col("section").replace_strict(rank, return_dtype=pl.Int8), "order"))
+            .sort("provider_id", maintain_order=True))
 
 
 def provider_totals(lines: pl.LazyFrame) -> pl.LazyFrame:
@@ -145,31 +160,34 @@ def cat(*parts: str | pl.Expr) -> pl.Expr:
     return pl.concat_str([pl.lit(p, pl.String) if isinstance(p, str) else p for p in parts])
 
 
-def _claim_segments() -> tuple[pl.Expr, pl.Expr]:
-    """The 2100/2110 loops of one claim line as text, and how many segments that is."""
-    reversal = pl.col("section") == "reversal"
-    claim_id = x12_safe(pl.col("claim_id"))
+def _claim_segments(lines: pl.LazyFrame) -> pl.LazyFrame:
+    """Adds the 2100/2110 loops of each claim line as text (segment_text), and how many segments
+    that is (segments). Each value is made text once, then put together."""
     adjusted = pl.col("adjustment_cents") != 0
-    procedure = "HC:" + x12_safe(pl.col("procedure_code")) + pl.when(pl.col("modifier").fill_null("") != "").then(
-        ":" + x12_safe(pl.col("modifier"))).otherwise(pl.lit(""))
-    text = cat(
-        "CLP*", claim_id, "*", pl.when(reversal).then(pl.lit("22")).otherwise(pl.lit("1")), "*",
-        scaled_text(pl.col("billed_cents"), 2), "*", scaled_text(pl.col("paid_cents"), 2), "**MC*", claim_id, "~\n",
-        "NM1*QC*1******MI*", x12_safe(pl.col("client_prime")), "~\n",
-        "SVC*", procedure, "*", scaled_text(pl.col("billed_cents"), 2), "*", scaled_text(pl.col("paid_cents"), 2),
-        "**", units_text(pl.col("units_s")), "~\n",
-        "DTM*472*", pl.col("service_date").dt.strftime("%Y%m%d"), "~\n",
-        pl.when(adjusted).then("CAS*CO*45*" + scaled_text(pl.col("adjustment_cents"), 2) + "~\n").otherwise(pl.lit("")),
+    modifier = x12_safe(pl.col("modifier"))
+    texts = lines.with_columns(
+        claim_text=x12_safe(pl.col("claim_id")), client_text=x12_safe(pl.col("client_prime")),
+        procedure_text=cat("HC:", x12_safe(pl.col("procedure_code")),
+                           pl.when(modifier != "").then(":" + modifier).otherwise(pl.lit(""))),
+        billed_text=scaled_text(pl.col("billed_cents"), 2), paid_text=scaled_text(pl.col("paid_cents"), 2),
+        units_text=units_text(pl.col("units_s")),
+        day_text=(pl.col("service_date").dt.year() * 10_000 + pl.col("service_date").dt.month().cast(pl.Int32) * 100
+                  + pl.col("service_date").dt.day().cast(pl.Int32)).cast(pl.String),
     )
-    count = pl.lit(4, pl.Int64) + adjusted.cast(pl.Int64)
-    return text, count
+    return texts.with_columns(segment_text=cat(
+        "CLP*", pl.col("claim_text"), "*", pl.when(pl.col("section") == "reversal").then(pl.lit("22"))
+        .otherwise(pl.lit("1")), "*", pl.col("billed_text"), "*", pl.col("paid_text"), "**MC*", pl.col("claim_text"),
+        "~\nNM1*QC*1******MI*", pl.col("client_text"),
+        "~\nSVC*", pl.col("procedure_text"), "*", pl.col("billed_text"), "*", pl.col("paid_text"), "**",
+        pl.col("units_text"), "~\nDTM*472*", pl.col("day_text"), "~\n",
+        pl.when(adjusted).then("CAS*CO*45*" + scaled_text(pl.col("adjustment_cents"), 2) + "~\n").otherwise(pl.lit("")),
+    ), segments=pl.lit(4, pl.Int64) + adjusted.cast(pl.Int64))
 
 
 def x12_835(lines: pl.LazyFrame, names: pl.DataFrame, payer: Payer, run: RunInfo) -> pl.DataFrame:
     """One 835 per provider with at least one payment or reversal: provider_id, net_cents, text."""
-    text, count = _claim_segments()
     money = lines.filter(pl.col("section").is_in(["reversal", "payment"]))
-    bodies = money.with_columns(segment_text=text, segments=count).group_by("provider_id", maintain_order=True).agg(
+    bodies = _claim_segments(money).group_by("provider_id", maintain_order=True).agg(
         body=pl.col("segment_text").str.join(""), segments=pl.col("segments").sum(),
         net_cents=pl.col("paid_cents").sum())
     bodies = bodies.sort("provider_id").with_row_index("index").join(
@@ -238,8 +256,8 @@ def csv_rows(lines: pl.LazyFrame, totals: pl.LazyFrame) -> pl.LazyFrame:
                           rank=pl.lit(rank, pl.Int8))
             for rank, (name, column) in enumerate((("total_paid", "paid_cents"), ("total_reversed", "reversed_cents"),
                                                    ("net", "net_cents")), start=1)]
-    return (pl.concat([body, *sums], how="diagonal_relaxed").with_row_index("at")
-            .sort("provider_id", "rank", "at").select(CSV_COLUMNS))
+    return pl.concat([body, *sums], how="diagonal_relaxed").sort("provider_id", "rank", maintain_order=True).select(
+        CSV_COLUMNS)
 
 
 def html_escape(text: pl.Expr) -> pl.Expr:
@@ -314,9 +332,6 @@ def html_remittance(provider_id: str, name: str | None, sections: dict[str, tupl
                     payer: Payer, run: RunInfo) -> str:
     """One provider's readable remittance. sections: section -> (rows HTML, count); totals: a
     provider_totals row."""
-    def money(cents: int) -> str:
-        return pl.select(money_text(pl.lit(cents, pl.Int64))).item()
-
     title = f"Remittance advice: run {run.run_id}, provider {provider_id}"
     cards = "".join(f'<div class="card"><span class="muted">{label}</span><b id="{key}">{value}</b></div>'
                     for key, label, value in (

@@ -15,17 +15,12 @@ import json
 
 import polars as pl
 
-from adjudication.remittance import OFFLINE_POLICY, STYLE, escape, money_text
+from adjudication.remittance import OFFLINE_POLICY, STYLE, escape, money, money_text, units_text
 
 STATUSES = ("paid", "suspended", "rejected", "void")
 AGE_BUCKETS = ((0, 30, "0-30 days"), (31, 60, "31-60 days"), (61, 90, "61-90 days"), (91, 180, "91-180 days"),
                (181, None, "over 180 days"))
 HTML_PROVIDER_ROWS = 200  # the HTML lists the providers with the most paid; the JSON has all
-
-
-def money(cents: int) -> str:
-    sign = "-" if cents < 0 else ""
-    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
 
 
 def _rows(frame: pl.LazyFrame, money_columns: tuple[str, ...] = ()) -> list[dict]:
@@ -68,7 +63,7 @@ def figures(decisions: pl.DataFrame, reversals: pl.DataFrame, run: dict, previou
     by_procedure = _rows(decided.group_by("procedure_code", "modifier").agg(
         claims=pl.len(), **{s: (status == s).sum().cast(pl.Int64) for s in STATUSES},
         paid_cents=pl.col("paid_cents").sum(), paid_units_s=pl.col("paid_units_s").sum())
-        .with_columns(paid_units=_units(pl.col("paid_units_s"))).drop("paid_units_s")
+        .with_columns(paid_units=units_text(pl.col("paid_units_s"))).drop("paid_units_s")
         .sort("paid_cents", "procedure_code", "modifier", descending=[True, False, False], nulls_last=True),
         ("paid_cents",))
     waiting = coded.filter(status == "suspended")
@@ -118,12 +113,6 @@ def _difference(now: dict, before: dict) -> dict:
     difference = {k: now[k] - before[k] for k in ("claims", "paid", "suspended", "rejected", "void")}
     difference.update({k: money(cents(now[k]) - cents(before[k])) for k in ("amount_paid", "amount_reversed", "net")})
     return difference
-
-
-def _units(scaled: pl.Expr) -> pl.Expr:
-    from adjudication.remittance import units_text
-
-    return units_text(scaled)
 
 
 def _time(moment: dt.datetime | None) -> str | None:

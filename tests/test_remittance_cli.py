@@ -137,8 +137,9 @@ def test_remittances_add_up_to_the_runs_and_the_outcomes(store, tmp_path, refere
         with store.connect() as conn:
             run_row = repo.run_row(conn, summary.run_id)
             reversed_cents = int(repo.run_reversals(conn, summary.run_id).get_column("paid_cents").sum() or 0)
-        documents = remittances.remittances(store, summary.run_id, "x12", "ann", Payer())
-        nets = [balances(d.content.decode()) for d in documents]
+        out = tmp_path / f"run-{summary.run_id}"
+        names = remittances.remittances(store, summary.run_id, "x12", "ann", Payer(), out)
+        nets = [balances((out / name).read_text()) for name in names]
         assert sum((n["bpr02"] + n["plb"] for n in nets), Decimal(0)) * 100 == run_row["paid_cents"] - reversed_cents
         assert len({n["trace"] for n in nets}) == len(nets)
         now_paid = sum((Decimal(a) for a in service.outcomes(store, history=True).get_column("paid_amount")), Decimal(0))
@@ -148,9 +149,12 @@ def test_remittances_add_up_to_the_runs_and_the_outcomes(store, tmp_path, refere
         assert report["run"]["net"] == f"{Decimal(run_row['paid_cents'] - reversed_cents) / 100:.2f}"
         assert (report["run"]["paid"], report["run"]["suspended"], report["run"]["rejected"]) == (
             run_row["paid"], run_row["suspended"], run_row["rejected"])
-        csv_nets = remittances.remittances(store, summary.run_id, "csv", "ann", Payer())
-        assert sum(Decimal(line.split(",")[12]) for d in csv_nets for line in d.content.decode().splitlines()
-                   if line.split(",")[1] == "net") * 100 == run_row["paid_cents"] - reversed_cents
+        names = remittances.remittances(store, summary.run_id, "csv", "ann", Payer(), out)
+        csv_rows = [row for name in names for row in csv.DictReader((out / name).open())]
+        assert sum(Decimal(r["paid_amount"]) for r in csv_rows if r["section"] == "net") * 100 == (
+            run_row["paid_cents"] - reversed_cents)
+        assert {r["section"] for r in csv_rows} <= {"payment", "reversal", "pending", "rejected", "total_paid",
+                                                   "total_reversed", "net"}
 
 
 # --- opened in a browser ---------------------------------------------------------------------------

@@ -364,11 +364,8 @@ def remittance(
     from worker import remittances
 
     a = app(ctx)
-    documents = remittances.remittances(a.engine, run_id, fmt.value, operator, a.payer, provider)
-    output.mkdir(parents=True, exist_ok=True)
-    for document in documents:
-        (output / document.name).write_bytes(document.content)
-    out.print(f"{len(documents)} remittances written to {output}", markup=False)
+    names = remittances.remittances(a.engine, run_id, fmt.value, operator, a.payer, output, provider)
+    out.print(f"{len(names)} remittances written to {output}", markup=False)
 
 
 @cli.command()

@@ -8,9 +8,9 @@ every remittance and report it produces, in one transaction.
 from __future__ import annotations
 
 import datetime as dt
-import io
+import hashlib
 import re
-from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 from sqlalchemy import Connection, Engine
@@ -21,13 +21,6 @@ from worker import service
 from worker.store import repository as repo
 
 FORMATS = {"x12": "835", "csv": "csv", "html": "html"}
-
-
-@dataclass(frozen=True)
-class Document:
-    name: str  # file name: run-7-provider-P1.835
-    provider_id: str
-    content: bytes
 
 
 def require_operator(conn: Connection, operator: str | None) -> str:
@@ -50,15 +43,20 @@ def _run(conn: Connection, run_id: int) -> dict:
 
 
 def file_name(run_id: int, provider_id: str, fmt: str) -> str:
-    """run-7-provider-P1.835: characters a file name should not carry become '_'."""
-    return f"run-{run_id}-provider-{re.sub(r'[^A-Za-z0-9._-]', '_', provider_id)}.{FORMATS[fmt]}"
+    """run-7-provider-P1.835. A provider id with characters a file name should not carry has them
+    replaced by '_' and a short hash of the id added, so two providers never share a file."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", provider_id)
+    if safe != provider_id or safe.startswith("."):
+        safe = f"{safe}-{hashlib.sha256(provider_id.encode()).hexdigest()[:8]}"
+    return f"run-{run_id}-provider-{safe}.{FORMATS[fmt]}"
 
 
-def remittances(engine: Engine, run_id: int, fmt: str, operator: str | None, payer: rem.Payer,
-                provider: str | None = None) -> list[Document]:
-    """One remittance per provider the run decided claims for (only `provider` when given). An 835
-    is made for the providers with a payment or a reversal (suspended and rejected claims are not
-    in it); CSV and HTML for every provider, with the pending and rejected sections."""
+def remittances(engine: Engine, run_id: int, fmt: str, operator: str | None, payer: rem.Payer, output: Path,
+                provider: str | None = None) -> list[str]:
+    """Write one remittance per provider the run decided claims for (only `provider` when given)
+    into `output`; returns the file names. An 835 is made for the providers with a payment or a
+    reversal (suspended and rejected claims are not in it); CSV and HTML for every provider, with
+    the pending and rejected sections. Each file is audited; a failure writes no audit entry."""
     if fmt not in FORMATS:
         raise service.UserError(f"unknown format {fmt!r} (x12, csv or html)")
     with engine.begin() as conn:
@@ -72,42 +70,46 @@ def remittances(engine: Engine, run_id: int, fmt: str, operator: str | None, pay
                 raise service.UserError(f"run {run_id} decided no claim of provider {provider}")
         info = rem.RunInfo(run_id, run["finished_at"] or run["started_at"])
         lines = rem.claim_lines(decisions.lazy(), reversals.lazy()).collect().lazy()
-        names = repo.provider_names(conn)
+        output.mkdir(parents=True, exist_ok=True)
         if fmt == "x12":
-            documents = [Document(file_name(run_id, p, fmt), p, text.encode("ascii"))
-                         for p, _net, text in rem.x12_835(lines, names, payer, info).iter_rows()]
+            providers = []
+            for provider_id, _net, text in rem.x12_835(lines, repo.provider_names(conn), payer, info).iter_rows():
+                (output / file_name(run_id, provider_id, fmt)).write_bytes(text.encode("ascii"))
+                providers.append(provider_id)
         elif fmt == "csv":
-            documents = _csv(run_id, lines)
+            providers = _csv(run_id, lines, output)
         else:
-            documents = _html(run_id, lines, names, payer, info)
-        for document in documents:
-            service._audit(conn, operator, "remittance", f"run={run_id} provider={document.provider_id} format={fmt}",
-                           document.name)
-    return documents
+            providers = _html(run_id, lines, repo.provider_names(conn), payer, info, output)
+        service._audit_many(conn, operator, "remittance", [
+            (f"run={run_id} provider={p} format={fmt}", file_name(run_id, p, fmt)) for p in providers])
+    return [file_name(run_id, p, fmt) for p in providers]
 
 
-def _csv(run_id: int, lines: pl.LazyFrame) -> list[Document]:
+def _csv(run_id: int, lines: pl.LazyFrame, output: Path) -> list[str]:
+    """One CSV per provider, written by polars in one pass (a file per provider key)."""
     from worker.cli import safe_for_spreadsheets
 
-    rows = safe_for_spreadsheets(rem.csv_rows(lines, rem.provider_totals(lines)).collect())
-    documents = []
-    for (provider_id,), frame in rows.partition_by("provider_id", as_dict=True, maintain_order=True).items():
-        buffer = io.BytesIO()
-        frame.write_csv(buffer)
-        documents.append(Document(file_name(run_id, provider_id, "csv"), provider_id, buffer.getvalue()))
-    return documents
+    rows = rem.csv_rows(lines, rem.provider_totals(lines)).collect()
+    posted = ["provider_id", "claim_id", "adjusts", "batch_id", "client_prime", "procedure_code", "modifier"]
+    guarded = rows.with_columns(safe_for_spreadsheets(rows.select(posted)).get_columns(), key=pl.col("provider_id"))
+    guarded.lazy().sink_csv(pl.PartitionBy(
+        output, key="key", include_key=False,
+        file_path_provider=lambda args: file_name(run_id, args.partition_keys.item(0, 0), "csv")), maintain_order=True)
+    return rows.get_column("provider_id").unique(maintain_order=True).to_list()
 
 
-def _html(run_id: int, lines: pl.LazyFrame, names: pl.DataFrame, payer: rem.Payer, info: rem.RunInfo) -> list[Document]:
+def _html(run_id: int, lines: pl.LazyFrame, names: pl.DataFrame, payer: rem.Payer, info: rem.RunInfo,
+          output: Path) -> list[str]:
     totals = rem.provider_totals(lines).collect()
     sections: dict[str, dict[str, tuple[str, int]]] = {}
     for provider_id, section, rows, count in rem.html_sections(lines).iter_rows():
         sections.setdefault(provider_id, {})[section] = (rows, count)
     name_of = dict(names.filter(pl.col("provider_id").is_in(totals.get_column("provider_id").implode())).rows())
-    return [Document(file_name(run_id, row["provider_id"], "html"), row["provider_id"],
-                     rem.html_remittance(row["provider_id"], name_of.get(row["provider_id"]),
-                                         sections.get(row["provider_id"], {}), row, payer, info).encode("utf-8"))
-            for row in totals.iter_rows(named=True)]
+    for row in totals.iter_rows(named=True):
+        page = rem.html_remittance(row["provider_id"], name_of.get(row["provider_id"]),
+                                   sections.get(row["provider_id"], {}), row, payer, info)
+        (output / file_name(run_id, row["provider_id"], "html")).write_text(page, encoding="utf-8")
+    return totals.get_column("provider_id").to_list()
 
 
 def report(engine: Engine, run_id: int, fmt: str, operator: str | None) -> str:

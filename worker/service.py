@@ -399,6 +399,14 @@ def _audit(conn: Connection, operator: str, action: str, target: str, note: str)
     conn.execute(insert(t.audit).values(at=repo.now(), operator=operator, action=action, target=target, note=note))
 
 
+def _audit_many(conn: Connection, operator: str, action: str, entries: list[tuple[str, str]]) -> None:
+    """One audit entry per (target, note), in one statement: a run's remittances are thousands."""
+    if entries:
+        at = repo.now()
+        conn.execute(insert(t.audit), [{"at": at, "operator": operator, "action": action, "target": target,
+                                        "note": note} for target, note in entries])
+
+
 def audit_trail(engine: Engine) -> pl.DataFrame:
     with engine.connect() as conn:
         rows = conn.execute(select(t.audit).order_by(t.audit.c.id)).all()
