@@ -95,7 +95,7 @@ def billed_cents(units_s: pl.Expr, rate_s: pl.Expr) -> pl.Expr:
 
 def claim_lines(decisions: pl.LazyFrame, reversals: pl.LazyFrame) -> pl.LazyFrame:
     """The lines of a remittance, one per reversal, payment, pending and rejected claim, in that
-    order per provider (and adjudication order within), signed: a reversal's amounts are negative.
+    order (and adjudication order within), signed: a reversal's amounts are negative.
 
     Columns: provider_id, section (reversal|payment|pending|rejected), order, claim_id, adjusts
     (the original a payment replaces, or the claim that reversed a reversal's original), batch_id,
@@ -126,12 +126,12 @@ def claim_lines(decisions: pl.LazyFrame, reversals: pl.LazyFrame) -> pl.LazyFram
             paid_cents=pl.lit(0, pl.Int64), reasons="reasons", carc="carc")
         for status, section in ((SUSPENDED, "pending"), (REJECTED, "rejected"))
     ]
-    # Concatenated in section order, each in adjudication order: a stable sort by provider keeps both.
+    # In section order, each in adjudication order; not sorted by provider (a million strings):
+    # what is made per provider groups them keeping that order.
     return (pl.concat([taken_back, payments, *not_paid], how="vertical_relaxed")
             .filter(pl.col("provider_id").is_not_null())  # a line without a provider is only in its batch's ack
             .with_columns(adjustment_cents=pl.when(pl.col("section").is_in(["payment", "reversal"]))
-                          .then(pl.col("billed_cents") - pl.col("paid_cents")))
-            .sort("provider_id", maintain_order=True))
+                          .then(pl.col("billed_cents") - pl.col("paid_cents"))))
 
 
 def provider_totals(lines: pl.LazyFrame) -> pl.LazyFrame:
@@ -242,7 +242,8 @@ CSV_COLUMNS = ("provider_id", "section", "claim_id", "adjusts", "batch_id", "lin
 
 def csv_rows(lines: pl.LazyFrame, totals: pl.LazyFrame) -> pl.LazyFrame:
     """Every line in CSV_COLUMNS (all text), then per provider three rows: total_paid,
-    total_reversed and net (the amount in paid_amount)."""
+    total_reversed and net (the amount in paid_amount). Providers are interleaved: a provider's
+    rows, taken in order, are its remittance."""
     body = lines.select(
         "provider_id", "section", "claim_id", "adjusts", "batch_id", pl.col("line").cast(pl.String), "client_prime",
         "procedure_code", "modifier", pl.col("service_date").dt.strftime("%Y-%m-%d"), units=units_text(pl.col("units_s")),
@@ -250,14 +251,11 @@ def csv_rows(lines: pl.LazyFrame, totals: pl.LazyFrame) -> pl.LazyFrame:
         adjustment=pl.when(pl.col("adjustment_cents") != 0).then(
             pl.lit("CO-45 ") + money_text(pl.col("adjustment_cents"))),
         reasons=pl.col("reasons").list.join(";"), carc=pl.col("carc").list.join(";"),
-        rank=pl.lit(0, pl.Int8),
     )
-    sums = [totals.select("provider_id", section=pl.lit(name), paid_amount=money_text(pl.col(column)),
-                          rank=pl.lit(rank, pl.Int8))
-            for rank, (name, column) in enumerate((("total_paid", "paid_cents"), ("total_reversed", "reversed_cents"),
-                                                   ("net", "net_cents")), start=1)]
-    return pl.concat([body, *sums], how="diagonal_relaxed").sort("provider_id", "rank", maintain_order=True).select(
-        CSV_COLUMNS)
+    sums = [totals.select("provider_id", section=pl.lit(name), paid_amount=money_text(pl.col(column)))
+            for name, column in (("total_paid", "paid_cents"), ("total_reversed", "reversed_cents"),
+                                 ("net", "net_cents"))]
+    return pl.concat([body, *sums], how="diagonal_relaxed").select(CSV_COLUMNS)
 
 
 def html_escape(text: pl.Expr) -> pl.Expr:

@@ -171,3 +171,11 @@ def test_report_figures_and_html_charts():
     page = run_report.html(figures)
     assert page.count("<svg") == 6 and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert '<b id="amount-paid">140.24</b>' in page
+
+
+def test_file_names_are_safe_and_distinct():
+    from worker.remittances import file_name
+
+    assert file_name(7, "P1", "x12") == "run-7-provider-P1.835"
+    odd = [file_name(7, p, "csv") for p in ("A/B", "A_B", "A B", "../x", ".hidden")]
+    assert len(set(odd)) == len(odd) and all("/" not in n and n.startswith("run-7-provider-") for n in odd)

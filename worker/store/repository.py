@@ -449,11 +449,30 @@ def run_decisions(conn: Connection, run_id: int) -> pl.DataFrame:
         return pl.DataFrame(schema=DECISION_SCHEMA)
     attempts = pl.read_parquet(io.BytesIO(payload)).cast(SEGMENT_SCHEMA)
     batch_ids = list(conn.execute(select(t.run_batches.c.batch_id).where(t.run_batches.c.run_id == run_id)).scalars())
-    claims = payloads(conn, batch_ids, parsed=True)
-    decided = attempts.join(claims, on="claim_pk", how="left", maintain_order="left")
+    # Each batch's claims are in claim_pk order, and batches hold disjoint ranges: sorted by
+    # claim_pk, each attempt's claim is found by binary search (a hash join of a million rows costs
+    # several times more), and a run of whole batches in order needs no gather at all.
+    claims = payloads(conn, batch_ids, parsed=True).select(
+        "claim_pk", "batch_id", "line", "claim_id", "provider_id", "client_prime", "procedure_code", "modifier",
+        "service_day", "units_s", "rate_s")
+    if not claims.get_column("claim_pk").is_sorted():
+        claims = claims.sort("claim_pk")
+    if claims.get_column("claim_pk").equals(attempts.get_column("claim_pk"), check_names=False):
+        found = claims.drop("claim_pk")
+    else:
+        at = claims.get_column("claim_pk").search_sorted(attempts.get_column("claim_pk")).clip(0, max(claims.height - 1, 0))
+        if claims.height == 0 or not claims.get_column("claim_pk").gather(at).equals(
+                attempts.get_column("claim_pk"), check_names=False):
+            raise AssertionError(f"run {run_id} decided claims its batches do not hold")
+        found = claims.drop("claim_pk").select(pl.all().gather(at))
+    decided = attempts.hstack(found)
     started = conn.execute(select(t.runs.c.started_at).where(t.runs.c.run_id == run_id)).scalar()
     first = _first_suspended(conn, run_id, decided.filter((pl.col("status") == "suspended") & (pl.col("attempt") > 1)))
-    return decided.join(first, on="claim_pk", how="left", maintain_order="left").select(
+    if first.height:
+        decided = decided.join(first, on="claim_pk", how="left", maintain_order="left")
+    else:  # no claim of this run was suspended before: no join over every claim
+        decided = decided.with_columns(first_suspended=pl.lit(None, pl.Datetime("us", "UTC")))
+    return decided.select(
         "claim_id", "batch_id", "line", "status", "reasons", "carc", "spa_id", "paid_units_s", "paid_cents",
         billed_rate_s="rate_s", units_s="units_s", provider_id="provider_id", client_prime="client_prime",
         procedure_code="procedure_code", modifier="modifier", service_date="service_day",
