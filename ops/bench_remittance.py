@@ -10,6 +10,7 @@ HTML, and all remittances of the run as x12, csv and html.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import tempfile
@@ -42,6 +43,9 @@ def main() -> None:
     data = work / "data"
     if not (data / "claims.csv").exists():
         generated(args.claims, data, args.seed)
+    if not args.db:
+        for stale in work.glob("remit.db*"):
+            stale.unlink()
     engine = make_engine(args.db or f"sqlite:///{work / 'remit.db'}")
     upgrade(engine)
     rules = load_rules()
@@ -54,9 +58,11 @@ def main() -> None:
           f"{summary.rejected:,} rejected", flush=True)
 
     def timed(label: str, work_fn) -> None:
-        started = time.perf_counter()
+        """Wall time, and the CPU time of all the process's threads (less sensitive to a busy machine)."""
+        started, cpu = time.perf_counter(), time.process_time()
         detail = work_fn()
-        print(f"  {label:<28} {time.perf_counter() - started:6.2f} s  {detail}", flush=True)
+        print(f"  {label:<32} {time.perf_counter() - started:6.2f} s wall {time.process_time() - cpu:6.2f} s CPU  "
+              f"{detail}", flush=True)
 
     def report(fmt: str):
         text = remittances.report(engine, summary.run_id, fmt, "bench")
@@ -72,6 +78,7 @@ def main() -> None:
     timed("report --format html", lambda: report("html"))
     for fmt in ("x12", "csv", "html"):
         timed(f"remittance --format {fmt} (all)", lambda fmt=fmt: remit(fmt))
+    print(f"  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     print(f"  peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB; files in {work}")
 
 

@@ -355,7 +355,8 @@ def remittance(
     ctx: typer.Context,
     run_id: Annotated[int, typer.Argument(metavar="RUN", help="The run")],
     fmt: Annotated[RemitFormat, typer.Option("--format", help="x12 (an 835), csv or html")],
-    operator: Annotated[Optional[str], typer.Option(help="Who produces it (a registered operator; audited)")] = None,
+    operator: Annotated[Optional[str], typer.Option(envvar="ADJUDICATION_OPERATOR",
+                                                    help="Who produces it (a registered operator; audited)")] = None,
     provider: Annotated[Optional[str], typer.Option(help="Only this provider")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write run-RUN-provider-P.EXT into")] = Path("."),
 ) -> None:
@@ -373,7 +374,8 @@ def report(
     ctx: typer.Context,
     run_id: Annotated[int, typer.Argument(metavar="RUN", help="The run")],
     fmt: Annotated[ReportFormat, typer.Option("--format", help="html (with charts, opens offline) or json")],
-    operator: Annotated[Optional[str], typer.Option(help="Who produces it (a registered operator; audited)")] = None,
+    operator: Annotated[Optional[str], typer.Option(envvar="ADJUDICATION_OPERATOR",
+                                                    help="Who produces it (a registered operator; audited)")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout")] = None,
 ) -> None:
     """The run report for the billing office: counts and amounts by status, reason, provider and

@@ -80,9 +80,10 @@ def remittances(engine: Engine, run_id: int, fmt: str, operator: str | None, pay
             providers = _csv(run_id, lines, output)
         else:
             providers = _html(run_id, lines, repo.provider_names(conn), payer, info, output)
+        written = [(p, file_name(run_id, p, fmt)) for p in providers]
         service._audit_many(conn, operator, "remittance", [
-            (f"run={run_id} provider={p} format={fmt}", file_name(run_id, p, fmt)) for p in providers])
-    return [file_name(run_id, p, fmt) for p in providers]
+            (f"run={run_id} provider={p} format={fmt}", name) for p, name in written])
+    return [name for _p, name in written]
 
 
 def _csv(run_id: int, lines: pl.LazyFrame, output: Path) -> list[str]:
