@@ -141,7 +141,7 @@ def bar_chart(name: str, items: list[tuple[str, float, str]], color: str = "#3b6
                     f'<text x="{label_width + width + 6:.1f}" y="{y + 15}">{escape(text)}</text>')
     height = bar_height * len(items)
     return (f'<svg class="chart" data-chart="{name}" xmlns="http://www.w3.org/2000/svg" role="img" '
-            f'width="{label_width + bar_width + 120}" height="{height}" font-size="12" font-family="sans-serif">'
+            f'width="{label_width + bar_width + 220}" height="{height}" font-size="12" font-family="sans-serif">'
             + "".join(rows) + "</svg>")
 
 
