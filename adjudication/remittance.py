@@ -28,20 +28,20 @@ PAID, SUSPENDED, REJECTED, VOID = "paid", "suspended", "rejected", "void"
 
 @dataclass(frozen=True)
 class Payer:
-    """Who pays, as the 835 names it (settings ADJUDICATION_PAYER_*)."""
+    """Who pays, as the 835 names it: built from the settings (worker.settings, the defaults)."""
 
-    id: str = "ORDHS"  # ISA06 / GS02 sender, N1*PR identification
-    name: str = "OREGON DEPARTMENT OF HUMAN SERVICES"
-    tin: str = "930000000"  # TRN03 is "1" followed by this (the payer's federal tax id)
-    address: str = "500 SUMMER ST NE"
-    city: str = "SALEM"
-    state: str = "OR"
-    postal_code: str = "97301"
-    contact_name: str = "EXPRS BILLING"
-    contact_phone: str = "5039450000"
-    receiver_id: str = ""  # ISA08 / GS03; empty: the provider's id
-    payee_qualifier: str = "FI"  # N1*PE N103 for the provider's id (FI, XV or XX)
-    usage: str = "P"  # ISA15: P production, T test
+    id: str  # ISA06 / GS02 sender
+    name: str  # N1*PR
+    tin: str  # TRN03 is "1" followed by this (the payer's federal tax id)
+    address: str  # N3
+    city: str  # N4
+    state: str
+    postal_code: str
+    contact_name: str  # PER*BL
+    contact_phone: str
+    receiver_id: str  # ISA08 / GS03; empty: the provider's id
+    payee_qualifier: str  # N1*PE N103 for the provider's id (FI, XV or XX)
+    usage: str  # ISA15: P production, T test
 
 
 @dataclass(frozen=True)

@@ -32,13 +32,15 @@ def main() -> None:
     from bench import bench_limits, generated
     from sqlalchemy import insert
 
-    from adjudication.remittance import Payer
+    from worker.bootstrap import App
+    from worker.settings import Settings
     from adjudication.rules import load_rules
     from worker import remittances, service
     from worker.store import repository as repo
     from worker.store import schema as t
     from worker.store.database import make_engine, upgrade
 
+    payer = App(Settings()).payer
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-remit-"))
     data = work / "data"
     if not (data / "claims.csv").exists():
@@ -71,7 +73,7 @@ def main() -> None:
 
     def remit(fmt: str):
         out = work / fmt
-        names = remittances.remittances(engine, summary.run_id, fmt, "bench", Payer(), out)
+        names = remittances.remittances(engine, summary.run_id, fmt, "bench", payer, out)
         return f"{len(names):,} files, {sum((out / n).stat().st_size for n in names) / 1e6:.0f} MB"
 
     timed("report --format json", lambda: report("json"))

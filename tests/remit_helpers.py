@@ -64,3 +64,14 @@ def balances(text: str) -> dict:
     assert (bpr02 == 0) == (bpr[1] == "H")
     return {"bpr02": bpr02, "plb": plb, "net": net, "claims": claims,
             "trace": next(s for s in segs if s[0] == "TRN")[2]}
+
+
+def default_payer():
+    """The payer as the default settings name it."""
+    from worker.bootstrap import App
+    from worker.settings import Settings
+
+    return App(Settings()).payer
+
+
+PAYER = default_payer()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from adjudication import remittance as rem
 from adjudication import run_report
-from remit_helpers import balances, segments, validate_835
+from remit_helpers import PAYER, balances, segments, validate_835
 from worker.store.repository import DECISION_SCHEMA, REVERSAL_SCHEMA
 
 RUN = rem.RunInfo(7, dt.datetime(2026, 3, 3, 1, 2, tzinfo=dt.timezone.utc))
@@ -42,7 +42,7 @@ def reversal(claim_id, reversed_by, provider="P1", units=40000, rate=None, paid=
 def build(decisions: list[dict], reversals: list[dict] = ()) -> dict[str, str]:
     lines = rem.claim_lines(pl.DataFrame(decisions, schema=DECISION_SCHEMA).lazy(),
                             pl.DataFrame(list(reversals), schema=REVERSAL_SCHEMA).lazy())
-    return {p: text for p, _net, text in rem.x12_835(lines, NAMES, rem.Payer(), RUN).iter_rows()}
+    return {p: text for p, _net, text in rem.x12_835(lines, NAMES, PAYER, RUN).iter_rows()}
 
 
 def test_paid_claims_and_a_billed_rate_above_the_spa_rate():
@@ -103,7 +103,7 @@ def test_csv_and_html_carry_payments_reversals_pending_and_rejected():
     assert rows.filter(pl.col("claim_id") == "A1").get_column("adjustment").item() == "CO-45 9.88"
     totals = rem.provider_totals(lines).collect().row(0, named=True)
     sections = {s: (r, n) for _p, s, r, n in rem.html_sections(lines).iter_rows()}
-    page = rem.html_remittance("P1", "Provider <One>", sections, totals, rem.Payer(), RUN)
+    page = rem.html_remittance("P1", "Provider <One>", sections, totals, PAYER, RUN)
     assert "Provider &lt;One&gt;" in page and "NO_ACTIVE_SPA" in page and "INVALID_RECORD:units" in page
     assert '<b id="net">70.12</b>' in page and '<b id="total-reversed">70.12</b>' in page
 

@@ -19,10 +19,9 @@ from hypothesis import strategies as st
 from sqlalchemy import insert, select
 
 from adjudication.claim_file import Limits
-from adjudication.remittance import Payer
 from adjudication.rules import load_rules
 from conftest import FIXTURES, Cli
-from remit_helpers import balances, validate_835
+from remit_helpers import PAYER, balances, validate_835
 from scenarios import batches, reference_sets
 from test_store_properties import _fresh, _write_csv
 from worker import remittances, service
@@ -138,7 +137,7 @@ def test_remittances_add_up_to_the_runs_and_the_outcomes(store, tmp_path, refere
             run_row = repo.run_row(conn, summary.run_id)
             reversed_cents = int(repo.run_reversals(conn, summary.run_id).get_column("paid_cents").sum() or 0)
         out = tmp_path / f"run-{summary.run_id}"
-        names = remittances.remittances(store, summary.run_id, "x12", "ann", Payer(), out)
+        names = remittances.remittances(store, summary.run_id, "x12", "ann", PAYER, out)
         nets = [balances((out / name).read_text()) for name in names]
         assert sum((n["bpr02"] + n["plb"] for n in nets), Decimal(0)) * 100 == run_row["paid_cents"] - reversed_cents
         assert len({n["trace"] for n in nets}) == len(nets)
@@ -149,7 +148,7 @@ def test_remittances_add_up_to_the_runs_and_the_outcomes(store, tmp_path, refere
         assert report["run"]["net"] == f"{Decimal(run_row['paid_cents'] - reversed_cents) / 100:.2f}"
         assert (report["run"]["paid"], report["run"]["suspended"], report["run"]["rejected"]) == (
             run_row["paid"], run_row["suspended"], run_row["rejected"])
-        names = remittances.remittances(store, summary.run_id, "csv", "ann", Payer(), out)
+        names = remittances.remittances(store, summary.run_id, "csv", "ann", PAYER, out)
         csv_rows = [row for name in names for row in csv.DictReader((out / name).open())]
         assert sum(Decimal(r["paid_amount"]) for r in csv_rows if r["section"] == "net") * 100 == (
             run_row["paid_cents"] - reversed_cents)
