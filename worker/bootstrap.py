@@ -37,6 +37,16 @@ class App:
     def limits(self) -> Limits:
         return Limits(self.settings.max_file_bytes, self.settings.max_decompressed_bytes)
 
+    @property
+    def payer(self):
+        from adjudication.remittance import Payer
+
+        s = self.settings
+        return Payer(id=s.payer_id, name=s.payer_name, tin=s.payer_tin, address=s.payer_address, city=s.payer_city,
+                     state=s.payer_state, postal_code=s.payer_postal_code, contact_name=s.payer_contact_name,
+                     contact_phone=s.payer_contact_phone, receiver_id=s.remit_receiver_id,
+                     payee_qualifier=s.payee_id_qualifier, usage=s.x12_usage)
+
     def run(self, progress: service.Progress = service._quiet, dry_run: bool = False, operator: str = "system"):
         """In-process, or with a broker, the edits split by client across the Celery workers; a
         service.RunSummary (a service.DryRun with dry_run). Rewrites the metrics file when set."""

@@ -568,6 +568,56 @@ def health(
         sys.exit(3)  # click returns, not raises, typer.Exit outside standalone mode
 
 
+class RemitFormat(str, Enum):
+    x12 = "x12"
+    csv = "csv"
+    html = "html"
+
+
+class ReportFormat(str, Enum):
+    html = "html"
+    json = "json"
+
+
+@cli.command()
+def remittance(
+    ctx: typer.Context,
+    run_id: Annotated[int, typer.Argument(metavar="RUN", help="The run")],
+    fmt: Annotated[RemitFormat, typer.Option("--format", help="x12 (an 835), csv or html")],
+    operator: Annotated[Optional[str], typer.Option(envvar="ADJUDICATION_OPERATOR",
+                                                    help="Who produces it (a registered operator; audited)")] = None,
+    provider: Annotated[Optional[str], typer.Option(help="Only this provider")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write run-RUN-provider-P.EXT into")] = Path("."),
+) -> None:
+    """Remittance advice: one file per provider the run decided claims for (payments, reversals and,
+    in csv and html, the pending and rejected claims)."""
+    from worker import remittances
+
+    a = app(ctx)
+    names = remittances.remittances(a.engine, run_id, fmt.value, operator, a.payer, output, provider)
+    out.print(f"{len(names)} remittances written to {output}", markup=False)
+
+
+@cli.command()
+def report(
+    ctx: typer.Context,
+    run_id: Annotated[int, typer.Argument(metavar="RUN", help="The run")],
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="html (with charts, opens offline) or json")],
+    operator: Annotated[Optional[str], typer.Option(envvar="ADJUDICATION_OPERATOR",
+                                                    help="Who produces it (a registered operator; audited)")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout")] = None,
+) -> None:
+    """The run report for the billing office: counts and amounts by status, reason, provider and
+    procedure; reversals; suspended claims by reason and age; the change from the previous run."""
+    from worker import remittances
+
+    text = remittances.report(app(ctx).engine, run_id, fmt.value, operator)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
 @cli.command()
 def demo(ctx: typer.Context) -> None:
     """Run the whole story on the shipped fixtures in a temporary database and print a summary."""

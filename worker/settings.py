@@ -70,6 +70,20 @@ class Settings(BaseSettings):
     # this long, and then at most every so often per stage.
     progress_interval_seconds: float = Field(default=5.0, ge=0)
 
+    # Remittance advice (X12 835): who pays, as the 835 names it (`adjudicate remittance`).
+    payer_id: str = "ORDHS"  # ISA06/GS02 sender id
+    payer_name: str = "OREGON DEPARTMENT OF HUMAN SERVICES"
+    payer_tin: str = "930000000"  # TRN03 is "1" + this federal tax id
+    payer_address: str = "500 SUMMER ST NE"
+    payer_city: str = "SALEM"
+    payer_state: str = "OR"
+    payer_postal_code: str = "97301"
+    payer_contact_name: str = "EXPRS BILLING"
+    payer_contact_phone: str = "5039450000"
+    remit_receiver_id: str = ""  # ISA08/GS03 receiver id; empty: each provider's own id
+    payee_id_qualifier: str = "FI"  # N1*PE N103 for the provider's id: FI, XV or XX
+    x12_usage: str = Field(default="P", pattern="^[PT]$")  # ISA15: production or test
+
     @field_validator("run_schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:

@@ -646,6 +646,27 @@ class Repository:
         self.conn.execute(insert(t.audit).values(at=now(), operator=operator, action=action, target=target,
                                                  note=note))
 
+    def audit_many(self, operator: str, action: str, entries: list[tuple[str, str]]) -> None:
+        """One audit entry per (target, note): a run's remittances are thousands."""
+        for target, note in entries:
+            self.audit(operator, action, target, note)
+
+    # what a run decided (remittances, the run report)
+    def run_row(self, run_id: int) -> dict | None:
+        return run_row(self.conn, run_id)
+
+    def previous_run_id(self, run_id: int) -> int | None:
+        return previous_run_id(self.conn, run_id)
+
+    def provider_names(self) -> pl.DataFrame:
+        return provider_names(self.conn)
+
+    def run_decisions(self, run_id: int) -> pl.DataFrame:
+        return run_decisions(self.conn, run_id)
+
+    def run_reversals(self, run_id: int) -> pl.DataFrame:
+        return run_reversals(self.conn, run_id)
+
     def audit_trail(self) -> pl.DataFrame:
         rows = self.conn.execute(select(t.audit).order_by(t.audit.c.id)).all()
         return pl.DataFrame([dict(r._mapping) for r in rows], schema=AUDIT_SCHEMA, orient="row")
@@ -665,3 +686,120 @@ def _in_values_int(conn: Connection, column, values: list[int], name: str):
         return column == any_(bindparam(name, values, type_=ARRAY(BigInteger)))
     return column.in_(select(literal_column("value")).select_from(
         func.json_each(bindparam(name, json.dumps(values), type_=String))))
+
+
+# --- what a run decided, for remittances and the run report ------------------------------------
+# The narrow contract remittances and reports are built on (worker/remittances.py): one row per
+# claim a run decided (its attempt of that run, from the attempt rows), and one per original it
+# reversed (the reversals rows). Units and billed rates, which attempts do not carry, come from the
+# claims as parsed at submit.
+
+DECISION_SCHEMA = {
+    "claim_id": pl.String, "batch_id": pl.String, "line": pl.Int64,
+    "status": pl.String,  # paid | suspended | rejected | void
+    "reasons": pl.List(pl.String), "carc": pl.List(pl.String), "spa_id": pl.String,
+    "paid_units_s": pl.Int64, "paid_cents": pl.Int64,  # units x10^4, cents; 0 unless paid
+    "billed_rate_s": pl.Int64, "units_s": pl.Int64,  # x10^4; billed rate null when not billed
+    "provider_id": pl.String, "client_prime": pl.String, "procedure_code": pl.String, "modifier": pl.String,
+    "service_date": pl.Date,
+    "adjusts": pl.String,  # original_claim_id of an accepted replacement or void; null otherwise
+    "first_suspended": pl.Datetime("us", "UTC"),  # start of the run of the claim's first suspended attempt
+}
+
+REVERSAL_SCHEMA = {
+    "claim_id": pl.String,  # the original, paid earlier, reversed in this run
+    "reversed_by": pl.String,  # the replacement or void that reversed it
+    "provider_id": pl.String, "client_prime": pl.String, "procedure_code": pl.String, "modifier": pl.String,
+    "service_date": pl.Date,
+    "paid_units_s": pl.Int64, "paid_cents": pl.Int64,  # the original's payment, taken back
+    "billed_rate_s": pl.Int64, "units_s": pl.Int64,
+}
+_ATTEMPT_FIELDS = {"claim_pk": pl.Int64, "batch_id": pl.String, "claim_id": pl.String, "line": pl.Int64,
+                   "status": pl.String, "reasons": pl.String, "carc": pl.String, "spa_id": pl.String,
+                   "paid_units_s": pl.Int64, "paid_cents": pl.Int64, "adjusts": pl.String,
+                   "provider_id": pl.String, "client_prime": pl.String, "procedure_code": pl.String,
+                   "modifier": pl.String, "service_date": pl.Date}
+
+
+def run_row(conn: Connection, run_id: int) -> dict | None:
+    """The stored row of a run (None when there is no such run)."""
+    row = conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def previous_run_id(conn: Connection, run_id: int) -> int | None:
+    """The run before this one that stored outcomes (failed and dry runs stored none)."""
+    return conn.execute(select(func.max(t.runs.c.run_id)).where(t.runs.c.run_id < run_id,
+                                                                t.runs.c.status == "done")).scalar()
+
+
+def provider_names(conn: Connection) -> pl.DataFrame:
+    return read_frame(conn, select(t.providers.c.provider_id, t.providers.c.name),
+                      {"provider_id": pl.String, "name": pl.String})
+
+
+def _billing(conn: Connection, rows: pl.DataFrame) -> pl.DataFrame:
+    """units_s and billed_rate_s of the claims `rows` names (claim_pk, batch_id), aligned with it."""
+    claims = payloads(conn, rows.get_column("batch_id").unique().to_list(), parsed=True).select(
+        "claim_pk", units_s="units_s", billed_rate_s="rate_s").sort("claim_pk")
+    # Each batch's claims are in claim_pk order: each row's claim is found by binary search (a hash
+    # join of a million rows costs several times more).
+    at = claims.get_column("claim_pk").search_sorted(rows.get_column("claim_pk")).clip(0, max(claims.height - 1, 0))
+    if claims.height == 0 or not claims.get_column("claim_pk").gather(at).equals(
+            rows.get_column("claim_pk"), check_names=False):
+        raise AssertionError("attempts name claims their batches do not hold")
+    return claims.drop("claim_pk").select(pl.all().gather(at))
+
+
+def run_decisions(conn: Connection, run_id: int) -> pl.DataFrame:
+    """Every claim the run decided (its attempt of that run), in adjudication order: DECISION_SCHEMA."""
+    a = t.attempts.c
+    decided = read_frame(conn, select(*[a[c] for c in _ATTEMPT_FIELDS]).where(a.run_id == run_id)
+                         .order_by(a.run_row), _ATTEMPT_FIELDS)
+    if decided.height == 0:
+        return pl.DataFrame(schema=DECISION_SCHEMA)
+    decided = decided.hstack(_billing(conn, decided))
+    started = conn.execute(select(t.runs.c.started_at).where(t.runs.c.run_id == run_id)).scalar()
+    again = decided.filter(pl.col("status") == "suspended").get_column("claim_pk").to_list()
+    first = _first_suspended(conn, run_id, again)
+    decided = decided.join(first, on="claim_pk", how="left", maintain_order="left")
+    split = [pl.when(pl.col(c) == "").then(pl.lit([], pl.List(pl.String))).otherwise(pl.col(c).str.split(";"))
+             .alias(c) for c in ("reasons", "carc")]
+    return decided.with_columns(
+        *split, pl.col("paid_units_s", "paid_cents").fill_null(0),
+        first_suspended=pl.when(pl.col("status") == "suspended").then(
+            pl.coalesce(pl.col("first_suspended"), pl.lit(_utc(started), pl.Datetime("us", "UTC")))),
+    ).select(DECISION_SCHEMA.keys()).cast(DECISION_SCHEMA)
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)  # SQLite gives naive UTC
+
+
+def _first_suspended(conn: Connection, run_id: int, claim_pks: list[int]) -> pl.DataFrame:
+    """claim_pk -> start of the earliest earlier run that suspended it, for claims suspended in this run."""
+    schema = {"claim_pk": pl.Int64, "first_suspended": pl.Datetime("us", "UTC")}
+    if not claim_pks:
+        return pl.DataFrame(schema=schema)
+    a = t.attempts.c
+    statement = (select(a.claim_pk, func.min(t.runs.c.started_at))
+                 .join(t.runs, t.runs.c.run_id == a.run_id)
+                 .where(a.run_id < run_id, a.status == "suspended",
+                        _in_values_int(conn, a.claim_pk, claim_pks, "claim_pks"))
+                 .group_by(a.claim_pk))
+    rows = [(pk, _utc(started) if isinstance(started, dt.datetime) else
+             _utc(dt.datetime.fromisoformat(str(started)))) for pk, started in conn.execute(statement)]
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def run_reversals(conn: Connection, run_id: int) -> pl.DataFrame:
+    """Every original the run reversed (REVERSAL_SCHEMA): its paying attempt, taken back."""
+    a, r = t.attempts.c, t.reversals.c
+    fields = {c: d for c, d in _ATTEMPT_FIELDS.items() if c not in ("adjusts",)}
+    statement = (select(*[a[c] for c in fields], r.reversed_by)
+                 .join(t.reversals, r.claim_pk == a.claim_pk)
+                 .where(r.run_id == run_id, a.status == "paid").order_by(r.reversed_by_pk))
+    reversed_ = read_frame(conn, statement, {**fields, "reversed_by": pl.String})
+    if reversed_.height == 0:
+        return pl.DataFrame(schema=REVERSAL_SCHEMA)
+    return reversed_.hstack(_billing(conn, reversed_)).select(REVERSAL_SCHEMA.keys()).cast(REVERSAL_SCHEMA)

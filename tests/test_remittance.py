@@ -1,0 +1,181 @@
+"""The remittance builders on synthetic frames (reversals included, which runs do not store yet):
+every 835 passes pyx12 and balances, and the readable forms carry the same amounts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from decimal import Decimal
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adjudication import remittance as rem
+from adjudication import run_report
+from remit_helpers import PAYER, balances, segments, validate_835
+from worker.store.repository import DECISION_SCHEMA, REVERSAL_SCHEMA
+
+RUN = rem.RunInfo(7, dt.datetime(2026, 3, 3, 1, 2, tzinfo=dt.timezone.utc))
+NAMES = pl.DataFrame({"provider_id": ["P1", "P2"], "name": ["Provider One", "Provider Two"]})
+DAY = dt.date(2026, 3, 2)
+
+
+def decision(claim_id, provider="P1", status="paid", units=40000, rate=None, paid=None, reasons=(), carc=(),
+             adjusts=None, procedure="OR526", modifier="NA"):
+    spa_rate = 175300
+    paid_cents = (units * min(rate or spa_rate, spa_rate) + 500_000) // 1_000_000 if status == "paid" else 0
+    return dict(claim_id=claim_id, batch_id="B1", line=2, status=status, reasons=list(reasons), carc=list(carc),
+                spa_id="S", paid_units_s=units if status == "paid" else 0,
+                paid_cents=paid_cents if paid is None else paid, billed_rate_s=rate, units_s=units,
+                provider_id=provider, client_prime="xyz0000a", procedure_code=procedure, modifier=modifier,
+                service_date=DAY, adjusts=adjusts,
+                first_suspended=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) if status == "suspended" else None)
+
+
+def reversal(claim_id, reversed_by, provider="P1", units=40000, rate=None, paid=7012):
+    return dict(claim_id=claim_id, reversed_by=reversed_by, provider_id=provider, client_prime="xyz0000a",
+                procedure_code="OR526", modifier="NA", service_date=DAY - dt.timedelta(days=30), paid_units_s=units,
+                paid_cents=paid, billed_rate_s=rate, units_s=units)
+
+
+def build(decisions: list[dict], reversals: list[dict] = ()) -> dict[str, str]:
+    lines = rem.claim_lines(pl.DataFrame(decisions, schema=DECISION_SCHEMA).lazy(),
+                            pl.DataFrame(list(reversals), schema=REVERSAL_SCHEMA).lazy())
+    return {p: text for p, _net, text in rem.x12_835(lines, NAMES, PAYER, RUN).iter_rows()}
+
+
+def test_paid_claims_and_a_billed_rate_above_the_spa_rate():
+    files = build([decision("A1", rate=200000), decision("A2"), decision("A3", status="suspended",
+                                                                        reasons=["OVERLAP_DUPLICATE"], carc=["B20"]),
+                   decision("A4", provider="P2", procedure="T1016", modifier="", units=20000)])
+    assert sorted(files) == ["P1", "P2"]
+    assert validate_835(files["P1"]) == []
+    figures = balances(files["P1"])
+    assert [c["id"] for c in figures["claims"]] == ["A1", "A2"]  # the suspended claim is not in the 835
+    assert figures["bpr02"] == Decimal("140.24") and figures["plb"] == 0
+    # 4 h billed at 20.00 (80.00) paid at the SPA's 17.53 (70.12): CO-45 of 9.88.
+    assert ["CAS", "CO", "45", "9.88"] in segments(files["P1"])
+    assert ["SVC", "HC:OR526:NA", "80", "70.12", "", "4"] in segments(files["P1"])
+    assert ["DTM", "472", "20260302"] in segments(files["P1"])
+    assert ["TRN", "1", "7-P1", "1930000000"] in segments(files["P1"])
+    assert ["SVC", "HC:T1016", "35.06", "35.06", "", "2"] in segments(files["P2"])
+    assert validate_835(files["P2"]) == []
+
+
+def test_reversals_and_a_negative_net_carried_in_plb():
+    files = build([decision("R1", adjusts="O1", units=20000)], [reversal("O1", "R1", rate=200000),
+                                                                 reversal("O2", "V2", paid=3506, units=20000)])
+    text = files["P1"]
+    assert validate_835(text) == []
+    figures = balances(text)
+    assert [(c["id"], c["status"]) for c in figures["claims"]] == [("O1", "22"), ("O2", "22"), ("R1", "1")]
+    assert figures["net"] == Decimal("35.06") - Decimal("70.12") - Decimal("35.06")
+    assert figures["bpr02"] == 0 and figures["plb"] == figures["net"]
+    assert ["CLP", "O1", "22", "-80", "-70.12", "", "MC", "O1"] in segments(text)
+    assert ["CAS", "CO", "45", "-9.88"] in segments(text)
+    assert ["PLB", "P1", "20261231", "FB:7-P1", "-70.12"] in segments(text)
+    assert ["BPR", "H", "0", "C", "NON"] == segments(text)[3][:5]
+
+
+def test_the_validator_catches_a_broken_835():
+    text = build([decision("A1")])["P1"]
+    assert validate_835(text.replace("DTM*472*20260302~\n", "")) != []
+
+
+def test_delimiters_in_posted_values_cannot_break_segments():
+    text = build([decision("A*1~X:Y^", rate=None)])["P1"]
+    assert validate_835(text) == []
+    assert ["CLP", "A?1?X?Y?", "1", "70.12", "70.12", "", "MC", "A?1?X?Y?"] in segments(text)
+
+
+def test_csv_and_html_carry_payments_reversals_pending_and_rejected():
+    decisions = [decision("A1", rate=200000), decision("A3", status="suspended", reasons=["NO_ACTIVE_SPA"],
+                                                       carc=["197"]),
+                 decision("A5", status="rejected", reasons=["INVALID_RECORD:units"], carc=["16"]),
+                 decision("=HYPERLINK", status="paid")]
+    lines = rem.claim_lines(pl.DataFrame(decisions, schema=DECISION_SCHEMA).lazy(),
+                            pl.DataFrame([reversal("O1", "V1")], schema=REVERSAL_SCHEMA).lazy())
+    rows = rem.csv_rows(lines, rem.provider_totals(lines)).collect()
+    assert rows.get_column("section").to_list() == ["reversal", "payment", "payment", "pending", "rejected",
+                                                    "total_paid", "total_reversed", "net"]
+    assert rows.filter(pl.col("section") == "net").get_column("paid_amount").item() == "70.12"
+    assert rows.filter(pl.col("claim_id") == "A1").get_column("adjustment").item() == "CO-45 9.88"
+    totals = rem.provider_totals(lines).collect().row(0, named=True)
+    sections = {s: (r, n) for _p, s, r, n in rem.html_sections(lines).iter_rows()}
+    page = rem.html_remittance("P1", "Provider <One>", sections, totals, PAYER, RUN)
+    assert "Provider &lt;One&gt;" in page and "NO_ACTIVE_SPA" in page and "INVALID_RECORD:units" in page
+    assert '<b id="net">70.12</b>' in page and '<b id="total-reversed">70.12</b>' in page
+
+
+amounts = st.integers(1, 2_000_000)
+
+
+@st.composite
+def runs(draw):
+    decisions, reversals = [], []
+    for index in range(draw(st.integers(0, 12))):
+        status = draw(st.sampled_from(["paid", "paid", "suspended", "rejected", "void"]))
+        units = draw(st.integers(1, 99999)) * 100
+        rate = draw(st.one_of(st.none(), st.integers(100, 500000)))
+        decisions.append(decision(f"K{index}", provider=draw(st.sampled_from(["P1", "P2", "P3"])), status=status,
+                                  units=units, rate=rate, paid=0 if status == "void" else None))
+    for index in range(draw(st.integers(0, 6))):
+        reversals.append(reversal(f"O{index}", f"K{index}", provider=draw(st.sampled_from(["P1", "P2", "P3"])),
+                                  units=draw(st.integers(1, 99999)) * 100,
+                                  rate=draw(st.one_of(st.none(), st.integers(100, 500000))),
+                                  paid=draw(st.integers(0, 5_000_000))))
+    return decisions, reversals
+
+
+@settings(max_examples=40, deadline=None)
+@given(runs())
+def test_every_835_balances_and_together_they_are_the_run_net(run):
+    decisions, reversals = run
+    files = build(decisions, reversals)
+    paid = sum(d["paid_cents"] for d in decisions if d["status"] == "paid")
+    reversed_cents = sum(r["paid_cents"] for r in reversals)
+    nets = {p: balances(text) for p, text in files.items()}
+    assert sum((f["bpr02"] + f["plb"] for f in nets.values()), Decimal(0)) * 100 == paid - reversed_cents
+    assert sum((f["bpr02"] for f in nets.values()), Decimal(0)) * 100 == sum(
+        max(0, n["net"] * 100) for n in nets.values())
+    expected = {d["provider_id"] for d in decisions if d["status"] == "paid"} | {r["provider_id"] for r in reversals}
+    assert set(files) == expected
+    for text in list(files.values())[:1]:
+        assert validate_835(text) == []
+    # The report says the same.
+    figures = run_report.figures(pl.DataFrame(decisions, schema=DECISION_SCHEMA),
+                                 pl.DataFrame(reversals, schema=REVERSAL_SCHEMA),
+                                 {"run_id": 7, "started_at": RUN.finished_at, "finished_at": RUN.finished_at}, None)
+    assert figures["run"]["net"] == run_report.money(paid - reversed_cents)
+    assert figures["reversals"]["amount"] == run_report.money(reversed_cents)
+
+
+def test_report_figures_and_html_charts():
+    decisions = [decision("A1", rate=200000), decision("A2", provider="P2"),
+                 decision("A3", status="suspended", reasons=["NO_ACTIVE_SPA", "OVERLAP_DUPLICATE"], carc=["197", "B20"]),
+                 decision("A4", status="rejected", reasons=["INVALID_RECORD:units"], carc=["16"])]
+    frame = pl.DataFrame(decisions, schema=DECISION_SCHEMA)
+    started = dt.datetime(2026, 3, 15, tzinfo=dt.timezone.utc)
+    figures = run_report.figures(frame, pl.DataFrame(schema=REVERSAL_SCHEMA),
+                                 {"run_id": 2, "started_at": started, "finished_at": started},
+                                 {"run_id": 1, "summary": run_report.summary_of(
+                                     {"claims": 3, "paid": 1, "suspended": 2, "rejected": 0, "paid_cents": 1000})})
+    assert figures["run"]["amount_paid"] == "140.24" and figures["run"]["claims"] == 4
+    assert {(r["code"], r["carc"], r["claims"]) for r in figures["by_reason"]} == {
+        ("NO_ACTIVE_SPA", "197", 1), ("OVERLAP_DUPLICATE", "B20", 1), ("INVALID_RECORD", "16", 1)}
+    assert figures["suspended_by_age"][2] == {"age": "61-90 days", "claims": 1}  # Jan 1 -> Mar 15: 73 days
+    assert figures["previous"]["difference"]["amount_paid"] == "130.24"
+    assert figures["previous"]["difference"]["claims"] == 1
+    assert [r["provider_id"] for r in figures["by_provider"]] == ["P1", "P2"]
+    page = run_report.html(figures)
+    assert page.count("<svg") == 6 and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert '<b id="amount-paid">140.24</b>' in page
+
+
+def test_file_names_are_safe_and_distinct():
+    from worker.remittances import file_name
+
+    assert file_name(7, "P1", "x12") == "run-7-provider-P1.835"
+    odd = [file_name(7, p, "csv") for p in ("A/B", "A_B", "A B", "../x", ".hidden")]
+    assert len(set(odd)) == len(odd) and all("/" not in n and n.startswith("run-7-provider-") for n in odd)

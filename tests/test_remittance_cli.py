@@ -1,0 +1,255 @@
+"""Remittances and the run report through the real command line, on SQLite and PostgreSQL; their
+totals against the runs and the outcomes on random data; the HTML opened in headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+from decimal import Decimal
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import insert, select
+
+from adjudication.claim_file import Limits
+from adjudication.rules import load_rules
+from conftest import FIXTURES, Cli
+from remit_helpers import PAYER, balances, validate_835
+from scenarios import batches, reference_sets
+from test_store_properties import _fresh, _write_csv
+from worker import remittances, service
+from worker.store import repository as repo
+from worker.store import schema as t
+
+CLAIMS = FIXTURES / "worked_example" / "claims.csv"
+RULES = load_rules()
+
+
+@pytest.fixture
+def dbcli(db_url, tmp_path) -> Cli:
+    """The command line on a worked-example database, SQLite or PostgreSQL, run 1 done, operator ann."""
+    cli = Cli(db_url, tmp_path)
+    cli("db", "upgrade")
+    cli("reference", "load", FIXTURES / "worked_example")
+    cli("submit", CLAIMS)
+    assert "6 claims, 4 paid, 2 suspended, 0 rejected, amount paid 196.44" in cli("run").out
+    cli("operators", "add", "ann")
+    return cli
+
+
+def test_remittances_of_the_worked_example(dbcli, tmp_path):
+    out = tmp_path / "remit"
+    assert "3 remittances" in dbcli("remittance", "1", "--format", "x12", "--operator", "ann", "--output", out).out
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["run-1-provider-G1.835", "run-1-provider-P1.835", "run-1-provider-P3.835"]
+    figures = {}
+    for name in files:
+        text = (out / name).read_text()
+        assert validate_835(text) == [], name
+        figures[name] = balances(text)
+    assert sum(f["bpr02"] for f in figures.values()) == Decimal("196.44")
+    assert sum(Decimal(r["paid_amount"]) for r in dbcli("outcomes").rows()) == Decimal("196.44")
+    p1 = figures["run-1-provider-P1.835"]
+    assert [c["id"] for c in p1["claims"]] == ["WX-1", "WX-6"] and p1["trace"] == "1-P1"  # WX-3 is pending
+
+    dbcli("remittance", "1", "--format", "csv", "--operator", "ann", "--output", out)
+    with (out / "run-1-provider-P1.csv").open() as handle:
+        p1_rows = list(csv.DictReader(handle))
+    assert [(r["section"], r["claim_id"]) for r in p1_rows][:3] == [("payment", "WX-1"), ("payment", "WX-6"),
+                                                                     ("pending", "WX-3")]
+    assert p1_rows[2]["reasons"] == "OVERLAP_DUPLICATE;OVERLAP_SAME_PROVIDER" and p1_rows[2]["carc"] == "B20;18"
+    assert [r["paid_amount"] for r in p1_rows if r["section"] == "net"] == ["105.18"]
+
+    assert "1 remittances" in dbcli("remittance", "1", "--format", "html", "--provider", "G1", "--operator", "ann",
+                                    "--output", tmp_path / "one").out
+    page = (tmp_path / "one" / "run-1-provider-G1.html").read_text()
+    assert "WX-4" in page and "WX-5" in page and '<b id="net">56.20</b>' in page
+
+    trail = dbcli("audit", "--format", "json").out
+    entries = [e for e in json.loads(trail) if e["action"] == "remittance"]
+    assert len(entries) == 7 and all(e["operator"] == "ann" for e in entries)
+    assert "run=1 provider=G1 format=html" in [e["target"] for e in entries]
+
+
+def test_remittance_and_report_refusals(dbcli, tmp_path):
+    for args, message in (
+        (("remittance", "1", "--format", "x12"), "--operator NAME is required"),
+        (("remittance", "1", "--format", "x12", "--operator", "bob"), "operator bob is not registered"),
+        (("remittance", "9", "--format", "x12", "--operator", "ann"), "no run 9"),
+        (("remittance", "1", "--format", "x12", "--provider", "P9", "--operator", "ann"), "decided no claim of provider P9"),
+        (("report", "1", "--format", "json", "--operator", "bob"), "operator bob is not registered"),
+        (("report", "2", "--format", "json", "--operator", "ann"), "no run 2"),
+    ):
+        result = dbcli(*args, "--output", tmp_path / "x", ok=False) if args[0] == "remittance" else dbcli(*args, ok=False)
+        assert result.code == 1 and result.err.startswith("error: ") and message in result.err, (args, result.err)
+        assert len(result.err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_report_of_a_second_run_compares_with_the_first(dbcli):
+    dbcli("requeue", "--claim", "WX-3", "--operator", "ann", "--note", "recheck")
+    assert "1 claims, 0 paid, 1 suspended" in dbcli("run").out
+    report = json.loads(dbcli("report", "2", "--format", "json", "--operator", "ann").out)
+    assert report["run"]["claims"] == 1 and report["run"]["suspended"] == 1 and report["run"]["amount_paid"] == "0.00"
+    assert report["previous"]["run_id"] == 1 and report["previous"]["amount_paid"] == "196.44"
+    assert report["previous"]["difference"]["amount_paid"] == "-196.44"
+    assert report["previous"]["difference"]["claims"] == -5
+    assert report["suspended_by_reason"] == [{"code": "OVERLAP_DUPLICATE", "claims": 1},
+                                            {"code": "OVERLAP_SAME_PROVIDER", "claims": 1}]
+    assert sum(b["claims"] for b in report["suspended_by_age"]) == 1
+    first = json.loads(dbcli("report", "1", "--format", "json", "--operator", "ann").out)
+    assert first["previous"] is None and first["run"]["amount_paid"] == "196.44"
+    assert {(r["provider_id"], r["paid_cents"]) for r in first["by_provider"]} == {
+        ("P1", "105.18"), ("G1", "56.20"), ("P3", "35.06")}
+    assert {(r["procedure_code"], r["modifier"], r["paid"]) for r in first["by_procedure"]} == {
+        ("OR526", "NA", 3), ("OR526", "ZE", 1)}
+    assert [e["target"] for e in json.loads(dbcli("audit", "--format", "json").out)
+            if e["action"] == "report"] == ["run=2 format=json", "run=1 format=json"]
+
+
+# --- the numbers agree, on random runs -------------------------------------------------------------
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(reference=reference_sets(), groups=batches(), requeue_after=st.lists(st.booleans(), min_size=3, max_size=3))
+def test_remittances_add_up_to_the_runs_and_the_outcomes(store, tmp_path, reference, groups, requeue_after):
+    """For every run: the 835s' nets (BPR02 + PLB) add up to what the run paid minus what it
+    reversed (the runs table and run_reversals), and the outcomes' paid amounts grow by what the
+    run paid; the report says the same."""
+    _fresh(store, reference)
+    with store.begin() as conn:
+        conn.execute(insert(t.operators).values(name="ann", role="operator", added_at=repo.now()))
+    history_paid = Decimal(0)
+    for index, group in enumerate(groups):
+        service.submit(store, _write_csv(tmp_path / f"b{index}.csv", group), RULES, Limits())
+        if requeue_after[index]:
+            service.requeue(store, service.Selection(reason="OVERLAP_DUPLICATE"), "ann", "again")
+        summary = service.run(store, RULES)
+        if summary.run_id is None:
+            continue
+        with store.connect() as conn:
+            run_row = repo.run_row(conn, summary.run_id)
+            reversed_cents = int(repo.run_reversals(conn, summary.run_id).get_column("paid_cents").sum() or 0)
+        out = tmp_path / f"run-{summary.run_id}"
+        names = remittances.remittances(store, summary.run_id, "x12", "ann", PAYER, out)
+        nets = [balances((out / name).read_text()) for name in names]
+        assert sum((n["bpr02"] + n["plb"] for n in nets), Decimal(0)) * 100 == run_row["paid_cents"] - reversed_cents
+        assert len({n["trace"] for n in nets}) == len(nets)
+        now_paid = sum((Decimal(a) for a in service.outcomes(store, history=True).get_column("paid_amount")), Decimal(0))
+        assert (now_paid - history_paid) * 100 == run_row["paid_cents"]
+        history_paid = now_paid
+        report = json.loads(remittances.report(store, summary.run_id, "json", "ann"))
+        assert report["run"]["net"] == f"{Decimal(run_row['paid_cents'] - reversed_cents) / 100:.2f}"
+        assert (report["run"]["paid"], report["run"]["suspended"], report["run"]["rejected"]) == (
+            run_row["paid"], run_row["suspended"], run_row["rejected"])
+        names = remittances.remittances(store, summary.run_id, "csv", "ann", PAYER, out)
+        csv_rows = [row for name in names for row in csv.DictReader((out / name).open())]
+        assert sum(Decimal(r["paid_amount"]) for r in csv_rows if r["section"] == "net") * 100 == (
+            run_row["paid_cents"] - reversed_cents)
+        assert {r["section"] for r in csv_rows} <= {"payment", "reversal", "pending", "rejected", "total_paid",
+                                                   "total_reversed", "net"}
+
+
+# --- opened in a browser ---------------------------------------------------------------------------
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--host-resolver-rules=MAP * ~NOTFOUND"]
+# What Chromium itself asks for at start-up (time, updates, accounts), never the page: the host
+# resolver rule above sends those nowhere as well.
+CHROMIUM_OWN = re.compile(r"^https?://([a-z0-9.-]+\.)?(google\.com|googleapis\.com|gstatic\.com|~notfound)(/|$)")
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.environ.get("CI") == "true":
+        pytest.fail("chromium is not installed (CI=true: .ci/run installs it)")
+    pytest.skip("chromium is not installed (apt-get install chromium)")
+
+
+def open_in_chromium(page: Path, work: Path) -> tuple[str, Path, list[str]]:
+    """The page's DOM as Chromium rendered it, a screenshot, and every URL Chromium requested."""
+    browser = chromium()
+    shot, net_log = work / f"{page.stem}.png", work / f"{page.stem}.netlog.json"
+    common = [browser, *CHROMIUM_FLAGS, f"--log-net-log={net_log}"]
+    dom = subprocess.run([*common, f"--user-data-dir={work / 'profile-dom'}", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    subprocess.run([*common, f"--user-data-dir={work / 'profile-shot'}", "--window-size=1200,1600",
+                    f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120, check=True)
+    requested = re.findall(r'"url":"([^"]+)"', net_log.read_text())
+    return dom, shot, requested
+
+
+class Page(HTMLParser):
+    """Text by element id, the charts' bars, and every attribute that could fetch something."""
+
+    def __init__(self):
+        super().__init__()
+        self.by_id: dict[str, str] = {}
+        self.charts: list[list[float]] = []
+        self.fetching: list[str] = []
+        self._current: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "svg":
+            self.charts.append([])
+        if tag == "rect" and self.charts:
+            self.charts[-1].append(float(attributes.get("width") or 0))
+        if tag in ("script", "link", "iframe", "img", "object", "embed"):
+            self.fetching.append(tag)
+        for name, value in attrs:
+            if name in ("src", "href", "srcset", "xlink:href", "action", "data") or "url(" in (value or ""):
+                self.fetching.append(f"{tag} {name}={value}")
+        self._current = attributes.get("id")
+
+    def handle_data(self, data):
+        if self._current:
+            self.by_id[self._current] = self.by_id.get(self._current, "") + data.strip()
+
+    def handle_endtag(self, tag):
+        self._current = None
+
+
+def test_report_and_remittance_render_offline_in_chromium(tmp_path):
+    cli = Cli(f"sqlite:///{tmp_path / 'c.db'}", tmp_path)
+    cli("db", "upgrade")
+    cli("reference", "load", FIXTURES / "worked_example")
+    cli("submit", CLAIMS)
+    summary = cli("run").out
+    cli("operators", "add", "ann")
+    cli("requeue", "--claim", "WX-3", "--operator", "ann", "--note", "recheck")
+    cli("run")
+    cli("report", "1", "--format", "html", "--operator", "ann", "--output", tmp_path / "report.html")
+    cli("remittance", "1", "--format", "html", "--provider", "P1", "--operator", "ann", "--output", tmp_path)
+    report = json.loads(cli("report", "1", "--format", "json", "--operator", "ann").out)
+
+    dom, shot, requested = open_in_chromium(tmp_path / "report.html", tmp_path)
+    page = Page()
+    page.feed(dom)
+    numbers = re.search(r"(\d+) claims, (\d+) paid, (\d+) suspended, (\d+) rejected, amount paid ([\d.]+)", summary)
+    assert (page.by_id["total-claims"], page.by_id["total-paid"], page.by_id["total-suspended"],
+            page.by_id["total-rejected"], page.by_id["amount-paid"]) == numbers.groups()
+    assert page.by_id["amount-paid"] == report["run"]["amount_paid"]
+    assert len(page.charts) >= 5 and all(any(width > 0 for width in bars) for bars in page.charts), page.charts
+    assert page.fetching == []
+    assert [url for url in requested if not url.startswith("file://") and not CHROMIUM_OWN.match(url)] == []
+    assert [url for url in requested if url.startswith("file://")] in ([], [(tmp_path / "report.html").as_uri()])
+    assert shot.stat().st_size > 20_000  # a page with charts, not a blank one
+
+    dom, shot, requested = open_in_chromium(tmp_path / "run-1-provider-P1.html", tmp_path)
+    page = Page()
+    page.feed(dom)
+    assert (page.by_id["total-paid"], page.by_id["net"], page.by_id["count-pending"]) == ("105.18", "105.18", "1")
+    assert "WX-1" in dom and "WX-6" in dom and "OVERLAP_SAME_PROVIDER" in dom
+    assert page.fetching == []
+    assert [url for url in requested if not url.startswith("file://") and not CHROMIUM_OWN.match(url)] == []
+    assert shot.stat().st_size > 10_000

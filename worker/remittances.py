@@ -1,0 +1,129 @@
+"""Use cases of section 8: the remittances of a run (835, CSV, HTML per provider) and its report.
+
+Each reads what the run decided through two repository functions (run_decisions, run_reversals),
+renders with the pure builders (adjudication.remittance, adjudication.run_report), and audits
+every remittance and report it produces, in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from pathlib import Path
+
+import polars as pl
+
+from adjudication import remittance as rem
+from adjudication import run_report
+from worker import service
+from worker.store.repository import Repository
+from worker.store.unit_of_work import unit_of_work
+
+FORMATS = {"x12": "835", "csv": "csv", "html": "html"}
+
+
+def require_operator(repo: Repository, operator: str | None) -> str:
+    """Exports need a registered operator (any role). The one place to put a permission check."""
+    if not operator:
+        raise service.UserError("--operator NAME is required (a registered operator)")
+    if repo.operator_role(operator) is None:
+        raise service.UserError(f"operator {operator} is not registered (adjudicate operators add)")
+    return operator
+
+
+def _run(repo: Repository, run_id: int) -> dict:
+    row = repo.run_row(run_id)
+    if row is None:
+        raise service.UserError(f"no run {run_id}")
+    for key in ("started_at", "finished_at"):
+        if row[key] is not None and row[key].tzinfo is None:  # SQLite gives back naive UTC
+            row[key] = row[key].replace(tzinfo=dt.timezone.utc)
+    return row
+
+
+def file_name(run_id: int, provider_id: str, fmt: str) -> str:
+    """run-7-provider-P1.835. A provider id with characters a file name should not carry has them
+    replaced by '_' and a short hash of the id added, so two providers never share a file."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", provider_id)
+    if safe != provider_id or safe.startswith("."):
+        safe = f"{safe}-{hashlib.sha256(provider_id.encode()).hexdigest()[:8]}"
+    return f"run-{run_id}-provider-{safe}.{FORMATS[fmt]}"
+
+
+def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | None, payer: rem.Payer, output: Path,
+                provider: str | None = None) -> list[str]:
+    """Write one remittance per provider the run decided claims for (only `provider` when given)
+    into `output`; returns the file names. An 835 is made for the providers with a payment or a
+    reversal (suspended and rejected claims are not in it); CSV and HTML for every provider, with
+    the pending and rejected sections. Each file is audited; a failure writes no audit entry."""
+    if fmt not in FORMATS:
+        raise service.UserError(f"unknown format {fmt!r} (x12, csv or html)")
+    with unit_of_work(engine) as repo:
+        require_operator(repo, operator)
+        run = _run(repo, run_id)
+        decisions, reversals = repo.run_decisions(run_id), repo.run_reversals(run_id)
+        if provider is not None:
+            decisions = decisions.filter(pl.col("provider_id") == provider)
+            reversals = reversals.filter(pl.col("provider_id") == provider)
+            if decisions.height == 0 and reversals.height == 0:
+                raise service.UserError(f"run {run_id} decided no claim of provider {provider}")
+        info = rem.RunInfo(run_id, run["finished_at"] or run["started_at"])
+        lines = rem.claim_lines(decisions.lazy(), reversals.lazy()).collect().lazy()
+        output.mkdir(parents=True, exist_ok=True)
+        if fmt == "x12":
+            providers = []
+            for provider_id, _net, text in rem.x12_835(lines, repo.provider_names(), payer, info).iter_rows():
+                (output / file_name(run_id, provider_id, fmt)).write_bytes(text.encode("ascii"))
+                providers.append(provider_id)
+        elif fmt == "csv":
+            providers = _csv(run_id, lines, output)
+        else:
+            providers = _html(run_id, lines, repo.provider_names(), payer, info, output)
+        written = [(p, file_name(run_id, p, fmt)) for p in providers]
+        repo.audit_many(operator, "remittance", [
+            (f"run={run_id} provider={p} format={fmt}", name) for p, name in written])
+    return [name for _p, name in written]
+
+
+def _csv(run_id: int, lines: pl.LazyFrame, output: Path) -> list[str]:
+    """One CSV per provider, written by polars in one pass (a file per provider key)."""
+    from worker.cli import safe_for_spreadsheets
+
+    rows = rem.csv_rows(lines, rem.provider_totals(lines)).collect()
+    posted = ["provider_id", "claim_id", "adjusts", "batch_id", "client_prime", "procedure_code", "modifier"]
+    guarded = rows.with_columns(safe_for_spreadsheets(rows.select(posted)).get_columns(), key=pl.col("provider_id"))
+    guarded.lazy().sink_csv(pl.PartitionBy(
+        output, key="key", include_key=False,
+        file_path_provider=lambda args: file_name(run_id, args.partition_keys.item(0, 0), "csv")), maintain_order=True)
+    return rows.get_column("provider_id").unique(maintain_order=True).to_list()
+
+
+def _html(run_id: int, lines: pl.LazyFrame, names: pl.DataFrame, payer: rem.Payer, info: rem.RunInfo,
+          output: Path) -> list[str]:
+    totals = rem.provider_totals(lines).collect()
+    sections: dict[str, dict[str, tuple[str, int]]] = {}
+    for provider_id, section, rows, count in rem.html_sections(lines).iter_rows():
+        sections.setdefault(provider_id, {})[section] = (rows, count)
+    name_of = dict(names.filter(pl.col("provider_id").is_in(totals.get_column("provider_id").implode())).rows())
+    for row in totals.iter_rows(named=True):
+        page = rem.html_remittance(row["provider_id"], name_of.get(row["provider_id"]),
+                                   sections.get(row["provider_id"], {}), row, payer, info)
+        (output / file_name(run_id, row["provider_id"], "html")).write_text(page, encoding="utf-8")
+    return totals.get_column("provider_id").to_list()
+
+
+def report(engine: service.Store, run_id: int, fmt: str, operator: str | None) -> str:
+    """The run report as JSON or HTML text; audited."""
+    if fmt not in ("json", "html"):
+        raise service.UserError(f"unknown format {fmt!r} (html or json)")
+    with unit_of_work(engine) as repo:
+        require_operator(repo, operator)
+        run = _run(repo, run_id)
+        previous_id = repo.previous_run_id(run_id)
+        previous = None
+        if previous_id is not None:
+            previous = {"run_id": previous_id, "summary": run_report.summary_of(_run(repo, previous_id))}
+        figures = run_report.figures(repo.run_decisions(run_id), repo.run_reversals(run_id), run, previous)
+        repo.audit(operator, "report", f"run={run_id} format={fmt}", "")
+    return run_report.to_json(figures) if fmt == "json" else run_report.html(figures)
