@@ -119,7 +119,7 @@ def test_a_run_with_no_live_worker_fails_within_seconds(ready):
     failed = ready("--broker", SILENT_BROKER, "run", ok=False)
     assert time.monotonic() - started < 45  # not the hour of the timeout: the workers were pinged first
     assert failed.code == 3, failed.err  # a service unavailable
-    assert failed.err.startswith("error: no worker answers on the broker") and "nothing was stored" in failed.err
+    assert "no worker answers on the broker" in failed.err and "nothing was stored" in failed.err
     assert len(failed.err.strip().splitlines()) == 1
     assert ready("outcomes", "--format", "csv").rows() == []
     assert "6 claims" in ready("run").out  # still queued, all of them
