@@ -31,7 +31,7 @@ HOSTILE = Path(__file__).parent / "hostile"
 CLAIMS = FIXTURES / "worked_example" / "claims.csv"
 HEADER = "claim_id,client_prime,provider_id,staff_id,procedure_code,modifier,service_date,start_time,end_time,units,billed_rate\n"
 BROKER = "redis://127.0.0.1:6379/5"
-DOCUMENTED = {200, 201, 400, 401, 403, 404, 406, 409, 413, 415, 422, 501}
+DOCUMENTED = {200, 201, 400, 401, 403, 404, 406, 409, 413, 415, 422}
 
 
 @dataclass
@@ -164,6 +164,20 @@ def test_a_posted_file_is_queued_acknowledged_and_gets_the_outcomes_submit_gives
     cli("run")
     assert posted_csv.text == cli("outcomes", "--batch", batch, "--format", "csv").out
 
+    # The run's remittance for a provider of the submitter: the 835 and the CSV the CLI writes.
+    run_id = json.loads(Cli(served.db, tmp_path)("runs", "--format", "json").out)[0]["run_id"]
+    with served.client() as client:
+        x12 = client.get(f"/v1/runs/{run_id}/remittance", params={"provider": "P1"})
+        assert x12.status_code == 200 and x12.headers["content-type"].startswith("application/edi-x12")
+        assert x12.text.startswith("ISA*") and "CLP*" in x12.text
+        listed = client.get(f"/v1/runs/{run_id}/remittance", params={"provider": "P1", "format": "csv"})
+        assert listed.status_code == 200 and "claim_id" in listed.text.splitlines()[0]
+        assert client.get(f"/v1/runs/{run_id}/remittance", params={"provider": "P9"}).status_code == 404
+        scraped = client.get("/metrics")
+        assert scraped.status_code == 200 and "adjudication_" in scraped.text
+    assert any(entry["action"] == "remittance" and entry["operator"] == "submitter:agency"
+               for entry in served.audit())
+
     exports = [row for row in served.audit() if row["action"] == "outcomes.export"]
     assert {row["operator"] for row in exports} == {"submitter:agency"}
 
@@ -211,7 +225,7 @@ def test_refusals_answer_problem_details_and_store_nothing(served):
     with served.client() as client:
         problem(client.get("/v1/batches/Bnothere"), 404)
         problem(client.get("/v1/nothing"), 404)
-        assert client.get("/v1/runs/1/remittance", params={"provider": "P1"}).status_code == 501
+        problem(client.get("/v1/runs/999/remittance", params={"provider": "P1"}), 404)
         problem(client.get("/v1/runs/1/remittance", params={"provider": "P9"}), 404)
         problem(client.get("/v1/runs/1/remittance", params={"provider": "P1", "format": "pdf"}), 422)
         batch = served.post(p3_only("X")).json()["batch_id"]

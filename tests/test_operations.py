@@ -270,17 +270,15 @@ def test_the_compose_file_is_valid(name):
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for worker in ("worker-1", "worker-2", "beat"):
         assert services[worker]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    # Every command the compose file runs is a command of this program (`beat` comes with the
-    # Celery branch; until it is merged the list of commands here may lack it).
+    # Every command the compose file runs is a command of this program.
     from worker.cli import cli as typer_app
 
     known = {c.name or c.callback.__name__ for c in typer_app.registered_commands} | {"db"}
-    pending = {"beat"}
     for service, spec in services.items():
         command = spec.get("command")
         if isinstance(command, list) and command and command[0] == "adjudicate":
             sub = next(word for word in command[1:] if not word.startswith("-"))
-            assert sub in known or sub in pending, (service, sub)
+            assert sub in known, (service, sub)
     environment = services["worker-1"]["environment"]
     assert environment["ADJUDICATION_DATABASE_URL"].startswith("postgresql")
     assert environment["ADJUDICATION_BROKER_URL"].startswith("redis://")

@@ -52,7 +52,7 @@ def file_name(run_id: int, provider_id: str, fmt: str) -> str:
 
 
 def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | None, payer: rem.Payer, output: Path,
-                provider: str | None = None) -> list[str]:
+                provider: str | None = None, *, submitter: str | None = None) -> list[str]:
     """Write one remittance per provider the run decided claims for (only `provider` when given)
     into `output`; returns the file names. An 835 is made for the providers with a payment or a
     reversal (suspended and rejected claims are not in it); CSV and HTML for every provider, with
@@ -60,7 +60,8 @@ def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | No
     if fmt not in FORMATS:
         raise service.UserError(f"unknown format {fmt!r} (x12, csv or html)")
     with unit_of_work(engine) as repo:
-        require_operator(repo, operator)
+        if submitter is None:  # an HTTP submitter was authenticated by its token, for this provider
+            require_operator(repo, operator)
         run = _run(repo, run_id)
         decisions, reversals = repo.run_decisions(run_id), repo.run_reversals(run_id)
         if provider is not None:
@@ -81,9 +82,22 @@ def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | No
         else:
             providers = _html(run_id, lines, repo.provider_names(), payer, info, output)
         written = [(p, file_name(run_id, p, fmt)) for p in providers]
-        repo.audit_many(operator, "remittance", [
+        repo.audit_many(submitter or operator, "remittance", [
             (f"run={run_id} provider={p} format={fmt}", name) for p, name in written])
     return [name for _p, name in written]
+
+
+def provider_remittance(engine: service.Store, run_id: int, provider: str, fmt: str, submitter: str,
+                        payer: rem.Payer) -> str:
+    """One provider's remittance of a run as text, for an HTTP submitter posting for that provider
+    (audited as the submitter); service.UserError when the run decided none of its claims."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        names = remittances(engine, run_id, fmt, None, payer, Path(folder), provider, submitter=submitter)
+        if not names:
+            raise service.UserError(f"run {run_id} has no remittance for provider {provider}")
+        return (Path(folder) / names[0]).read_text(encoding="utf-8")
 
 
 def _csv(run_id: int, lines: pl.LazyFrame, output: Path) -> list[str]:

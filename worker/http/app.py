@@ -277,10 +277,26 @@ def create_app(app: App) -> FastAPI:
     @api.get("/v1/runs/{run_id}/remittance", tags=["remittances"])
     def get_remittance(run_id: int, submitter: Caller, provider: Annotated[str, Query()],
                        format: Annotated[str, Query(pattern="^(x12|csv)$")] = "x12") -> Response:
-        """A provider's remittance advice for a run: not available yet (501)."""
+        """A provider's remittance advice for a run: the X12 835 or the readable CSV (404 for a
+        provider the submitter does not post for, or a run that decided none of its claims)."""
+        from worker import remittances
+
         if provider not in submitter.providers:
             raise Problem(404, "Not found", "no remittance for this provider")
-        raise Problem(501, "Not implemented", "remittance advice is not produced yet")
+        try:
+            text = remittances.provider_remittance(app.engine, run_id, provider, format, submitter.actor, app.payer)
+        except service.UserError:
+            raise Problem(404, "Not found", "no remittance for this provider in this run") from None
+        media = "application/edi-x12" if format == "x12" else "text/csv; charset=utf-8"
+        return Response(text, media_type=media)
+
+    @api.get("/metrics", tags=["health"], include_in_schema=False)
+    def metrics_endpoint() -> Response:
+        """Prometheus metrics (counts and times only: no claim data), like /healthz without a token."""
+        from worker import metrics
+
+        body, content_type = metrics.render(app.engine)
+        return Response(body, media_type=content_type)
 
     @api.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
