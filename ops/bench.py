@@ -195,20 +195,7 @@ def export_rows(claims: Path) -> pl.DataFrame:
 
 def sqlite_rows_floor(claims: Path, db: Path) -> float:
     """Issue 12's floor on SQLite: the export's 18 columns per claim, executemany, an index on claim_id."""
-    db.unlink(missing_ok=True)
-    started = time.perf_counter()
-    rows = export_rows(claims).iter_rows()
-    connection = sqlite3.connect(db)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute(f"CREATE TABLE outcomes {EXPORT_TABLE}")
-    connection.execute("CREATE INDEX outcomes_claim_id ON outcomes (claim_id)")
-    with connection:
-        connection.executemany(f"INSERT INTO outcomes VALUES ({', '.join('?' * len(EXPORT_COLUMNS))})", rows)
-    connection.close()
-    elapsed = time.perf_counter() - started
-    for stale in db.parent.glob(db.name + "*"):
-        stale.unlink()
-    return elapsed
+    return _sqlite_floor(lambda: export_rows(claims), EXPORT_TABLE, db, indexed=True)
 
 
 def pg_rows_floor(claims: Path, url: str) -> float:
@@ -230,17 +217,28 @@ def pg_rows_floor(claims: Path, url: str) -> float:
 
 
 def sqlite_floor(claims: Path, db: Path) -> float:
+    """The floor before issue 12: five outcome columns per claim, no index."""
+    return _sqlite_floor(lambda: outcome_rows(claims), OUTCOME_COLUMNS, db, indexed=False)
+
+
+def _sqlite_floor(frame, columns: str, db: Path, indexed: bool) -> float:
+    """Seconds to read the claim file into `frame()` and insert its rows into a fresh SQLite file."""
     db.unlink(missing_ok=True)
     started = time.perf_counter()
-    rows = outcome_rows(claims).iter_rows()
+    rows = frame()
     connection = sqlite3.connect(db)
     connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute(f"CREATE TABLE outcomes {OUTCOME_COLUMNS}")
+    connection.execute(f"CREATE TABLE outcomes {columns}")
+    if indexed:
+        connection.execute("CREATE INDEX outcomes_claim_id ON outcomes (claim_id)")
     with connection:
-        connection.executemany("INSERT INTO outcomes VALUES (?, ?, ?, ?, ?)", rows)
+        # Rows built from whole columns, as the product's bulk writes do (worker/store/bulk.py).
+        connection.executemany(f"INSERT INTO outcomes VALUES ({', '.join('?' * rows.width)})",
+                               zip(*(column.to_list() for column in rows.iter_columns())))
     connection.close()
     elapsed = time.perf_counter() - started
-    db.unlink()
+    for stale in db.parent.glob(db.name + "*"):
+        stale.unlink()
     return elapsed
 
 
