@@ -195,15 +195,33 @@ def export_rows(claims: Path) -> pl.DataFrame:
 
 def sqlite_rows_floor(claims: Path, db: Path) -> float:
     """Issue 12's floor on SQLite: the export's 18 columns per claim, executemany, an index on claim_id."""
+    return _sqlite_floor(lambda: export_rows(claims), EXPORT_TABLE, db, indexed=True)
+
+
+def pg_rows_floor(claims: Path, url: str) -> float:
+    """Issue 12's floor on PostgreSQL: the export's 18 columns per claim, COPY (csv), an index on claim_id."""
+    return _pg_floor(lambda: export_rows(claims), EXPORT_TABLE, url, indexed=True)
+
+
+def sqlite_floor(claims: Path, db: Path) -> float:
+    """The floor before issue 12: five outcome columns per claim, no index."""
+    return _sqlite_floor(lambda: outcome_rows(claims), OUTCOME_COLUMNS, db, indexed=False)
+
+
+def _sqlite_floor(frame, columns: str, db: Path, indexed: bool) -> float:
+    """Seconds to read the claim file into `frame()` and insert its rows into a fresh SQLite file."""
     db.unlink(missing_ok=True)
     started = time.perf_counter()
-    rows = export_rows(claims).iter_rows()
+    rows = frame()
     connection = sqlite3.connect(db)
     connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute(f"CREATE TABLE outcomes {EXPORT_TABLE}")
-    connection.execute("CREATE INDEX outcomes_claim_id ON outcomes (claim_id)")
+    connection.execute(f"CREATE TABLE outcomes {columns}")
+    if indexed:
+        connection.execute("CREATE INDEX outcomes_claim_id ON outcomes (claim_id)")
     with connection:
-        connection.executemany(f"INSERT INTO outcomes VALUES ({', '.join('?' * len(EXPORT_COLUMNS))})", rows)
+        # Rows built from whole columns, as the product's bulk writes do (worker/store/bulk.py).
+        connection.executemany(f"INSERT INTO outcomes VALUES ({', '.join('?' * rows.width)})",
+                               zip(*(column.to_list() for column in rows.iter_columns())))
     connection.close()
     elapsed = time.perf_counter() - started
     for stale in db.parent.glob(db.name + "*"):
@@ -211,55 +229,25 @@ def sqlite_rows_floor(claims: Path, db: Path) -> float:
     return elapsed
 
 
-def pg_rows_floor(claims: Path, url: str) -> float:
-    """Issue 12's floor on PostgreSQL: the export's 18 columns per claim, COPY (csv), an index on claim_id."""
-    import psycopg
-
-    started = time.perf_counter()
-    buffer = io.BytesIO()
-    export_rows(claims).write_csv(buffer, include_header=False, null_value="\\N")
-    with psycopg.connect(libpq(url)) as connection:  # commits on leaving the block
-        connection.execute(f"CREATE TABLE bench_rows_floor {EXPORT_TABLE}")
-        connection.execute("CREATE INDEX ON bench_rows_floor (claim_id)")
-        with connection.cursor().copy("COPY bench_rows_floor FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
-            copy.write(buffer.getvalue())
-    elapsed = time.perf_counter() - started
-    with psycopg.connect(libpq(url), autocommit=True) as connection:
-        connection.execute("DROP TABLE bench_rows_floor")
-    return elapsed
-
-
-def sqlite_floor(claims: Path, db: Path) -> float:
-    db.unlink(missing_ok=True)
-    started = time.perf_counter()
-    rows = outcome_rows(claims).iter_rows()
-    connection = sqlite3.connect(db)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute(f"CREATE TABLE outcomes {OUTCOME_COLUMNS}")
-    with connection:
-        connection.executemany("INSERT INTO outcomes VALUES (?, ?, ?, ?, ?)", rows)
-    connection.close()
-    elapsed = time.perf_counter() - started
-    db.unlink()
-    return elapsed
-
-
 def pg_floor(claims: Path, url: str, indexed: bool = False) -> float:
-    """COPY (csv, as the product's bulk writes) into a table created in the same transaction.
+    """The floor before issue 12: COPY (csv, as the product's bulk writes) of five outcome columns.
 
-    indexed: with a B-tree on claim_id, like the one index the product writes per claim (for
-    information next to the target, which is against the plain floor).
-    """
+    indexed: with a B-tree on claim_id (information)."""
+    return _pg_floor(lambda: outcome_rows(claims), OUTCOME_COLUMNS, url, indexed)
+
+
+def _pg_floor(frame, columns: str, url: str, indexed: bool) -> float:
+    """Seconds to read the claim file into `frame()` and COPY it into a table created in the same transaction."""
     import psycopg
 
     started = time.perf_counter()
     buffer = io.BytesIO()
-    outcome_rows(claims).write_csv(buffer, include_header=False)
+    frame().write_csv(buffer, include_header=False, null_value="\\N")
     with psycopg.connect(libpq(url)) as connection:  # commits on leaving the block
-        connection.execute(f"CREATE TABLE bench_floor {OUTCOME_COLUMNS}")
+        connection.execute(f"CREATE TABLE bench_floor {columns}")
         if indexed:
             connection.execute("CREATE INDEX ON bench_floor (claim_id)")
-        with connection.cursor().copy("COPY bench_floor FROM STDIN WITH (FORMAT csv)") as copy:
+        with connection.cursor().copy("COPY bench_floor FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
             copy.write(buffer.getvalue())
     elapsed = time.perf_counter() - started
     with psycopg.connect(libpq(url), autocommit=True) as connection:

@@ -3,6 +3,7 @@ columns and values, every attempt or the latest, reversals shown and taken out o
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from sqlalchemy import insert, text
@@ -79,6 +80,5 @@ def test_outcome_filters_read_the_rows_they_name(store):
     with store.connect() as conn:
         chosen = repo.outcome_rows(conn, repo.OutcomeFilter(provider="P1", status="paid"))
         assert chosen.get_column("claim_id").to_list() == ["WX-1", "WX-6"]
-        dated = repo.outcome_rows(conn, repo.OutcomeFilter(client="xyz0000a", date_to=__import__("datetime").date(
-            2026, 3, 1)))
+        dated = repo.outcome_rows(conn, repo.OutcomeFilter(client="xyz0000a", date_to=dt.date(2026, 3, 1)))
         assert dated.height == 0
