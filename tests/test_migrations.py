@@ -40,7 +40,7 @@ def test_a_revision_0002_database_upgrades_without_losing_anything(tmp_path):
     # the migrated paid WX-1, WX-3 suspended again).
     assert "run 3: 4 claims" in cli("run").out
     assert history() == (LEGACY / "history_after_run.csv").read_text()
-    assert "re-queued 1 claims" in cli("requeue", "--claim", "WX-7", "--operator", "lead", "--note", "n").out
+    assert "re-queued 1 claims" in cli("requeue", "--claim", "WX-7", "--operator", "ann", "--note", "n").out
 
 
 def test_the_packed_ledger_is_lz4_compressed_on_postgresql(pg_url):

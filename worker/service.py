@@ -21,6 +21,8 @@ from adjudication.claims import CLAIM_COLUMNS, fields_to_keep
 from adjudication.engine import Decider, check_records, crowded, decide
 from adjudication.reference import merge, read_dir
 from adjudication.rules import Rules
+from worker import access, audit
+from worker.errors import UserError  # re-exported: adapters catch service.UserError
 from worker.store import repository as repo
 from worker.store import schema as t
 from worker.store.bulk import read_frame
@@ -28,10 +30,6 @@ from worker.store.bulk import read_frame
 log = logging.getLogger("adjudication")
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-class UserError(Exception):
-    """A refusal to report in one line (exit code 1): bad input or a rule the operator broke."""
 
 
 def _quiet(_stage: str, _done: int, _total: int) -> None:
@@ -198,9 +196,12 @@ OUTCOME_COLUMNS = ("claim_id", "batch_id", "line", "status", "reasons", "spa_id"
 
 
 def outcomes(engine: Engine, batch: str | None = None, status: str | None = None, history: bool = False,
-             operator: str = "system", export_format: str | None = None) -> pl.DataFrame:
-    """Outcomes in export shape (latest attempt per claim, or every attempt with history)."""
+             operator: str | None = None, export_format: str | None = None) -> pl.DataFrame:
+    """Outcomes in export shape (latest attempt per claim, or every attempt with history); an
+    export (export_format given) is by a registered operator of any role, and audited."""
     with engine.begin() as conn:
+        if export_format:
+            access.authorize(conn, operator, access.ANY_ROLE)
         if batch and not conn.execute(select(t.batches.c.batch_id).where(t.batches.c.batch_id == batch)).first():
             raise UserError(f"no batch {batch}")
         attempts = repo.segments(conn, batch)
@@ -237,20 +238,6 @@ def _decimal_text(scaled: pl.Expr, places: int, strip: bool) -> pl.Expr:
 
 # --- operators -----------------------------------------------------------------------------
 
-ROLES = ("operator", "override")
-
-
-def add_operator(engine: Engine, name: str, role: str) -> None:
-    if role not in ROLES:
-        raise UserError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
-    with engine.begin() as conn:
-        if conn.execute(select(t.operators.c.name).where(t.operators.c.name == name)).first():
-            conn.execute(update(t.operators).where(t.operators.c.name == name).values(role=role))
-        else:
-            conn.execute(insert(t.operators).values(name=name, role=role, added_at=repo.now()))
-        _audit(conn, name, "operators.add", name, f"role={role}")
-
-
 @dataclass(frozen=True)
 class Selection:
     claim_ids: tuple[str, ...] = ()
@@ -284,6 +271,7 @@ def requeue(engine: Engine, selection: Selection, operator: str, note: str) -> l
         raise UserError("name the claims to re-queue (--claim, --batch, --provider, --client, --reason, --from/--to)")
     _require_note(note)
     with engine.begin() as conn:
+        access.authorize(conn, operator, "operator")
         _lock(conn, "requeue")
         chosen = _select_suspended(conn, selection)
         if chosen:
@@ -300,9 +288,8 @@ def withdraw(engine: Engine, batch_id: str, operator: str, note: str) -> int:
     how many claims it carried."""
     _require_note(note)
     with engine.begin() as conn:
+        access.authorize(conn, operator, "operator")
         _lock(conn, "withdraw")
-        if _role_of(conn, operator) is None:
-            raise UserError(f"operator {operator} is not registered (adjudicate operators add)")
         batch = conn.execute(select(t.batches.c.status, t.batches.c.claims)
                              .where(t.batches.c.batch_id == batch_id)).first()
         if batch is None:
@@ -367,9 +354,8 @@ def override(engine: Engine, claim_id: str, code: str, operator: str, note: str,
     if code not in rules.waivable:
         raise UserError(f"{code} cannot be waived (waivable: {', '.join(sorted(rules.waivable))})")
     with engine.begin() as conn:
+        access.authorize(conn, operator, "override")
         _lock(conn, "override")
-        if _role_of(conn, operator) != "override":
-            raise UserError(f"operator {operator} does not have the override role")
         chosen = _select_suspended(conn, Selection(claim_ids=(claim_id,)))
         claim_pk = chosen[0][0]
         current = conn.execute(select(t.suspended.c.reasons).where(t.suspended.c.claim_pk == claim_pk)).scalar_one()
@@ -385,26 +371,17 @@ def override(engine: Engine, claim_id: str, code: str, operator: str, note: str,
     log.info("override on claim %s: %s waived", claim_id, code)
 
 
-def _role_of(conn: Connection, operator: str) -> str | None:
-    """The operator's role; None when the name is not registered."""
-    return conn.execute(select(t.operators.c.role).where(t.operators.c.name == operator)).scalar()
-
-
 def _require_note(note: str) -> None:
     if not note or not note.strip():
         raise UserError("--note must say why")
 
 
 def _audit(conn: Connection, operator: str, action: str, target: str, note: str) -> None:
-    conn.execute(insert(t.audit).values(at=repo.now(), operator=operator, action=action, target=target, note=note))
+    audit.append(conn, operator, action, target, note)
 
 
 def audit_trail(engine: Engine) -> pl.DataFrame:
-    with engine.connect() as conn:
-        rows = conn.execute(select(t.audit).order_by(t.audit.c.id)).all()
-    return pl.DataFrame([dict(r._mapping) for r in rows],
-                        schema={"id": pl.Int64, "at": pl.Datetime("us", "UTC"), "operator": pl.String,
-                                "action": pl.String, "target": pl.String, "note": pl.String}, orient="row")
+    return audit.trail(engine)
 
 
 # --- intake: acknowledgements and the drop folder (used by worker.intake) ---------------------
