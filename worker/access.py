@@ -88,6 +88,12 @@ def authorize(conn: Connection, operator: str | None, role: str | None = ANY_ROL
     return operator
 
 
+def check(engine: Engine, operator: str | None, role: str | None = ANY_ROLE) -> str:
+    """`authorize` in a transaction of its own: before work that only reads."""
+    with engine.connect() as conn:
+        return authorize(conn, operator, role)
+
+
 def _require_note(note: str) -> None:
     if not note or not note.strip():
         raise UserError("--note must say why")

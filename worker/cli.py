@@ -324,7 +324,7 @@ def ack(
     from worker import access, intake
 
     a = app(ctx)
-    who = acting(ctx, operator)
+    who = access.check(a.engine, acting(ctx, operator))
     document = intake.acknowledgement(a.engine, batch, a.rules)
     access.record_export(a.engine, who, "ack.export", f"batch={batch}", fmt.value)
     if fmt == TextFormat.csv:
