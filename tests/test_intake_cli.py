@@ -127,7 +127,7 @@ def test_acknowledgement_and_formula_safe_exports(tmp_path, monkeypatch, capsys)
         ("rejected", "5", "'+1", "units", "INVALID_RECORD", "16"),
         ("rejected", "5", "'+1", "billed_rate", "INVALID_RECORD", "16"),
     ]
-    assert rows[1]["detail"] == "not a date YYYY-MM-DD" and rows[1]["value"] == "2026-03-32"
+    assert rows[1]["detail"] == "not a date YYYY-MM-DD from 1900-01-01 to 2099-12-31" and rows[1]["value"] == "2026-03-32"
     assert "differ from the billed time span of 3 hours" in rows[2]["detail"]
 
     assert "6 claims, 2 paid, 1 suspended, 3 rejected" in adjudicate("run").out

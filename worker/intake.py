@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from adjudication import reasons as R
 from adjudication.claim_file import FORMATS, ClaimFileError, label
-from adjudication.claims import parse_claims
+from adjudication.claims import FIRST_SERVICE_DAY, ID_FIELDS, LAST_SERVICE_DAY, MAX_ID_CHARS, parse_claims
 from adjudication.decimals import SCALE
 from adjudication.rules import Rules
 from worker import service
@@ -129,7 +129,9 @@ def _explain(field_name: str, row: dict) -> str:
     if value is None:
         return "missing"
     if field_name == "service_date":
-        return "not a date YYYY-MM-DD"
+        return f"not a date YYYY-MM-DD from {FIRST_SERVICE_DAY} to {LAST_SERVICE_DAY}"
+    if field_name in ID_FIELDS:
+        return f"not an id: 1 to {MAX_ID_CHARS} printable ASCII characters"
     if field_name in ("units", "billed_rate"):
         scaled = row["units_s" if field_name == "units" else "rate_s"]
         if scaled is None:
