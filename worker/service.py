@@ -21,7 +21,7 @@ from adjudication.claims import CLAIM_COLUMNS, fields_to_keep
 from adjudication.engine import Decider, check_records, crowded, decide
 from adjudication.reference import merge, read_dir
 from adjudication.rules import Rules
-from worker import access, audit
+from worker import access, audit, poison
 from worker.errors import UserError  # re-exported: adapters catch service.UserError
 from worker.store import repository as repo
 from worker.store import schema as t
@@ -135,6 +135,7 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet, decider: Deci
         queue = snapshot.fields
         if queue.height == 0:
             return RunSummary(None, 0, 0, 0, 0, 0)
+        decider = poison.naming_the_claim(decider, snapshot.origin)  # a failure names its batch and claim
         progress("adjudicate", 0, queue.height)
         clients = repo.queue_clients(queue)
         reference = repo.reference_frames(conn, clients)
