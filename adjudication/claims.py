@@ -39,7 +39,7 @@ LAST_SERVICE_DAY = dt.date(2099, 12, 31)
 # Ids (claim, client, provider, staff, procedure, modifier): 1 to 64 printable ASCII characters,
 # spaces inside allowed (trimmed at the ends): no control characters, no look-alike letters, no
 # megabyte ids. A row breaking this is rejected (INVALID_RECORD:<field>).
-ID_FIELDS = ("claim_id", "client_prime", "provider_id", "staff_id", "procedure_code", "modifier")
+ID_FIELDS = ("claim_id", "client_prime", "provider_id", "procedure_code", "modifier")  # and staff_id: length only
 MAX_ID_CHARS = 64
 ID_PATTERN = rf"^[\x20-\x7E]{{1,{MAX_ID_CHARS}}}$"
 TIME_PATTERN = r"^[0-9]{2}:[0-9]{2}$"
@@ -169,7 +169,8 @@ def check_fields(fields: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
         "claim_id": pl.col("claim_id").is_null() | bad_id("claim_id"),
         "client_prime": pl.col("client_prime").is_null() | bad_id("client_prime"),
         "provider_id": pl.col("provider_id").is_null() | bad_id("provider_id"),
-        "staff_id": pl.col("staff_id").is_not_null() & bad_id("staff_id"),
+        # Read by no edit, kept as posted (a name may be there, line breaks and all): only bounded.
+        "staff_id": pl.col("staff_id").is_not_null() & (pl.col("staff_id").str.len_chars() > MAX_ID_CHARS),
         "procedure_code": pl.col("procedure_code").is_null() | bad_id("procedure_code"),
         "modifier": (pl.col("modifier") != "") & bad_id("modifier"),
         "service_date": pl.col("service_day").is_null(),

@@ -65,10 +65,13 @@ def record_errors(claim: dict, rules: Rules) -> list[str]:
     for name in ("claim_id", "client_prime", "provider_id", "procedure_code"):
         if t[name] is None:
             errors.append(name)
-    # Ids: 1 to 64 printable ASCII characters (optional ones only checked when given).
-    for name in ("claim_id", "client_prime", "provider_id", "staff_id", "procedure_code", "modifier"):
+    # Ids: 1 to 64 printable ASCII characters (optional ones only checked when given); staff_id,
+    # read by no edit, only up to 64 characters.
+    for name in ("claim_id", "client_prime", "provider_id", "procedure_code", "modifier"):
         if t[name] is not None and not re.fullmatch(r"[\x20-\x7E]{1,64}", t[name]) and name not in errors:
             errors.append(name)
+    if t["staff_id"] is not None and len(t["staff_id"]) > 64:
+        errors.append("staff_id")
     day = None
     if t["service_date"] and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", t["service_date"]):
         try:

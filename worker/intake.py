@@ -134,6 +134,8 @@ def _explain(field_name: str, row: dict) -> str:
         return f"not a date YYYY-MM-DD from {FIRST_SERVICE_DAY} to {LAST_SERVICE_DAY}"
     if field_name in ID_FIELDS:
         return f"not an id: 1 to {MAX_ID_CHARS} printable ASCII characters"
+    if field_name == "staff_id":
+        return f"longer than {MAX_ID_CHARS} characters"
     if field_name in ("units", "billed_rate"):
         scaled = row["units_s" if field_name == "units" else "rate_s"]
         if scaled is None:
