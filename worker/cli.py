@@ -422,12 +422,22 @@ def main() -> None:
     """Entry point: one-line errors and reliable exit codes (0 ok, 1 refused input, 2 internal)."""
     from adjudication.claim_file import ClaimFileError
     from adjudication.reference import ReferenceLoadError
+    from adjudication.rules import RulesError
+    from worker.errors import Unavailable, unavailable
     from sqlalchemy.exc import OperationalError, ProgrammingError
     from pydantic import ValidationError
 
     try:
-        cli(standalone_mode=False)
-    except (service.UserError, ClaimFileError, ReferenceLoadError) as error:
+        try:
+            cli(standalone_mode=False)
+        except Exception as error:
+            if (reason := unavailable(error)) is not None:
+                raise Unavailable(reason) from error
+            raise
+    except Unavailable as error:
+        err.print(f"error: service unavailable: {error}", markup=False)
+        sys.exit(3)
+    except (service.UserError, ClaimFileError, ReferenceLoadError, RulesError) as error:
         err.print(f"error: {error}", markup=False)
         sys.exit(1)
     except (OperationalError, ProgrammingError) as error:
