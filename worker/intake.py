@@ -33,7 +33,7 @@ import polars as pl
 from sqlalchemy.exc import IntegrityError
 
 from adjudication import reasons as R
-from adjudication.claim_file import FORMATS, ClaimFileError, label
+from adjudication.claim_file import FORMATS, MAX_FIELD_BYTES, ClaimFileError, label
 from adjudication.claims import FIRST_SERVICE_DAY, ID_FIELDS, LAST_SERVICE_DAY, MAX_ID_CHARS, parse_claims
 from adjudication.decimals import SCALE
 from adjudication.rules import Rules
@@ -110,8 +110,16 @@ def _rejection(row: dict, code: str, detail: str, rules: Rules) -> dict:
         field_name = detail
         text = ""
     value = row.get(field_name) if field_name in row and field_name != "client_prime" else None
-    return {"line": row["line"], "claim_id": row["claim_id"], "field": field_name, "reason": code,
-            "carc": rules.carc.get(code, ""), "detail": text, "value": value}
+    return {"line": row["line"], "claim_id": _bounded(row["claim_id"]), "field": field_name, "reason": code,
+            "carc": rules.carc.get(code, ""), "detail": text, "value": _bounded(value)}
+
+
+def _bounded(value: str | None, limit: int = MAX_FIELD_BYTES) -> str | None:
+    """A posted value as an acknowledgement echoes it: whole up to the field limit (a batch stored
+    before that limit may hold longer ones), else its start and its length."""
+    if value is None or len(value) <= limit:
+        return value
+    return f"{value[:64]}... ({len(value)} characters)"
 
 
 def _explain(field_name: str, row: dict) -> str:
