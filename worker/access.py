@@ -17,6 +17,8 @@ transaction, and records what it did with `worker.audit.append`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import polars as pl
 from sqlalchemy import Connection, Engine, delete, func, insert, select
@@ -127,13 +129,20 @@ def bootstrap_admin(engine: Engine, name: str) -> bool:
     return True
 
 
-def grant(engine: Engine, name: str, role: str, by: str, note: str) -> bool:
-    """An admin grants `role` to `name` (registering it when new). False when it held it already."""
+@contextmanager
+def _by_admin(engine: Engine, name: str, role: str, by: str, note: str) -> Iterator[Connection]:
+    """A change of `name`'s `role` by the admin `by`, with a note: checked, then one transaction."""
     check_name(name)
     check_role(role)
     _require_note(note)
     with engine.begin() as conn:
         authorize(conn, by, "admin")
+        yield conn
+
+
+def grant(engine: Engine, name: str, role: str, by: str, note: str) -> bool:
+    """An admin grants `role` to `name` (registering it when new). False when it held it already."""
+    with _by_admin(engine, name, role, by, note) as conn:
         if name == by:
             raise NotAllowed("nobody grants a role to themselves: another admin grants it")
         if role in (roles_of(conn, name) or set()):
@@ -146,11 +155,7 @@ def grant(engine: Engine, name: str, role: str, by: str, note: str) -> bool:
 
 def revoke(engine: Engine, name: str, role: str, by: str, note: str) -> None:
     """An admin takes a role back; the last admin's admin role cannot be revoked."""
-    check_name(name)
-    check_role(role)
-    _require_note(note)
-    with engine.begin() as conn:
-        authorize(conn, by, "admin")
+    with _by_admin(engine, name, role, by, note) as conn:
         if role not in (roles_of(conn, name) or set()):
             raise UserError(f"operator {name} does not hold the {role} role")
         if role == "admin" and _admins(conn) == 1:

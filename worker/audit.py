@@ -87,6 +87,7 @@ class Verified:
     entries: int
     broken_at: int | None = None  # id of the first entry that does not verify
     problem: str = ""
+    head: str = GENESIS  # the last entry's hash: kept elsewhere, it shows a cut end too
 
     @property
     def intact(self) -> bool:
@@ -107,4 +108,4 @@ def verify(engine: Engine) -> Verified:
             if entry_hash(entry, entry["prev_hash"]) != entry["hash"]:
                 return Verified(count, entry["id"], "its content does not match its hash (the entry was changed)")
             expected_prev = entry["hash"]
-    return Verified(count)
+    return Verified(count, head=expected_prev)

@@ -301,13 +301,14 @@ def audit(
 
 @audit_cli.command("verify")
 def audit_verify(ctx: typer.Context) -> None:
-    """Check the audit trail's hash chain; names the first entry that breaks it (exit 1)."""
+    """Check the audit trail's hash chain; names the first entry that breaks it (exit 1). Prints the
+    count and the last entry's hash (keep them elsewhere: a trail cut short shows against them)."""
     from worker import audit as audit_chain
 
     result = audit_chain.verify(app(ctx).engine)
     if not result.intact:
         raise service.UserError(f"audit trail broken at entry {result.broken_at}: {result.problem}")
-    out.print(f"audit trail intact: {result.entries} entries")
+    out.print(f"audit trail intact: {result.entries} entries, last hash {result.head}")
 
 
 @cli.command()
