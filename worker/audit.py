@@ -5,7 +5,7 @@ Every entry carries the SHA-256 of a canonical serialization of itself and the p
 point on, and `verify` names the first entry where it breaks. The database refuses UPDATE and
 DELETE on the table (and TRUNCATE on PostgreSQL) with triggers (migration 0007); the chain shows it
 when someone with the rights to drop those triggers edits the table anyway. Appends are serialized
-(a table lock on PostgreSQL, SQLite's single writer) so concurrent commands extend one chain.
+(an advisory lock on PostgreSQL, SQLite's single writer) so concurrent commands extend one chain.
 
 Each entry records the operator (a registered name), what was done, to what, why, and the
 operating-system user and host of the process that did it.
@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, insert, select, text, update
 from worker.store import schema as t
 
 GENESIS = "0" * 64  # the previous hash of the first entry
+AUDIT_LOCK_KEY = 0x61756469  # 'audi': the PostgreSQL advisory lock that serializes appends
 HASHED = ("id", "at", "operator", "action", "target", "note", "os_user", "host")
 TRAIL_SCHEMA = {"id": pl.Int64, "at": pl.Datetime("us", "UTC"), "operator": pl.String, "action": pl.String,
                 "target": pl.String, "note": pl.String, "os_user": pl.String, "host": pl.String,
@@ -59,7 +60,9 @@ def entry_hash(entry: dict, prev_hash: str) -> str:
 def _serialize(conn: Connection) -> None:
     """Only one transaction appends at a time, until it ends: the chain stays one line."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("LOCK TABLE audit IN SHARE ROW EXCLUSIVE MODE"))  # reads go on; appends wait
+        # A transaction-scoped advisory lock: needs no privilege on the table (a deployment may grant
+        # the application nothing but SELECT and INSERT on it), reads go on, appends wait.
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
     else:  # SQLite has one writer: a write makes this transaction it, before the chain's head is read
         conn.execute(update(t.run_lock).where(t.run_lock.c.id == 1).values(holder=t.run_lock.c.holder))
 
