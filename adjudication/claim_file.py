@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -46,6 +47,9 @@ BLANK_LINE = r"^[\s,]*$"
 CHUNK = 100_000
 # A claim row takes at least this many bytes as CSV (eleven fields, six of them required).
 MIN_ROW_BYTES = 24
+# No claim field is longer (ids are at most 64 characters): a longer value means a broken export,
+# and the file is refused rather than stored, acknowledged or exported back at that size.
+MAX_FIELD_BYTES = 256
 
 
 class ClaimFileError(ValueError):
@@ -105,7 +109,21 @@ def read_claim_file(name: str, data: bytes, limits: Limits = Limits()) -> ClaimF
         pl.Series("line", lines, dtype=pl.Int64),
         *[pl.col(c).cast(pl.String).replace("", None).alias(c) for c in CLAIM_COLUMNS],
     )
+    _check_field_sizes(shown, rows)
     return ClaimFile(format=fmt, rows=rows, compressed=compressed)
+
+
+def _check_field_sizes(shown: str, rows: pl.DataFrame) -> None:
+    """ClaimFileError naming the first line and column holding a value over MAX_FIELD_BYTES (never the value)."""
+    columns = [c for c, dtype in rows.schema.items() if dtype == pl.String]
+    longest = rows.select(pl.col(columns).str.len_bytes().max()).row(0)
+    if all(size is None or size <= MAX_FIELD_BYTES for size in longest):
+        return
+    too_long = pl.any_horizontal(pl.col(columns).str.len_bytes() > MAX_FIELD_BYTES)
+    first = rows.filter(too_long).row(0, named=True)
+    column = next(c for c in columns if first[c] is not None and len(first[c].encode()) > MAX_FIELD_BYTES)
+    raise ClaimFileError(f"{shown}: line {first['line']}: the {column} value is {len(first[column].encode())} bytes "
+                         f"long, over the limit of {MAX_FIELD_BYTES} bytes for a claim field")
 
 
 # --- bytes ---------------------------------------------------------------------------------
@@ -186,8 +204,21 @@ def _text(shown: str, data: bytes) -> bytes:
 
 # --- columns -------------------------------------------------------------------------------
 
-def _names(names: list[str]) -> str:
-    shown = [label(n) if n else "(no name)" for n in names[:8]]
+# A column name is shown in a refusal only when it looks like one (letters, spaces, underscores):
+# a file without its header row has a row of claim values where the names should be, and those
+# (client prime numbers, claim ids, dates) must not reach a message or a log. Others are shown by position.
+HEADER_LIKE = re.compile(r"[A-Za-z][A-Za-z _]{0,39}")
+
+
+def _names(names: list[str], positions: list[int] | None = None) -> str:
+    """Column names for a one-line message: a name that may be a value is given by its position."""
+    def one(index: int, name: str) -> str:
+        if name and HEADER_LIKE.fullmatch("".join(ch for ch in name if ch.isprintable())):
+            return label(name)  # invisible characters (a second byte order mark) shown escaped
+        where = positions[index] if positions else index + 1
+        return f"(the column at position {where})"
+
+    shown = [one(i, n) for i, n in enumerate(names[:8])]
     return ", ".join(shown) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
 
 
@@ -198,16 +229,20 @@ def _check_columns(shown: str, header: list[str]) -> list[str]:
         for separator, what in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
             if separator in cleaned[0]:
                 raise ClaimFileError(f"{shown}: the header is separated by {what}; claim files are comma-separated")
+    if not set(cleaned) & set(CLAIM_COLUMNS):
+        raise ClaimFileError(f"{shown}: the first line names none of the claim columns ({', '.join(CLAIM_COLUMNS[:3])}, "
+                             f"...): a file without its header row?")
+    position = {h: i for i, h in reversed(list(enumerate(cleaned, start=1)))}  # first position of each name
     problems = []
-    duplicates = sorted({h for h in cleaned if cleaned.count(h) > 1 and h})
+    duplicates = sorted({h for h in cleaned if cleaned.count(h) > 1 and h}, key=position.get)
     if duplicates:
-        problems.append(f"duplicate columns: {_names(duplicates)}")
+        problems.append(f"duplicate columns: {_names(duplicates, [position[h] for h in duplicates])}")
     missing = [c for c in CLAIM_COLUMNS if c not in cleaned]
     if missing:
         problems.append(f"missing columns: {_names(missing)}")
     unknown = [h for h in dict.fromkeys(cleaned) if h not in CLAIM_COLUMNS and h]
     if unknown:
-        problems.append(f"unknown columns: {_names(unknown)}")
+        problems.append(f"unknown columns: {_names(unknown, [position[h] for h in unknown])}")
     unnamed = [str(i) for i, h in enumerate(cleaned, start=1) if not h]
     if unnamed:
         problems.append(f"columns without a name at position {', '.join(unnamed[:8])}")
@@ -428,6 +463,9 @@ def _jsonl(shown: str, text: str) -> tuple[pl.DataFrame, list[int]]:
             continue
         try:
             record = decoder.decode(raw)
+        except RecursionError:
+            raise ClaimFileError(f"{shown}: line {number} is nested too deeply (a claim is one flat JSON object "
+                                 f"per line)") from None
         except _DuplicateKey as error:
             raise ClaimFileError(f"{shown}: line {number}: duplicate columns: {_names([str(error)])}") from None
         except json.JSONDecodeError as error:
@@ -446,6 +484,11 @@ def _jsonl(shown: str, text: str) -> tuple[pl.DataFrame, list[int]]:
             if unknown:
                 raise ClaimFileError(f"{shown}: line {number}: unknown columns: {_names(unknown)}")
             keys.update(dict.fromkeys(new_keys))
+        for key, value in record.items():
+            if isinstance(value, (dict, list)):
+                kind = "an object" if isinstance(value, dict) else "an array"
+                raise ClaimFileError(f"{shown}: line {number}: column {_names([key])} holds {kind}, not a single "
+                                     f"value")
         records.append({key: _json_text(value) for key, value in record.items()})
         lines.append(number)
         if len(records) == CHUNK:
@@ -459,11 +502,12 @@ def _jsonl(shown: str, text: str) -> tuple[pl.DataFrame, list[int]]:
 
 
 def _json_text(value: object) -> str | None:
+    """A scalar JSON value as text (numbers arrive as their exact text already)."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    return json.dumps(value)  # a list or object: kept as text, and the record checks reject the row
+    return str(value)
 
 
 def _records(records: list[dict]) -> pl.DataFrame:

@@ -8,6 +8,8 @@ result with the batch), and `check_fields`, which applies the rules (each run, o
 
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
 
 from adjudication.decimals import CLAIM_NUMBER_PATTERN, SCALE
@@ -30,11 +32,21 @@ CLAIM_COLUMNS = (
 
 # ASCII digits only: polars' \d also matches other scripts' digits, which no exporter sends.
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# Service dates a run can compute with (months, periods, days before the received date): anything
+# outside is a typing error (`0000-03-09`, `9999-12-31`), rejected at submit, never read by a run.
+FIRST_SERVICE_DAY = dt.date(1900, 1, 1)
+LAST_SERVICE_DAY = dt.date(2099, 12, 31)
+# Ids (claim, client, provider, staff, procedure, modifier): 1 to 64 printable ASCII characters,
+# spaces inside allowed (trimmed at the ends): no control characters, no look-alike letters, no
+# megabyte ids. A row breaking this is rejected (INVALID_RECORD:<field>).
+ID_FIELDS = ("claim_id", "client_prime", "provider_id", "procedure_code", "modifier")  # and staff_id: length only
+MAX_ID_CHARS = 64
+ID_PATTERN = rf"^[\x20-\x7E]{{1,{MAX_ID_CHARS}}}$"
 TIME_PATTERN = r"^[0-9]{2}:[0-9]{2}$"
 # Hourly units may differ from the billed span by 0.01 h: |units*60 - minutes| <= 0.6 min, scaled.
 HOURLY_TOLERANCE = 60 * SCALE // 100
-CHECKED_FIELDS = ("claim_id", "client_prime", "provider_id", "procedure_code", "service_date", "start_time",
-                  "end_time", "units", "billed_rate")
+CHECKED_FIELDS = ("claim_id", "client_prime", "provider_id", "staff_id", "procedure_code", "modifier", "service_date",
+                  "start_time", "end_time", "units", "billed_rate")
 # Every combination of failing fields -> its reasons, in column order (a bit per field).
 REASONS_BY_MASK = {
     mask: [f"{INVALID_RECORD}:{field}" for bit, field in enumerate(CHECKED_FIELDS) if mask >> bit & 1]
@@ -79,7 +91,7 @@ TYPED_FIELDS = {
 FIELDS_SCHEMA = {**{c: pl.String for c in CLAIM_COLUMNS}, **TYPED_FIELDS}
 # Raise when parse_fields comes to read some text differently: fields stored by another version
 # are then parsed again from the posted texts instead of being trusted.
-PARSE_VERSION = 1
+PARSE_VERSION = 2  # 2: service dates outside FIRST_SERVICE_DAY..LAST_SERVICE_DAY are not dates
 POSTED = "posted."
 
 
@@ -97,10 +109,10 @@ def parse_fields(raw: pl.LazyFrame) -> pl.LazyFrame:
     Typed values are null where the text is not a well-formed date, time or decimal.
     """
     stripped = raw.with_columns([as_read(c, pl.col(c).cast(pl.String).str.strip_chars()) for c in CLAIM_COLUMNS])
+    day = pl.when(pl.col("service_date").str.contains(DATE_PATTERN)).then(
+        pl.col("service_date").str.to_date("%Y-%m-%d", strict=False))
     return stripped.with_columns(
-        service_day=pl.when(pl.col("service_date").str.contains(DATE_PATTERN)).then(
-            pl.col("service_date").str.to_date("%Y-%m-%d", strict=False)
-        ),
+        service_day=pl.when(day.is_between(FIRST_SERVICE_DAY, LAST_SERVICE_DAY)).then(day),
         start_min=minutes("start_time", allow_24=False),
         end_min=minutes("end_time", allow_24=True),
         units_s=scaled_number("units"),
@@ -150,11 +162,17 @@ def check_fields(fields: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
     needs_times = pl.col("group").is_not_null()
     span = pl.col("span")
     timed_ok = pl.col("start_min").is_not_null() & pl.col("end_min").is_not_null() & (span > 0)
+    def bad_id(column: str) -> pl.Expr:
+        return ~pl.col(column).str.contains(ID_PATTERN)
+
     checks = {
-        "claim_id": pl.col("claim_id").is_null(),
-        "client_prime": pl.col("client_prime").is_null(),
-        "provider_id": pl.col("provider_id").is_null(),
-        "procedure_code": pl.col("procedure_code").is_null(),
+        "claim_id": pl.col("claim_id").is_null() | bad_id("claim_id"),
+        "client_prime": pl.col("client_prime").is_null() | bad_id("client_prime"),
+        "provider_id": pl.col("provider_id").is_null() | bad_id("provider_id"),
+        # Read by no edit, kept as posted (a name may be there, line breaks and all): only bounded.
+        "staff_id": pl.col("staff_id").is_not_null() & (pl.col("staff_id").str.len_chars() > MAX_ID_CHARS),
+        "procedure_code": pl.col("procedure_code").is_null() | bad_id("procedure_code"),
+        "modifier": (pl.col("modifier") != "") & bad_id("modifier"),
         "service_date": pl.col("service_day").is_null(),
         "start_time": (has_start & pl.col("start_min").is_null())
         | (~has_start & (has_end | needs_times)),

@@ -24,6 +24,10 @@ EDITS = (
     OVERLAP_SAME_PROVIDER,
 )
 ALL_CODES = RECORD_CHECKS + EDITS
+# Edits an override can waive (SPEC section 5: overlap, duplicate service, monthly hours): the
+# engine honours a waiver of these only. A claim without a plan, enrollment or SPA has nothing to
+# pay it from, whatever is waived.
+CAN_BE_WAIVED = (MONTHLY_HOURS_EXCEEDED, DUPLICATE_SERVICE, OVERLAP_DUPLICATE, OVERLAP_SAME_PROVIDER)
 
 PAID = "paid"
 SUSPENDED = "suspended"

@@ -6,9 +6,9 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from adjudication.reasons import ALL_CODES, EDITS
+from adjudication.reasons import ALL_CODES, CAN_BE_WAIVED, EDITS
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("default_rules.toml")
 
@@ -50,6 +50,10 @@ class Rules(BaseModel):
         bad_waivable = sorted(self.waivable - set(EDITS))
         if bad_waivable:
             raise ValueError(f"waivable names codes that are not edits: {', '.join(bad_waivable)}")
+        not_waivable = [code for code in EDITS if code in self.waivable and code not in CAN_BE_WAIVED]
+        if not_waivable:
+            raise ValueError(f"waivable lists {', '.join(not_waivable)}, which cannot be waived (only "
+                             f"{', '.join(CAN_BE_WAIVED)})")
         not_hourly = sorted(self.attendant_care_procedures - self.hourly_procedures)
         if not_hourly:
             raise ValueError(f"attendant-care procedures must be hourly: {', '.join(not_hourly)}")
@@ -83,9 +87,26 @@ class Rules(BaseModel):
         return None
 
 
+class RulesError(ValueError):
+    """The rules file cannot be used; the message names the file and the problem, on one line."""
+
+
 def load_rules(path: Path | str | None = None) -> Rules:
     """Read and validate a rules file (TOML); the shipped default when no path is given."""
     source = Path(path) if path else DEFAULT_RULES_FILE
-    with source.open("rb") as handle:
-        data = tomllib.load(handle)
-    return Rules.model_validate(data)
+    try:
+        with source.open("rb") as handle:
+            data = tomllib.load(handle)
+        return Rules.model_validate(data)
+    except OSError as error:
+        raise RulesError(f"rules file {source}: cannot be read ({error.strerror or type(error).__name__})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise RulesError(f"rules file {source}: not valid TOML ({str(error).splitlines()[0]})") from None
+    except RecursionError:
+        raise RulesError(f"rules file {source}: nested too deeply") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ").splitlines()[0]
+        more = f" (and {error.error_count() - 1} more problems)" if error.error_count() > 1 else ""
+        raise RulesError(f"rules file {source}: {where + ': ' if where else ''}{message}{more}") from None

@@ -119,7 +119,7 @@ def write_big_file(path: Path, provider: str, size: int) -> int:
 def setup(db: str, submitters: int, work: Path) -> dict[str, str]:
     """Schema, providers L0..Ln (Ln for the big file), an operator, one submitter per provider; the
     tokens. Done in-process, through the use cases the commands call."""
-    from worker import service
+    from worker import access, service
     from worker import submitters as registry
     from worker.store.database import make_engine
 
@@ -130,7 +130,7 @@ def setup(db: str, submitters: int, work: Path) -> dict[str, str]:
     (ref / "providers.csv").write_text("provider_id,name,kind\n" + "".join(
         f"L{i},Load provider {i},agency\n" for i in range(submitters + 1)))
     service.load_reference(engine, ref)
-    service.add_operator(engine, "load-admin", "operator")
+    access.bootstrap_admin(engine, "load-admin")
     tokens = {f"L{i}": registry.add(engine, f"load{i}", [f"L{i}"], "load-admin") for i in range(submitters + 1)}
     engine.dispose()
     return tokens

@@ -27,17 +27,44 @@ class Result:
         return list(csv.DictReader(io.StringIO(self.out)))
 
 
+# The operators every test database gets (SPEC section 5: every action by a registered operator
+# holding its role): `root` the first admin, `ann` re-queues, withdraws, exports and overrides.
+ADMIN = "root"
+OPERATOR = "ann"
+STAFF_ENV = {"ADJUDICATION_OPERATOR": OPERATOR}  # what a command runs as when given no --operator
+
+
+def add_staff(store) -> None:
+    """Register the test operators (in-process: setting up is not what is tested). `store` is a
+    database URL or an engine."""
+    from worker import access
+    from worker.store.database import make_engine
+
+    engine = make_engine(store) if isinstance(store, str) else store
+    access.bootstrap_admin(engine, ADMIN)
+    for role in ("operator", "override"):
+        access.grant(engine, OPERATOR, role, ADMIN, "test set-up")
+    if isinstance(store, str):
+        engine.dispose()
+
+
 @dataclass
 class Cli:
+    """`adjudicate --db DB ARGS` in a subprocess. Runs as `ann` when given no --operator; a plain
+    `db upgrade` also registers the test operators (add_staff) unless `staff` is False."""
+
     db: str
     cwd: Path
+    staff: bool = True
 
     def __call__(self, *args: str, ok: bool = True, env: dict | None = None) -> Result:
         done = subprocess.run([str(ADJUDICATE), "--db", self.db, *map(str, args)], capture_output=True, text=True,
-                              cwd=self.cwd, env={**os.environ, **(env or {})}, timeout=300)
+                              cwd=self.cwd, env={**os.environ, **STAFF_ENV, **(env or {})}, timeout=300)
         result = Result(done.returncode, done.stdout, done.stderr)
         if ok:
             assert done.returncode == 0, f"{args}: exit {done.returncode}\n{done.stderr}"
+        if self.staff and done.returncode == 0 and tuple(map(str, args)) == ("db", "upgrade"):
+            add_staff(self.db)
         return result
 
 
@@ -103,25 +130,30 @@ def db_url(request, tmp_path):
 
 @pytest.fixture
 def store(db_url):
-    """An upgraded store on each of the two databases; tests empty it with `reset_store`."""
+    """An upgraded store on each of the two databases, with the test operators registered; tests
+    empty it with `reset_store`."""
     from worker.store.database import make_engine, upgrade
 
     engine = make_engine(db_url)
     upgrade(engine)
+    add_staff(engine)
     yield engine
     engine.dispose()
 
 
 def reset_store(engine) -> None:
-    """Empty every table (hypothesis runs many examples on one store), keeping the lock row."""
+    """Empty every table (hypothesis runs many examples on one store), keeping the lock row and the
+    audit trail (append-only: its triggers refuse DELETE), and register the test operators again."""
     from sqlalchemy import delete, insert
 
     from worker.store import schema as t
 
     with engine.begin() as conn:
         for table in reversed(t.metadata.sorted_tables):
-            conn.execute(delete(table))
+            if table is not t.audit:
+                conn.execute(delete(table))
         conn.execute(insert(t.run_lock).values(id=1, holder=None))
+    add_staff(engine)
 
 
 def stop_processes(processes) -> None:

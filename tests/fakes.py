@@ -12,7 +12,7 @@ from worker.store.repository import SUSPENDED_SCHEMA
 class FakeRepository:
     def __init__(self):
         self.batches: dict[str, dict] = {}
-        self.operators: dict[str, str] = {}
+        self.operators: dict[str, set[str]] = {}  # name -> roles granted
         self.suspended: list[dict] = []  # SUSPENDED_SCHEMA rows
         self.statuses: dict[int, str] = {}  # claim_pk -> latest status
         self.holder_pks: dict[str, int] = {}
@@ -46,11 +46,12 @@ class FakeRepository:
     def add_waiver(self, claim_pk: int, code: str, operator: str, note: str) -> None:
         self.waivers.add((claim_pk, code))
 
-    def operator_role(self, name: str) -> str | None:
-        return self.operators.get(name)
+    def authorize(self, operator: str | None, role: str | None) -> str:
+        from worker import access
 
-    def save_operator(self, name: str, role: str) -> None:
-        self.operators[name] = role
+        if operator is None or not operator.strip():
+            raise access.NotAllowed("name the acting operator")
+        return access.permitted(operator, role, self.operators.get(operator))
 
     def audit(self, operator: str, action: str, target: str, note: str) -> None:
         self.audit_rows.append((operator, action, target, note))

@@ -65,12 +65,21 @@ def record_errors(claim: dict, rules: Rules) -> list[str]:
     for name in ("claim_id", "client_prime", "provider_id", "procedure_code"):
         if t[name] is None:
             errors.append(name)
+    # Ids: 1 to 64 printable ASCII characters (optional ones only checked when given); staff_id,
+    # read by no edit, only up to 64 characters.
+    for name in ("claim_id", "client_prime", "provider_id", "procedure_code", "modifier"):
+        if t[name] is not None and not re.fullmatch(r"[\x20-\x7E]{1,64}", t[name]) and name not in errors:
+            errors.append(name)
+    if t["staff_id"] is not None and len(t["staff_id"]) > 64:
+        errors.append("staff_id")
     day = None
     if t["service_date"] and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", t["service_date"]):
         try:
             day = dt.date.fromisoformat(t["service_date"])
         except ValueError:
             day = None
+    if day is not None and not dt.date(1900, 1, 1) <= day <= dt.date(2099, 12, 31):
+        day = None  # a date no run computes with
     if day is None:
         errors.append("service_date")
     start, end = _minutes(t["start_time"], False), _minutes(t["end_time"], True)

@@ -82,11 +82,14 @@ def test_requeue_override_and_audit(ready):
     # A paid claim cannot be re-queued; nothing is queued by the refusal.
     refused = ready("requeue", "--claim", "WX-1", "--operator", "ann", "--note", "x", ok=False)
     assert refused.code == 1 and "only suspended" in refused.err and "Traceback" not in refused.err
-    # Override needs the role.
+    # Override needs the role: bob, an operator, is refused until an admin grants it.
+    assert ready("override", "WX-5", "--waive", "OVERLAP_SAME_PROVIDER", "--operator", "bob", "--note", "ok",
+                 ok=False).err == "error: operator bob is not registered (an admin adds it: adjudicate operators add)\n"
+    ready("operators", "add", "bob", "--role", "operator", "--operator", "root", "--note", "new clerk")
     denied = ready("override", "WX-5", "--waive", "OVERLAP_SAME_PROVIDER", "--operator", "bob", "--note", "ok",
                    ok=False)
     assert denied.code == 1 and "override role" in denied.err
-    ready("operators", "add", "bob", "--role", "override")
+    ready("operators", "add", "bob", "--role", "override", "--operator", "root", "--note", "override desk")
     not_waivable = ready("override", "WX-5", "--waive", "NO_ACTIVE_SPA", "--operator", "bob", "--note", "ok", ok=False)
     assert not_waivable.code == 1 and "cannot be waived" in not_waivable.err
     ready("override", "WX-5", "--waive", "OVERLAP_SAME_PROVIDER", "--operator", "bob", "--note", "ODDS approved")
@@ -95,19 +98,19 @@ def test_requeue_override_and_audit(ready):
     assert latest["WX-5"]["status"] == "paid" and latest["WX-5"]["attempt"] == "2"
     trail = json.loads(ready("audit", "--format", "json").out)
     actions = [(r["operator"], r["action"]) for r in trail]
-    assert ("ann", "requeue") in actions and ("bob", "operators.add") in actions and ("bob", "override") in actions
-    assert ("system", "outcomes.export") in actions
+    assert ("ann", "requeue") in actions and ("root", "operators.grant") in actions and ("bob", "override") in actions
+    assert ("ann", "outcomes.export") in actions
     assert all(r["at"] for r in trail)
     override_row = next(r for r in trail if r["action"] == "override")
     assert override_row["note"] == "ODDS approved" and "WX-5" in override_row["target"]
-    assert len(ready("audit", "--format", "csv").rows()) == len(trail)
+    assert trail[-1]["action"] == "audit.export"  # an export of the trail is in the trail it exports
+    assert len(ready("audit", "--format", "csv").rows()) == len(trail) + 1
 
 
 def test_a_queued_batch_can_be_withdrawn_before_a_run_reads_it(ready, tmp_path):
     batch = ready("submit", CLAIMS).out.strip()
     stranger = ready("withdraw", batch, "--operator", "eve", "--note", "wrong file", ok=False)
     assert stranger.code == 1 and "not registered" in stranger.err
-    ready("operators", "add", "ann")
     assert ready("withdraw", batch, "--operator", "ann", "--note", " ", ok=False).code == 1
     assert "withdrew batch" in ready("withdraw", batch, "--operator", "ann", "--note", "wrong month").out
     assert ready("run").out.startswith("run -: 0 claims")
@@ -137,7 +140,6 @@ def test_a_run_refuses_a_crowded_client_day_and_the_batch_can_be_withdrawn(ready
     assert refused.code == 1 and batch in refused.err and "nothing was stored" in refused.err
     assert len(refused.err.strip().splitlines()) == 1 and "xyz0000a" not in refused.err  # no client prime
     assert ready("outcomes").rows() == []
-    ready("operators", "add", "ann")
     ready("withdraw", batch, "--operator", "ann", "--note", "flooded file")
     assert ready("run", env=crowded).out.startswith("run -: 0 claims")
     ready("submit", write(tmp_path / "again.csv", CLAIMS.read_text() + "\n"))
@@ -147,13 +149,13 @@ def test_a_run_refuses_a_crowded_client_day_and_the_batch_can_be_withdrawn(ready
 def test_requeue_selectors(ready, tmp_path):
     ready("submit", CLAIMS)
     ready("run")
-    assert "re-queued 0 claims" in ready("requeue", "--provider", "P3", "--operator", "a", "--note", "n").out
-    assert "re-queued 1 claims" in ready("requeue", "--provider", "G1", "--operator", "a", "--note", "n").out
+    assert "re-queued 0 claims" in ready("requeue", "--provider", "P3", "--operator", "ann", "--note", "n").out
+    assert "re-queued 1 claims" in ready("requeue", "--provider", "G1", "--operator", "ann", "--note", "n").out
     assert "re-queued 2 claims" in ready("requeue", "--reason", "OVERLAP_SAME_PROVIDER", "--from", "2026-03-01",
-                                         "--to", "2026-03-31", "--operator", "a", "--note", "n").out
-    assert "re-queued 0 claims" in ready("requeue", "--client", "nobody", "--operator", "a", "--note", "n").out
+                                         "--to", "2026-03-31", "--operator", "ann", "--note", "n").out
+    assert "re-queued 0 claims" in ready("requeue", "--client", "nobody", "--operator", "ann", "--note", "n").out
     assert "2 claims" in ready("run").out
-    bare = ready("requeue", "--operator", "a", "--note", "n", ok=False)
+    bare = ready("requeue", "--operator", "ann", "--note", "n", ok=False)
     assert bare.code == 1 and "name the claims" in bare.err
 
 
@@ -162,9 +164,9 @@ def test_requeue_selectors_match_values_as_the_checks_read_them(ready, tmp_path)
         ",2026-03-02,", ", 2026-03-02 ,"))
     ready("submit", padded)
     assert "4 paid, 2 suspended" in ready("run").out
-    assert "re-queued 1 claims" in ready("requeue", "--provider", "G1", "--operator", "a", "--note", "n").out
+    assert "re-queued 1 claims" in ready("requeue", "--provider", "G1", "--operator", "ann", "--note", "n").out
     assert "re-queued 2 claims" in ready("requeue", "--from", "2026-03-02", "--to", "2026-03-02",
-                                         "--operator", "a", "--note", "n").out  # WX-3 and WX-5
+                                         "--operator", "ann", "--note", "n").out  # WX-3 and WX-5
     assert "2 claims" in ready("run").out
 
 

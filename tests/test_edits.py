@@ -11,10 +11,9 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from pydantic import ValidationError
 
 from adjudication.reference import Enrollment, Plan, Provider, ReferenceSet, Spa
-from adjudication.rules import DEFAULT_RULES_FILE, Rules, load_rules
+from adjudication.rules import DEFAULT_RULES_FILE, Rules, RulesError, load_rules
 from engine_helpers import RunByRun, comparable, normalized
 from sequential import adjudicate_sequentially
 
@@ -721,6 +720,6 @@ def test_custom_rules_allow_an_extra_pair(tmp_path):
     ('hourly_procedures = ["OR526"]', 'hourly_procedures = ["OR526"]\ncolour = "red"', "colour"),
 ])
 def test_invalid_rules_file_is_rejected(tmp_path, old, new, message):
-    """load_rules validates the policy: a broken rules file raises a pydantic ValidationError."""
-    with pytest.raises(ValidationError, match=message):
+    """load_rules validates the policy: a broken rules file raises RulesError naming the file and the problem."""
+    with pytest.raises(RulesError, match=message):
         rules_file(tmp_path, old, new)

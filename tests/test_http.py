@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from conftest import FIXTURES, PG_ADMIN, ROOT, Cli, require_server
 from hostile.make_corpus import MAX_DECOMPRESSED_BYTES, MAX_FILE_BYTES, REFUSALS
-from worker import service, submitters
+from worker import access, service, submitters
 from worker.bootstrap import build
 from worker.store import schema as t
 from worker.store.database import make_engine
@@ -70,7 +70,7 @@ def prepare(db: str) -> dict[str, str]:
     engine = make_engine(db)
     service.upgrade_schema(engine)
     service.load_reference(engine, FIXTURES / "worked_example")
-    service.add_operator(engine, "boss", "operator")
+    access.bootstrap_admin(engine, "boss")
     tokens = {"agency": submitters.add(engine, "agency", ["P1", "P3", "G1"], "boss"),
               "vendor": submitters.add(engine, "vendor", ["P3"], "boss")}
     engine.dispose()
@@ -357,7 +357,7 @@ def test_submitters_through_the_program(tmp_path):
     cli("db", "upgrade")
     cli("reference", "load", FIXTURES / "worked_example")
     assert "not registered" in cli("submitters", "add", "a", "--provider", "P1", "--operator", "boss", ok=False).err
-    cli("operators", "add", "boss")
+    cli("operators", "add", "boss", "--role", "admin", "--operator", "root", "--note", "runs the submitters")
     assert "unknown provider P9" in cli("submitters", "add", "a", "--provider", "P9", "--operator", "boss",
                                         ok=False).err
     added = cli("submitters", "add", "a", "--provider", "P1", "--provider", "G1", "--operator", "boss")

@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import FIXTURES, Cli, Result
+from conftest import FIXTURES, STAFF_ENV, Cli, Result, add_staff
 from hostile.make_corpus import MAX_DECOMPRESSED_BYTES, MAX_FILE_BYTES, REFUSALS
 from worker import service
 from worker.store.database import make_engine
@@ -38,6 +38,7 @@ def prepared(tmp_path: Path, reference: Path = FIXTURES / "worked_example") -> t
     engine = make_engine(f"sqlite:///{path}")
     service.upgrade_schema(engine)
     service.load_reference(engine, reference)
+    add_staff(engine)
     engine.dispose()
     return Cli(f"sqlite:///{path}", tmp_path), path
 
@@ -63,7 +64,7 @@ class InProcess:
 
         with self.monkeypatch.context() as patch:
             patch.setattr(sys, "argv", ["adjudicate", "--db", self.db, *map(str, args)])
-            for key, value in (env or {}).items():
+            for key, value in {**STAFF_ENV, **(env or {})}.items():
                 patch.setenv(key, value)
             try:
                 main()
@@ -126,7 +127,7 @@ def test_acknowledgement_and_formula_safe_exports(tmp_path, monkeypatch, capsys)
         ("rejected", "5", "'+1", "units", "INVALID_RECORD", "16"),
         ("rejected", "5", "'+1", "billed_rate", "INVALID_RECORD", "16"),
     ]
-    assert rows[1]["detail"] == "not a date YYYY-MM-DD" and rows[1]["value"] == "2026-03-32"
+    assert rows[1]["detail"] == "not a date YYYY-MM-DD from 1900-01-01 to 2099-12-31" and rows[1]["value"] == "2026-03-32"
     assert "differ from the billed time span of 3 hours" in rows[2]["detail"]
 
     assert "6 claims, 2 paid, 1 suspended, 3 rejected" in adjudicate("run").out
@@ -149,12 +150,12 @@ def test_acknowledgement_and_formula_safe_exports(tmp_path, monkeypatch, capsys)
     assert [r["claim_id"] for r in outcomes] == ["'=SUM(A1)", "'-2+3", "'@cmd", "'+1", "TAB", "'=SUM(A1)"]
     assert outcomes[1]["conflicts_with"] == "'=SUM(A1)" and outcomes[1]["status"] == "suspended"
     assert outcomes[0]["paid_amount"] == "70.12" and outcomes[2]["reasons"] == "INVALID_RECORD:service_date"
-    assert adjudicate("requeue", "--claim=-2+3", "--operator", "\r@ops", "--note", "=HYPERLINK(\"http://x\")").code == 0
+    assert adjudicate("requeue", "--claim=-2+3", "--note", "=HYPERLINK(\"http://x\")").code == 0
     assert adjudicate("audit", "--format", "csv", "--output", tmp_path / "audit.csv").code == 0
     text = (tmp_path / "audit.csv").read_bytes().decode("utf-8")
     audit = list(csv.DictReader(io.StringIO(text, newline="")))
     requeued = next(r for r in audit if r["action"] == "requeue")
-    assert requeued["operator"] == "'\r@ops" and requeued["note"] == "'=HYPERLINK(\"http://x\")"
+    assert requeued["operator"] == "ann" and requeued["note"] == "'=HYPERLINK(\"http://x\")"
     assert requeued["target"].startswith("claims=-2+3")  # does not start with a formula character: as is
 
     unknown = adjudicate("ack", "B0000")

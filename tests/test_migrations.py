@@ -42,7 +42,7 @@ def test_a_revision_0002_database_upgrades_without_losing_anything(tmp_path):
     # the migrated paid WX-1, WX-3 suspended again).
     assert "run 3: 4 claims" in cli("run").out
     assert history() == _old_columns((LEGACY / "history_after_run.csv").read_text())
-    assert "re-queued 1 claims" in cli("requeue", "--claim", "WX-7", "--operator", "lead", "--note", "n").out
+    assert "re-queued 1 claims" in cli("requeue", "--claim", "WX-7", "--operator", "ann", "--note", "n").out
 
 
 def _old_columns(export: str) -> list[list[str]]:

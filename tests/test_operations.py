@@ -107,8 +107,7 @@ def test_a_dry_run_stores_nothing_and_decides_what_the_real_run_then_decides(rea
     assert "run 2: 6 claims" in ready("run").out
     assert (tmp_path / "dry.csv").read_text() == ready("outcomes").out
     # A second night: an override re-queues WX-5; the dry run's outcome is the real run's attempt.
-    ready("operators", "add", "bob", "--role", "override")
-    ready("override", "WX-5", "--waive", "OVERLAP_SAME_PROVIDER", "--operator", "bob", "--note", "approved")
+    ready("override", "WX-5", "--waive", "OVERLAP_SAME_PROVIDER", "--operator", "ann", "--note", "approved")
     ready("run", "--dry-run", "--format", "json", "--output", tmp_path / "dry.json")
     ready("run")
     would = json.loads((tmp_path / "dry.json").read_text())
@@ -299,7 +298,7 @@ def test_run_records_the_lock_and_dry_runs_on_postgresql(pg_url, tmp_path):
         blocked = pg("run", ok=False, env={"ADJUDICATION_LOCK_WAIT_SECONDS": "1"})
         assert blocked.code == 5 and f"held by run pid {os.getpid()}" in blocked.err
         # Other writers still go ahead while a run holds the lease (they wait only for its transaction).
-        pg("operators", "add", "ann")
+        pg("operators", "add", "bob", "--role", "operator", "--operator", "root", "--note", "new clerk")
     engine.dispose()
     pg("run", "--dry-run", "--output", tmp_path / "dry.csv")
     assert pg("outcomes").rows() == []

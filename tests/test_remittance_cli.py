@@ -40,7 +40,6 @@ def dbcli(db_url, tmp_path) -> Cli:
     cli("reference", "load", FIXTURES / "worked_example")
     cli("submit", CLAIMS)
     assert "6 claims, 4 paid, 2 suspended, 0 rejected, amount paid 196.44" in cli("run").out
-    cli("operators", "add", "ann")
     return cli
 
 
@@ -80,7 +79,7 @@ def test_remittances_of_the_worked_example(dbcli, tmp_path):
 
 def test_remittance_and_report_refusals(dbcli, tmp_path):
     for args, message in (
-        (("remittance", "1", "--format", "x12"), "--operator NAME is required"),
+        (("remittance", "1", "--format", "x12", "--operator", ""), "name the acting operator"),
         (("remittance", "1", "--format", "x12", "--operator", "bob"), "operator bob is not registered"),
         (("remittance", "9", "--format", "x12", "--operator", "ann"), "no run 9"),
         (("remittance", "1", "--format", "x12", "--provider", "P9", "--operator", "ann"), "decided no claim of provider P9"),
@@ -122,9 +121,7 @@ def test_remittances_add_up_to_the_runs_and_the_outcomes(store, tmp_path, refere
     """For every run: the 835s' nets (BPR02 + PLB) add up to what the run paid minus what it
     reversed (the runs table and run_reversals), and the outcomes' paid amounts grow by what the
     run paid; the report says the same."""
-    _fresh(store, reference)
-    with store.begin() as conn:
-        conn.execute(insert(t.operators).values(name="ann", role="operator", added_at=repo.now()))
+    _fresh(store, reference)  # reset_store registers the test operators (conftest.add_staff) again
     history_paid = Decimal(0)
     for index, group in enumerate(groups):
         service.submit(store, _write_csv(tmp_path / f"b{index}.csv", group), RULES, Limits())
@@ -225,7 +222,6 @@ def test_report_and_remittance_render_offline_in_chromium(tmp_path):
     cli("reference", "load", FIXTURES / "worked_example")
     cli("submit", CLAIMS)
     summary = cli("run").out
-    cli("operators", "add", "ann")
     cli("requeue", "--claim", "WX-3", "--operator", "ann", "--note", "recheck")
     cli("run")
     cli("report", "1", "--format", "html", "--operator", "ann", "--output", tmp_path / "report.html")

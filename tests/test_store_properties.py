@@ -16,7 +16,7 @@ from sqlalchemy import insert, select, update
 from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA
 from adjudication.reference import Located
 from adjudication.rules import load_rules
-from conftest import reset_store
+from conftest import OPERATOR, reset_store
 from scenarios import batches, reference_sets
 from sequential import adjudicate_sequentially
 from adjudication.claim_file import Limits
@@ -82,7 +82,6 @@ def test_store_equals_the_sequential_reference(store, tmp_path):
     @given(reference=reference_sets(), groups=batches(), data=st.data())
     def check(reference, groups, data):
         _fresh(store, reference)
-        service.add_operator(store, "ops", "override")
         order: list[dict] = []  # queue entries for the reference, keyed like the store's attempts
         attempts: dict[tuple, int] = {}
         pk_of: dict[tuple, int] = {}
@@ -106,10 +105,10 @@ def test_store_equals_the_sequential_reference(store, tmp_path):
                 waived = set(row.get("waived", ()))
                 if waivable and data.draw(st.booleans()):
                     code = data.draw(st.sampled_from(waivable))
-                    service.override(store, chosen["claim_id"], code, "ops", "test", RULES)
+                    service.override(store, chosen["claim_id"], code, OPERATOR, "test", RULES)
                     waived.add(code)
                 else:
-                    service.requeue(store, service.Selection(claim_ids=(chosen["claim_id"],)), "ops", "test")
+                    service.requeue(store, service.Selection(claim_ids=(chosen["claim_id"],)), OPERATOR, "test")
                 attempts[key] += 1
                 order.append({**row, "waived": waived, "key": (*key, attempts[key])})
                 service.run(store, RULES)
@@ -176,14 +175,13 @@ def test_withdrawn_batches_are_as_if_never_posted(store, tmp_path):
     @given(reference=reference_sets(), groups=batches(), data=st.data())
     def check(reference, groups, data):
         _fresh(store, reference)
-        service.add_operator(store, "ops", "operator")
         order: list[dict] = []
         for index, group in enumerate(groups):
             submitted = service.submit(store, _write_csv(tmp_path / f"b{index}.csv", group), RULES, Limits())
             if not submitted.new:
                 continue
             if data.draw(st.booleans()):
-                assert service.withdraw(store, submitted.batch_id, "ops", "test") == len(group)
+                assert service.withdraw(store, submitted.batch_id, OPERATOR, "test") == len(group)
                 continue
             for line, row in enumerate(group, start=2):
                 order.append({**row, "claim_pk": len(order) + 1, "key": (submitted.batch_id, line, 1)})

@@ -25,8 +25,10 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Adjudicate home and community-based services claims against prior authorizations.")
 db_cli = typer.Typer(no_args_is_help=True, help="Database schema.")
 reference_cli = typer.Typer(no_args_is_help=True, help="Reference data: providers, plans, enrollments, SPAs.")
-operators_cli = typer.Typer(no_args_is_help=True, help="Operators and their roles.")
+operators_cli = typer.Typer(no_args_is_help=True, help="Operators and their roles (granted by an admin).")
+audit_cli = typer.Typer(invoke_without_command=True, help="The audit trail, and `audit verify` of its hash chain.")
 cli.add_typer(db_cli, name="db")
+cli.add_typer(audit_cli, name="audit")
 cli.add_typer(reference_cli, name="reference")
 cli.add_typer(operators_cli, name="operators")
 
@@ -39,6 +41,17 @@ class Format(str, Enum):
     json = "json"
     jsonl = "jsonl"
     parquet = "parquet"
+
+
+# The acting operator of every command that acts or exports (worker.access).
+Operator = Annotated[Optional[str], typer.Option(
+    "--operator", help="The acting operator: a registered name holding the role needed (env ADJUDICATION_OPERATOR)")]
+
+
+def acting(ctx: typer.Context, flag: Optional[str]) -> str:
+    from worker import access
+
+    return access.acting(flag, app(ctx).settings.operator)
 
 
 class TextFormat(str, Enum):
@@ -134,11 +147,21 @@ def progress_bar(enabled: bool, interval: float = 5.0):
 
 
 @db_cli.command("upgrade")
-def db_upgrade(ctx: typer.Context) -> None:
-    """Create or migrate the schema to the newest version."""
+def db_upgrade(
+    ctx: typer.Context,
+    admin: Annotated[Optional[str], typer.Option(help="Register the first admin (only when there is none)")] = None,
+) -> None:
+    """Create or migrate the schema to the newest version; --admin NAME registers the first admin."""
+    from worker import access
+
     a = app(ctx, creates_database=True)
+    if admin is not None:
+        access.check_name(admin)
     service.upgrade_schema(a.engine)
     out.print(f"schema up to date ({a.engine.url.render_as_string(hide_password=True)})")
+    if admin is not None:
+        created = access.bootstrap_admin(a.engine, admin)
+        out.print(f"first admin {admin} registered" if created else f"{admin} is already an admin")
 
 
 @reference_cli.command("load")
@@ -313,7 +336,7 @@ def outcomes(
     batch: Annotated[Optional[str], typer.Option(help="Only this batch")] = None,
     status: Annotated[Optional[str], typer.Option(help="Only paid, suspended or rejected")] = None,
     history: Annotated[bool, typer.Option("--history", help="Every attempt, not only the latest")] = False,
-    operator: Annotated[str, typer.Option(help="Who exports (recorded in the audit trail)")] = "system",
+    operator: Operator = None,
     claim: Annotated[Optional[list[str]], typer.Option("--claim", help="Only this claim id; repeat for more")] = None,
     provider: Annotated[Optional[str], typer.Option(help="Only this provider's claims")] = None,
     client: Annotated[Optional[str], typer.Option(help="Only this client's claims (prime)")] = None,
@@ -323,7 +346,7 @@ def outcomes(
     """Export outcomes: the latest attempt per claim, in adjudication order (filters combine with AND)."""
     if status and status not in ("paid", "suspended", "rejected", "void"):
         raise service.UserError(f"unknown status {status!r} (paid, suspended, rejected or void)")
-    frame = service.outcomes(app(ctx).engine, batch=batch, status=status, history=history, operator=operator,
+    frame = service.outcomes(app(ctx).engine, batch=batch, status=status, history=history, operator=acting(ctx, operator),
                              export_format=fmt.value, claim_ids=tuple(claim or ()), provider=provider,
                              client=client, date_from=date_from, date_to=date_to)
     _write_outcomes(frame, fmt.value, output)
@@ -332,8 +355,8 @@ def outcomes(
 @cli.command()
 def requeue(
     ctx: typer.Context,
-    operator: Annotated[str, typer.Option(help="Who re-queues (audited)")],
     note: Annotated[str, typer.Option(help="Why (audited)")],
+    operator: Operator = None,
     claim: Annotated[Optional[list[str]], typer.Option("--claim", help="A claim id; repeat for more")] = None,
     batch: Annotated[Optional[str], typer.Option(help="Suspended claims of this batch")] = None,
     provider: Annotated[Optional[str], typer.Option(help="... of this provider")] = None,
@@ -347,7 +370,7 @@ def requeue(
         if value is not None:
             _require_date(option, value)
     selection = service.Selection(tuple(claim or ()), batch, provider, client, reason, date_from, date_to)
-    ids = service.requeue(app(ctx).engine, selection, operator, note)
+    ids = service.requeue(app(ctx).engine, selection, acting(ctx, operator), note)
     out.print(f"re-queued {len(ids)} claims")
 
 
@@ -367,22 +390,48 @@ def _require_date(option: str, value: str) -> None:
 def withdraw(
     ctx: typer.Context,
     batch: str,
-    operator: Annotated[str, typer.Option(help="Who withdraws (a registered operator; audited)")],
     note: Annotated[str, typer.Option(help="Why (audited)")],
+    operator: Operator = None,
 ) -> None:
     """Take a queued batch out of the queue before a run reads it: its claims are never adjudicated."""
-    claims = service.withdraw(app(ctx).engine, batch, operator, note)
+    claims = service.withdraw(app(ctx).engine, batch, acting(ctx, operator), note)
     out.print(f"withdrew batch {batch} ({claims} claims)")
 
 
 @operators_cli.command("add")
 def operators_add(
     ctx: typer.Context, name: str,
-    role: Annotated[str, typer.Option(help="operator or override")] = "operator",
+    role: Annotated[str, typer.Option(help="admin, operator or override")],
+    note: Annotated[str, typer.Option(help="Why (audited)")],
+    operator: Operator = None,
 ) -> None:
-    """Add an operator (or change the role of one)."""
-    service.add_operator(app(ctx).engine, name, role)
-    out.print(f"operator {name}: {role}")
+    """Grant a role to an operator (registering it when new): by an admin, never to themselves."""
+    from worker import access
+
+    new = access.grant(app(ctx).engine, name, role, acting(ctx, operator), note)
+    out.print(f"operator {name}: {role} granted" if new else f"operator {name} already holds {role}")
+
+
+@operators_cli.command("revoke")
+def operators_revoke(
+    ctx: typer.Context, name: str,
+    role: Annotated[str, typer.Option(help="admin, operator or override")],
+    note: Annotated[str, typer.Option(help="Why (audited)")],
+    operator: Operator = None,
+) -> None:
+    """Take a role back from an operator (by an admin; the last admin stays)."""
+    from worker import access
+
+    access.revoke(app(ctx).engine, name, role, acting(ctx, operator), note)
+    out.print(f"operator {name}: {role} revoked")
+
+
+@operators_cli.command("list")
+def operators_list(ctx: typer.Context) -> None:
+    """Every registered operator and the roles it holds."""
+    from worker import access
+
+    _write(access.listing(app(ctx).engine), "csv", None)
 
 
 @cli.command()
@@ -390,23 +439,43 @@ def override(
     ctx: typer.Context,
     claim: str,
     waive: Annotated[str, typer.Option(help="The edit code to waive")],
-    operator: Annotated[str, typer.Option(help="An operator with the override role")],
     note: Annotated[str, typer.Option(help="Why (audited)")],
+    operator: Operator = None,
 ) -> None:
-    """Waive one edit for one suspended claim and re-queue it."""
+    """Waive one edit for one suspended claim and re-queue it (an operator with the override role)."""
     a = app(ctx)
-    service.override(a.engine, claim, waive, operator, note, a.rules)
+    service.override(a.engine, claim, waive, acting(ctx, operator), note, a.rules)
     out.print(f"claim {claim}: {waive} waived, re-queued")
 
 
-@cli.command()
+@audit_cli.callback()
 def audit(
     ctx: typer.Context,
     fmt: Annotated[TextFormat, typer.Option("--format")] = TextFormat.csv,
     output: Annotated[Optional[Path], typer.Option("--output", "-o")] = None,
+    operator: Operator = None,
 ) -> None:
-    """The audit trail: every operator action and export (who, when, what, why)."""
-    _write(service.audit_trail(app(ctx).engine), fmt.value, output)
+    """The audit trail: every operator action and export (who, when, what, why, from which OS user and
+    host, and the hash chain); `audit verify` checks the chain."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from worker import access
+
+    engine = app(ctx).engine
+    access.record_export(engine, acting(ctx, operator), "audit.export", "audit", fmt.value)
+    _write(service.audit_trail(engine), fmt.value, output)
+
+
+@audit_cli.command("verify")
+def audit_verify(ctx: typer.Context) -> None:
+    """Check the audit trail's hash chain; names the first entry that breaks it (exit 1). Prints the
+    count and the last entry's hash (keep them elsewhere: a trail cut short shows against them)."""
+    from worker import audit as audit_chain
+
+    result = audit_chain.verify(app(ctx).engine)
+    if not result.intact:
+        raise service.UserError(f"audit trail broken at entry {result.broken_at}: {result.problem}")
+    out.print(f"audit trail intact: {result.entries} entries, last hash {result.head}")
 
 
 @cli.command()
@@ -416,13 +485,16 @@ def ack(
     fmt: Annotated[TextFormat, typer.Option("--format", help="csv (a batch row with the counts, then one row per "
                                             "rejected field) or json")] = TextFormat.csv,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout")] = None,
+    operator: Operator = None,
 ) -> None:
     """Acknowledge a submitted batch (like X12 999/277CA): accepted and rejected counts, and every
-    rejected line with its field and reason."""
-    from worker import intake
+    rejected line with its field and reason (an export: any registered operator, audited)."""
+    from worker import access, intake
 
     a = app(ctx)
+    who = access.check(a.engine, acting(ctx, operator))
     document = intake.acknowledgement(a.engine, batch, a.rules)
+    access.record_export(a.engine, who, "ack.export", f"batch={batch}", fmt.value)
     if fmt == TextFormat.csv:
         _write(intake.ack_frame(document), "csv", output)
         return
@@ -584,8 +656,7 @@ def remittance(
     ctx: typer.Context,
     run_id: Annotated[int, typer.Argument(metavar="RUN", help="The run")],
     fmt: Annotated[RemitFormat, typer.Option("--format", help="x12 (an 835), csv or html")],
-    operator: Annotated[Optional[str], typer.Option(envvar="ADJUDICATION_OPERATOR",
-                                                    help="Who produces it (a registered operator; audited)")] = None,
+    operator: Operator = None,
     provider: Annotated[Optional[str], typer.Option(help="Only this provider")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write run-RUN-provider-P.EXT into")] = Path("."),
 ) -> None:
@@ -594,7 +665,7 @@ def remittance(
     from worker import remittances
 
     a = app(ctx)
-    names = remittances.remittances(a.engine, run_id, fmt.value, operator, a.payer, output, provider)
+    names = remittances.remittances(a.engine, run_id, fmt.value, acting(ctx, operator), a.payer, output, provider)
     out.print(f"{len(names)} remittances written to {output}", markup=False)
 
 
@@ -603,15 +674,14 @@ def report(
     ctx: typer.Context,
     run_id: Annotated[int, typer.Argument(metavar="RUN", help="The run")],
     fmt: Annotated[ReportFormat, typer.Option("--format", help="html (with charts, opens offline) or json")],
-    operator: Annotated[Optional[str], typer.Option(envvar="ADJUDICATION_OPERATOR",
-                                                    help="Who produces it (a registered operator; audited)")] = None,
+    operator: Operator = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout")] = None,
 ) -> None:
     """The run report for the billing office: counts and amounts by status, reason, provider and
     procedure; reversals; suspended claims by reason and age; the change from the previous run."""
     from worker import remittances
 
-    text = remittances.report(app(ctx).engine, run_id, fmt.value, operator)
+    text = remittances.report(app(ctx).engine, run_id, fmt.value, acting(ctx, operator))
     if output is None:
         sys.stdout.write(text)
     else:
@@ -645,19 +715,26 @@ def main() -> None:
     """Entry point: one-line errors and the exit codes above (README, docs/operations.md)."""
     from adjudication.claim_file import ClaimFileError
     from adjudication.reference import ReferenceLoadError
+    from adjudication.rules import RulesError
     from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+    from worker.errors import Unavailable, unavailable
     from pydantic import ValidationError
 
     from worker.runs import LockTimeout
 
     try:
-        code = cli(standalone_mode=False)  # typer.Exit(N) comes back as N in this mode
+        try:
+            code = cli(standalone_mode=False)  # typer.Exit(N) comes back as N in this mode
+        except Exception as error:
+            if (reason := unavailable(error)) is not None:  # a full disk, ...
+                raise Unavailable(reason) from error
+            raise
         if isinstance(code, int) and code:
             sys.exit(code)
-    except (service.UserError, ClaimFileError, ReferenceLoadError) as error:
+    except (service.UserError, ClaimFileError, ReferenceLoadError, RulesError) as error:
         err.print(f"error: {error}", markup=False)
         sys.exit(EXIT_REFUSED)
-    except service.Unavailable as error:
+    except Unavailable as error:
         err.print(f"error: unavailable: {error}", markup=False)
         sys.exit(EXIT_UNAVAILABLE)
     except LockTimeout as error:

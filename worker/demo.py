@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from worker import service
+from worker import access, service
 from worker.bootstrap import build
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -32,7 +32,8 @@ def run_demo(console: Console, rules_file: Path | None = None) -> None:
         console.print(f"[bold]3.[/] nightly run {summary.run_id}: {summary.paid} paid, {summary.suspended} suspended, "
                       f"{summary.rejected} rejected, amount paid {summary.paid_cents / 100:.2f}")
         _table(console, service.outcomes(app.engine), "Outcomes of the worked example (SPEC section 7)")
-        service.add_operator(app.engine, "ops.lead", "override")
+        access.bootstrap_admin(app.engine, "admin")
+        access.grant(app.engine, "ops.lead", "override", "admin", "demo: the override desk")
         service.override(app.engine, "WX-5", "OVERLAP_SAME_PROVIDER", "ops.lead",
                          "ODDS approved 2:1 agency staffing for this shift", app.rules)
         console.print("[bold]4.[/] operator ops.lead waives OVERLAP_SAME_PROVIDER on WX-5 and re-queues it")

@@ -16,6 +16,8 @@ The command line (`adjudicate watch`) and a Celery beat task both just call `swe
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import hashlib
 import json
 import logging
 import os
@@ -31,8 +33,8 @@ import polars as pl
 from sqlalchemy.exc import IntegrityError
 
 from adjudication import reasons as R
-from adjudication.claim_file import FORMATS, ClaimFileError, label
-from adjudication.claims import parse_claims
+from adjudication.claim_file import FORMATS, MAX_FIELD_BYTES, ClaimFileError, label
+from adjudication.claims import FIRST_SERVICE_DAY, ID_FIELDS, LAST_SERVICE_DAY, MAX_ID_CHARS, parse_claims
 from adjudication.decimals import SCALE
 from adjudication.rules import Rules
 from worker import service
@@ -108,8 +110,16 @@ def _rejection(row: dict, code: str, detail: str, rules: Rules) -> dict:
         field_name = detail
         text = ""
     value = row.get(field_name) if field_name in row and field_name != "client_prime" else None
-    return {"line": row["line"], "claim_id": row["claim_id"], "field": field_name, "reason": code,
-            "carc": rules.carc.get(code, ""), "detail": text, "value": value}
+    return {"line": row["line"], "claim_id": _bounded(row["claim_id"]), "field": field_name, "reason": code,
+            "carc": rules.carc.get(code, ""), "detail": text, "value": _bounded(value)}
+
+
+def _bounded(value: str | None, limit: int = MAX_FIELD_BYTES) -> str | None:
+    """A posted value as an acknowledgement echoes it: whole up to the field limit (a batch stored
+    before that limit may hold longer ones), else its start and its length."""
+    if value is None or len(value) <= limit:
+        return value
+    return f"{value[:64]}... ({len(value)} characters)"
 
 
 def _explain(field_name: str, row: dict) -> str:
@@ -129,7 +139,11 @@ def _explain(field_name: str, row: dict) -> str:
     if value is None:
         return "missing"
     if field_name == "service_date":
-        return "not a date YYYY-MM-DD"
+        return f"not a date YYYY-MM-DD from {FIRST_SERVICE_DAY} to {LAST_SERVICE_DAY}"
+    if field_name in ID_FIELDS:
+        return f"not an id: 1 to {MAX_ID_CHARS} printable ASCII characters"
+    if field_name == "staff_id":
+        return f"longer than {MAX_ID_CHARS} characters"
     if field_name in ("units", "billed_rate"):
         scaled = row["units_s" if field_name == "units" else "rate_s"]
         if scaled is None:
@@ -178,7 +192,7 @@ class SweepResult:
 
     def line(self) -> str:
         """One line for the operator: what happened and where the file went."""
-        where = f" -> {self.moved_to.parent.name}/{self.moved_to.name}" if self.moved_to else ""
+        where = f" -> {self.moved_to.parent.name}/{label(self.moved_to.name)}" if self.moved_to else ""
         named = label(self.file) + ":"
         message = self.message if self.message.startswith(named) else f"{named} {self.message}"
         return f"{self.result} {message}{where}"
@@ -252,12 +266,23 @@ def _take(app, folder: Path, name: str, seen: os.stat_result) -> SweepResult | N
         token.rmdir()
         return None
     try:
-        data = _read_settled(claimed, seen, app.limits.max_file_bytes)
+        try:
+            data = _read_settled(claimed, seen, app.limits.max_file_bytes)
+        except OSError as error:  # unreadable, or vanished since it was claimed
+            if _not_the_files_fault(error):
+                raise
+            return _refuse(folder, name, claimed, f"cannot be read ({error.strerror or type(error).__name__})")
         if data is _CHANGED:
             _put_back(claimed, folder / name)
-            log.info("drop folder: %s changed while being taken; left for the next sweep", name)
+            log.info("drop folder: %s changed while being taken; left for the next sweep", _shown(name))
             return None
-        return _submit(app, folder, name, data, seen.st_size, claimed)
+        try:
+            return _submit(app, folder, name, data, seen.st_size, claimed)
+        except Exception as error:  # noqa: BLE001 - one file must not stop the sweep
+            if _not_the_files_fault(error):
+                raise
+            log.warning("drop folder: %s could not be processed (%s)", _shown(name), type(error).__name__)
+            return _refuse(folder, name, claimed, f"could not be processed ({type(error).__name__})")
     except BaseException:
         _put_back(claimed, folder / name)
         raise
@@ -266,6 +291,28 @@ def _take(app, folder: Path, name: str, seen: os.stat_result) -> SweepResult | N
             token.rmdir()
         except OSError:
             pass
+
+
+def _not_the_files_fault(error: BaseException) -> bool:
+    """The database or the disk failed, not the file: it goes back to the folder for a later sweep."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from worker.errors import Unavailable
+
+    return isinstance(error, (SQLAlchemyError, Unavailable)) or (
+        isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS))
+
+
+def _refuse(folder: Path, name: str, claimed: Path, message: str) -> SweepResult:
+    """A file nothing can be done with goes to rejected/ (when it is still there) with its acknowledgement."""
+    document = {"file": name, "result": "refused", "batch_id": None,
+                "refused_at": _iso(dt.datetime.now(dt.timezone.utc)), "error": f"{label(name)}: {message}"}
+    moved, ack = _place(claimed if claimed.exists() else None, folder / REJECTED, name, document)
+    return SweepResult(name, "refused", message, None, moved, ack, document)
+
+
+def _shown(name: str) -> str:
+    return label(name) if len(name) <= 80 else label(name[:77]) + "..."
 
 
 _CHANGED = object()
@@ -289,19 +336,21 @@ def _read_settled(path: Path, seen: os.stat_result, max_bytes: int):
 
 def _submit(app, folder: Path, name: str, data: bytes | None, size: int, claimed: Path) -> SweepResult:
     now = _iso(dt.datetime.now(dt.timezone.utc))
+    # A name that is not UTF-8 (its bytes kept by the file system as surrogates) cannot be stored.
+    stored_name = name.encode("utf-8", "replace").decode("utf-8")
     try:
         if data is None:
             raise service.UserError(f"{name}: {size} bytes is over the limit of {app.limits.max_file_bytes} bytes")
         try:
-            submitted = service.submit_bytes(app.engine, name, data, app.rules, app.limits)
+            submitted = service.submit_bytes(app.engine, stored_name, data, app.rules, app.limits)
         except IntegrityError:
             # The same content was stored by a concurrent submit in the meantime: now it is a no-op.
-            submitted = service.submit_bytes(app.engine, name, data, app.rules, app.limits)
+            submitted = service.submit_bytes(app.engine, stored_name, data, app.rules, app.limits)
     except (ClaimFileError, service.UserError) as error:
         message = str(error)
         document = {"file": name, "result": "refused", "batch_id": None, "refused_at": now, "error": message}
         moved, ack = _place(claimed, folder / REJECTED, name, document)
-        log.info("drop folder: %s refused: %s", name, message)
+        log.info("drop folder: %s refused: %s", _shown(name), message)
         return SweepResult(name, "refused", message, None, moved, ack, document)
     document = {"file": name, "result": "accepted", "new": submitted.new, "received_at": now,
                 **acknowledgement(app.engine, submitted.batch_id, app.rules)}
@@ -310,17 +359,19 @@ def _submit(app, folder: Path, name: str, data: bytes | None, size: int, claimed
     moved, ack = _place(claimed, folder / ACCEPTED, name, document)
     message = (f"batch {submitted.batch_id} ({document['claims']} claims, {document['rejected']} rejected)"
                if submitted.new else f"already submitted as batch {submitted.batch_id}, nothing changed")
-    log.info("drop folder: %s accepted as batch %s", name, submitted.batch_id)
+    log.info("drop folder: %s accepted as batch %s", _shown(name), submitted.batch_id)
     return SweepResult(name, "accepted", message, submitted.batch_id, moved, ack, document)
 
 
-def _place(claimed: Path, target_dir: Path, name: str, document: dict) -> tuple[Path, Path]:
-    """Move the file into `target_dir` with its acknowledgement beside it. The acknowledgement's name
-    is reserved first (exclusive create), so two sweeps never write over each other's files: a name
-    already used gets a number (claims.csv, claims.2.csv, ...)."""
-    stem, suffix = _split_name(name)
+def _place(claimed: Path | None, target_dir: Path, name: str, document: dict) -> tuple[Path | None, Path]:
+    """Move the file into `target_dir` with its acknowledgement beside it (only the acknowledgement
+    when the file is gone). The acknowledgement's name is reserved first (exclusive create), so two
+    sweeps never write over each other's files: a name already used gets a number (claims.csv,
+    claims.2.csv, ...). A name the file system cannot take with `.ack.json` after it (too long) is
+    replaced by a safe one, the original name kept in the acknowledgement."""
+    stem, suffix = _split_name(name if _fits(name) else _safe_name(name))
     for number in range(1, 100_000):
-        candidate = name if number == 1 else f"{stem}.{number}{suffix}"
+        candidate = stem + suffix if number == 1 else f"{stem}.{number}{suffix}"
         ack = target_dir / (candidate + ACK_SUFFIX)
         if (target_dir / candidate).exists():
             continue
@@ -331,10 +382,28 @@ def _place(claimed: Path, target_dir: Path, name: str, document: dict) -> tuple[
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(document, handle, indent=1, default=str)
             handle.write("\n")
+        if claimed is None:
+            return None, ack
         destination = target_dir / candidate
         os.rename(claimed, destination)
         return destination, ack
-    raise service.UserError(f"{target_dir}: no free name for {name}")
+    raise service.UserError(f"{target_dir}: no free name for {_shown(name)}")
+
+
+NAME_MAX = 255  # bytes in one file name, on the file systems a drop folder lives on
+
+
+def _fits(name: str) -> bool:
+    """The name, numbered and with `.ack.json` after it, is a valid file name."""
+    return len(os.fsencode(name)) + len(".99999" + ACK_SUFFIX) <= NAME_MAX
+
+
+def _safe_name(name: str) -> str:
+    """A short name standing for `name`: its start in safe characters, a digest, its format suffix."""
+    stem, suffix = _split_name(name)
+    suffix = suffix if suffix.isascii() and len(suffix) <= 16 else ""
+    start = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-") else "_" for ch in stem)[:64]
+    return f"{start}~{hashlib.sha256(os.fsencode(name)).hexdigest()[:12]}{suffix}"
 
 
 def _split_name(name: str) -> tuple[str, str]:

@@ -24,6 +24,8 @@ from adjudication.rules import Rules
 from worker.store import repository
 from worker.store.repository import EXPORT_SCHEMA, OutcomeFilter, Queue, Repository, queue_clients, run_state
 from worker.store.unit_of_work import UnitOfWork, unit_of_work
+from worker import access, audit, poison
+from worker.errors import Unavailable, UserError  # re-exported: adapters catch service.UserError
 
 log = logging.getLogger("adjudication")
 
@@ -31,15 +33,6 @@ log = logging.getLogger("adjudication")
 # a unit of work given whole (tests' fakes).
 Store = Engine | UnitOfWork
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-class UserError(Exception):
-    """A refusal to report in one line (exit code 1): bad input or a rule the operator broke."""
-
-
-class Unavailable(Exception):
-    """A service the command needs is not there (exit code 3): the database (unreachable, missing,
-    or at an older schema), the broker, or no worker. One line, no traceback."""
 
 
 def _quiet(_stage: str, _done: int, _total: int) -> None:
@@ -189,6 +182,7 @@ def _run(engine: Store, rules: Rules, progress: Progress, decider: Decider, max_
         if queue.height == 0:
             step(RUN_STEPS, "nothing queued")
             return DryRun(empty, _export_texts(pl.DataFrame(schema=EXPORT_SCHEMA))) if dry_run else empty
+        decider = poison.naming_the_claim(decider, snapshot.origin)  # a failure names its batch and claim
         step(1, f"reading the state of {queue.height} claims")
         clients = queue_clients(queue)
         reference = repo.reference_frames(clients)
@@ -243,20 +237,25 @@ def _refuse_crowded_days(snapshot: Queue, claim_pks: pl.Series, limit: int) -> N
 # --- outcomes ------------------------------------------------------------------------------
 
 def outcomes(engine: Store, batch: str | None = None, status: str | None = None, history: bool = False,
-             operator: str = "system", export_format: str | None = None, claim_ids: tuple[str, ...] = (),
+             operator: str | None = None, export_format: str | None = None, claim_ids: tuple[str, ...] = (),
              provider: str | None = None, client: str | None = None, date_from: str | None = None,
-             date_to: str | None = None) -> pl.DataFrame:
+             date_to: str | None = None, submitter: str | None = None) -> pl.DataFrame:
     """Outcomes in export shape (latest attempt per claim, or every attempt with history), read from
-    the views through the indexes of the attempts: the cost grows with the answer."""
+    the views through the indexes of the attempts: the cost grows with the answer.
+
+    An export (export_format given) is by a registered operator of any role, or by an HTTP
+    submitter (`submitter`: its audit name, authenticated by its token), and audited."""
     chosen = OutcomeFilter(batch=batch, claim_ids=tuple(i.strip() for i in claim_ids), provider=provider,
                                 client=client, status=status, date_from=_date(date_from, "--from"),
                                 date_to=_date(date_to, "--to"), history=history)
     with unit_of_work(engine) as repo:
+        if export_format and submitter is None:
+            operator = repo.authorize(operator, access.ANY_ROLE)
         if batch and repo.batch(batch) is None:
             raise UserError(f"no batch {batch}")
         frame = repo.outcome_rows(chosen)
         if export_format:
-            repo.audit(operator, "outcomes.export", _export_target(chosen, frame.height), export_format)
+            repo.audit(submitter or operator, "outcomes.export", _export_target(chosen, frame.height), export_format)
     return _export_texts(frame)
 
 
@@ -294,17 +293,6 @@ def _export_target(chosen: OutcomeFilter, rows: int) -> str:
 
 # --- operators -----------------------------------------------------------------------------
 
-ROLES = ("operator", "override")
-
-
-def add_operator(engine: Store, name: str, role: str) -> None:
-    if role not in ROLES:
-        raise UserError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
-    with unit_of_work(engine) as repo:
-        repo.save_operator(name, role)
-        repo.audit(name, "operators.add", name, f"role={role}")
-
-
 @dataclass(frozen=True)
 class Selection:
     claim_ids: tuple[str, ...] = ()
@@ -338,6 +326,7 @@ def requeue(engine: Store, selection: Selection, operator: str, note: str) -> li
         raise UserError("name the claims to re-queue (--claim, --batch, --provider, --client, --reason, --from/--to)")
     _require_note(note)
     with unit_of_work(engine) as repo:
+        repo.authorize(operator, "operator")
         repo.lock("requeue")
         chosen = _select_suspended(repo, selection)
         if chosen:
@@ -353,9 +342,8 @@ def withdraw(engine: Store, batch_id: str, operator: str, note: str) -> int:
     how many claims it carried."""
     _require_note(note)
     with unit_of_work(engine) as repo:
+        repo.authorize(operator, "operator")
         repo.lock("withdraw")
-        if repo.operator_role(operator) is None:
-            raise UserError(f"operator {operator} is not registered (adjudicate operators add)")
         batch = repo.batch(batch_id)
         if batch is None:
             raise UserError(f"no batch {batch_id}")
@@ -404,9 +392,8 @@ def override(engine: Store, claim_id: str, code: str, operator: str, note: str, 
     if code not in rules.waivable:
         raise UserError(f"{code} cannot be waived (waivable: {', '.join(sorted(rules.waivable))})")
     with unit_of_work(engine) as repo:
+        repo.authorize(operator, "override")
         repo.lock("override")
-        if repo.operator_role(operator) != "override":
-            raise UserError(f"operator {operator} does not have the override role")
         chosen = _select_suspended(repo, Selection(claim_ids=(claim_id,)))
         claim_pk = chosen[0][0]
         current = repo.suspended_claims([claim_pk]).get_column("reasons").item()
@@ -423,9 +410,8 @@ def _require_note(note: str) -> None:
         raise UserError("--note must say why")
 
 
-def audit_trail(engine: Store) -> pl.DataFrame:
-    with unit_of_work(engine, write=False) as repo:
-        return repo.audit_trail()
+def audit_trail(engine: Engine) -> pl.DataFrame:
+    return audit.trail(engine)
 
 
 # --- intake: acknowledgements and the drop folder (used by worker.intake) ---------------------

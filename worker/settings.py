@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # has 1,440 minutes; the batch can be withdrawn (`adjudicate withdraw`).
     run_max_claims_per_client_day: int = Field(default=2000, ge=2)
     rules_file: Path | None = None
+    # The acting operator when a command is given no --operator (scheduled jobs and scripts run as a
+    # registered service operator): worker.access.
+    operator: str | None = None
     max_file_bytes: int = 512 * 1024 * 1024
     max_decompressed_bytes: int = 2 * 1024 * 1024 * 1024
     # HTTP service: posted files are read (as `submit` reads them) this many at a time, since reading

@@ -45,12 +45,10 @@ def hash_token(token: str) -> str:
 
 
 def require_admin(conn: Connection, operator: str) -> None:
-    """Who may register and revoke submitters.
+    """Who may register and revoke submitters: an admin."""
+    from worker import access
 
-    For now: any registered operator (the table has no admin role yet). When operator roles with
-    grants land, this is the one place to point at their admin check."""
-    if conn.execute(select(t.operators.c.role).where(t.operators.c.name == operator)).scalar() is None:
-        raise UserError(f"operator {operator} is not registered (adjudicate operators add)")
+    access.authorize(conn, operator, "admin")
 
 
 def add(engine: Engine, name: str, providers: list[str], operator: str) -> str:

@@ -269,7 +269,7 @@ def create_app(app: App) -> FastAPI:
         `Accept: text/csv`); audited as an export."""
         visible(submitter, batch_id)
         wanted = _wants(request)
-        frame = service.outcomes(app.engine, batch=batch_id, operator=submitter.actor, export_format=wanted)
+        frame = service.outcomes(app.engine, batch=batch_id, submitter=submitter.actor, export_format=wanted)
         if wanted == "csv":
             return Response(_csv(frame), media_type="text/csv; charset=utf-8")
         return Response(frame.write_json(), media_type="application/json")

@@ -633,18 +633,17 @@ class Repository:
                                                        at=now()))
 
     # operators and audit
-    def operator_role(self, name: str) -> str | None:
-        return self.conn.execute(select(t.operators.c.role).where(t.operators.c.name == name)).scalar()
+    def authorize(self, operator: str | None, role: str | None) -> str:
+        """The acting operator's name if registered with `role` (None: any role); else access.NotAllowed."""
+        from worker import access
 
-    def save_operator(self, name: str, role: str) -> None:
-        if self.operator_role(name) is None:
-            self.conn.execute(insert(t.operators).values(name=name, role=role, added_at=now()))
-        else:
-            self.conn.execute(update(t.operators).where(t.operators.c.name == name).values(role=role))
+        return access.authorize(self.conn, operator, role)
 
     def audit(self, operator: str, action: str, target: str, note: str) -> None:
-        self.conn.execute(insert(t.audit).values(at=now(), operator=operator, action=action, target=target,
-                                                 note=note))
+        """Append one entry to the hash-chained audit trail (worker.audit)."""
+        from worker import audit
+
+        audit.append(self.conn, operator, action, target, note)
 
     def audit_many(self, operator: str, action: str, entries: list[tuple[str, str]]) -> None:
         """One audit entry per (target, note): a run's remittances are thousands."""
@@ -667,16 +666,10 @@ class Repository:
     def run_reversals(self, run_id: int) -> pl.DataFrame:
         return run_reversals(self.conn, run_id)
 
-    def audit_trail(self) -> pl.DataFrame:
-        rows = self.conn.execute(select(t.audit).order_by(t.audit.c.id)).all()
-        return pl.DataFrame([dict(r._mapping) for r in rows], schema=AUDIT_SCHEMA, orient="row")
 
 
 SUSPENDED_SCHEMA = {"claim_pk": pl.Int64, "batch_id": pl.String, "reasons": pl.String, "claim_id": pl.String,
                     "provider_id": pl.String, "client_prime": pl.String, "service_date": pl.Date}
-AUDIT_SCHEMA = {"id": pl.Int64, "at": pl.Datetime("us", "UTC"), "operator": pl.String, "action": pl.String,
-                "target": pl.String, "note": pl.String}
-
 
 def _in_values_int(conn: Connection, column, values: list[int], name: str):
     """`column IN values` for integer values, as one bound parameter (see _in_values)."""

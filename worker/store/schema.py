@@ -200,8 +200,17 @@ outcomes_latest = table("outcomes_latest", *[column(c, Date if c == "service_dat
 operators = Table(
     "operators", metadata,
     Column("name", String, primary_key=True),
-    Column("role", String, nullable=False),
     Column("added_at", DateTime(timezone=True), nullable=False),
+)
+
+# The roles each operator holds (admin, operator, override), one row per grant (worker.access);
+# a revoke deletes the row, the audit trail keeps both.
+operator_grants = Table(
+    "operator_grants", metadata,
+    Column("name", String, ForeignKey("operators.name"), primary_key=True),
+    Column("role", String, primary_key=True),
+    Column("granted_at", DateTime(timezone=True), nullable=False),
+    Column("granted_by", String),  # null: the first admin, or a role migrated from before grants
 )
 
 waivers = Table(
@@ -223,6 +232,12 @@ audit = Table(
     Column("action", String, nullable=False),
     Column("target", Text, nullable=False),
     Column("note", Text, nullable=False),
+    # Where the command ran, and the hash chain (worker.audit); UPDATE and DELETE are refused by
+    # triggers (migration 0007).
+    Column("os_user", String, nullable=False),
+    Column("host", String, nullable=False),
+    Column("prev_hash", String, nullable=False),
+    Column("hash", String, nullable=False),
 )
 
 # A single row every writer that must be alone (a run) updates first: SQLite and PostgreSQL both

@@ -1,0 +1,105 @@
+"""No claim stops a night: values no run can compute with are refused or rejected at submit, and a
+run that fails anyway names the batch and claim it failed on (through the command line, but for the
+last, where the failure has to be injected into the engine call)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from adjudication.engine import decide
+from adjudication.rules import load_rules
+from conftest import FIXTURES, add_staff
+from worker import service
+from worker.poison import RunFailed
+
+CLAIMS = FIXTURES / "worked_example" / "claims.csv"
+HEADER = "claim_id,client_prime,provider_id,staff_id,procedure_code,modifier,service_date,start_time,end_time,units,billed_rate"
+COLUMNS = HEADER.split(",")
+
+
+def one_line(result) -> str:
+    lines = result.err.strip().splitlines()
+    assert result.code == 1 and len(lines) == 1 and lines[0].startswith("error: "), result
+    return lines[0]
+
+
+def test_dates_and_ids_no_run_can_use_are_rejected_at_submit_and_every_run_goes_on(ready, tmp_path):
+    ready("submit", CLAIMS)
+    assert "4 paid" in ready("run").out  # a paid ledger: later runs read it by month
+    rows = ["Q1,xyz0000a,P1,,OR526,NA,0000-03-09,09:00,13:00,4,",
+            "Q2,xyz0000a,P1,,OR526,NA,9999-12-31,09:00,13:00,4,",
+            "Q3,xyz0000a,P1,,OR526,NA,1899-12-31,09:00,13:00,4,",
+            "Q4\u0430,xyz0000a,P1,,OR526,NA,2026-03-03,09:00,13:00,4,",  # a Cyrillic letter in the id
+            f"{'Q' * 65},xyz0000a,P1,,OR526,NA,2026-03-03,09:00,13:00,4,",
+            f"Q6,xyz0000a,P1,{'S' * 65},OR526,NA,2026-03-03,09:00,13:00,4,",
+            "Q7,xyz0000a,P1,,OR526,NA,2099-12-31,09:00,13:00,4,"]  # in range; no plan then
+    batch = ready("submit", (tmp_path / "bad.csv").write_text(HEADER + "\n" + "\n".join(rows) + "\n") and
+                  tmp_path / "bad.csv").out.strip()
+    assert "7 claims, 0 paid, 1 suspended, 6 rejected" in ready("run").out
+    document = json.loads(ready("ack", batch, "--format", "json").out)
+    assert [(r["line"], r["field"]) for r in document["rejections"]] == [
+        (2, "service_date"), (3, "service_date"), (4, "service_date"), (5, "claim_id"), (6, "claim_id"),
+        (7, "staff_id")]
+    assert document["rejections"][0]["detail"] == "not a date YYYY-MM-DD from 1900-01-01 to 2099-12-31"
+    assert document["rejections"][3]["detail"] == "not an id: 1 to 64 printable ASCII characters"
+    ready("submit", (tmp_path / "next.csv").write_text(CLAIMS.read_text().replace("WX-", "NX-")) and
+          tmp_path / "next.csv")
+    assert "6 claims" in ready("run").out  # the next night runs
+
+
+def test_values_no_claim_has_refuse_the_file_in_one_line(ready, tmp_path):
+    big = tmp_path / "big.csv"
+    with big.open("w") as out:
+        out.write(HEADER + "\nWX-1,xyz0000a,P1,,OR526,NA,2026-03-02,09:00,13:00,4,\n")
+        out.write("X" * 10_000_000 + ",xyz0000a,P1,,OR526,NA,2026-03-02,09:00,13:00,4,\n")
+    assert one_line(ready("submit", big, ok=False)) == (
+        "error: big.csv: line 3: the claim_id value is 10000000 bytes long, over the limit of 256 bytes for a "
+        "claim field")
+    huge_units = tmp_path / "units.jsonl"
+    row = dict(zip(COLUMNS, ["WX-1", "xyz0000a", "P1", None, "OR526", "NA", "2026-03-02", "09:00", "13:00", "4",
+                             None]))
+    huge_units.write_text(json.dumps(row) + "\n" + json.dumps({**row, "units": "1" * 100_000}) + "\n")
+    assert "line 2: the units value is 100000 bytes long" in one_line(ready("submit", huge_units, ok=False))
+    as_object = tmp_path / "object.jsonl"
+    as_object.write_text(json.dumps({**row, "claim_id": {"id": "WX-1"}}) + "\n")
+    assert one_line(ready("submit", as_object, ok=False)) == (
+        "error: object.jsonl: line 1: column claim_id holds an object, not a single value")
+    as_array = tmp_path / "array.jsonl"
+    as_array.write_text(json.dumps({**row, "units": [4]}) + "\n")
+    assert "column units holds an array" in one_line(ready("submit", as_array, ok=False))
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text('{"claim_id": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    assert one_line(ready("submit", nested, ok=False)) == (
+        "error: nested.jsonl: line 1 is nested too deeply (a claim is one flat JSON object per line)")
+    assert ready("run").out.startswith("run -: 0 claims")  # nothing was stored
+
+
+def test_a_run_that_fails_anyway_names_the_batch_and_the_claim(tmp_path):
+    from worker.store.database import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    service.upgrade_schema(engine)
+    add_staff(engine)
+    service.load_reference(engine, FIXTURES / "worked_example")
+    rules = load_rules()
+    first = service.submit(engine, CLAIMS, rules, service.Limits()).batch_id
+    second_file = tmp_path / "second.csv"
+    second_file.write_text(CLAIMS.read_text().replace("WX-", "NX-"))
+    second = service.submit(engine, second_file, rules, service.Limits()).batch_id
+
+    def failing(checked, *rest):
+        """A claim the engine cannot decide (as `0000-03-09` once was): NX-4 makes it raise."""
+        if checked.claims.get_column("claim_id").is_in(["NX-4"]).any():
+            raise ValueError("year 0 is out of range")
+        return decide(checked, *rest)
+
+    with pytest.raises(RunFailed) as failed:
+        service.run(engine, rules, decider=failing)
+    assert str(failed.value) == (
+        f"run failed on batch {second}, claim NX-4 (ValueError); nothing was stored and the claims stay queued: "
+        f"withdraw the batch (adjudicate withdraw {second}) and post it corrected, then run again")
+    service.withdraw(engine, second, "ann", "poison")
+    assert service.run(engine, rules, decider=failing).claims == 6
+    assert first != second

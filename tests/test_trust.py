@@ -1,0 +1,156 @@
+"""Who may act, and an audit trail nobody can rewrite (SPEC section 5), through the command line."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import subprocess
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from conftest import ADJUDICATE, FIXTURES, Cli
+
+CLAIMS = FIXTURES / "worked_example" / "claims.csv"
+NOBODY = {"ADJUDICATION_OPERATOR": ""}  # no operator configured in the environment
+
+
+def one_line(result) -> str:
+    lines = result.err.strip().splitlines()
+    assert result.code == 1 and len(lines) == 1 and lines[0].startswith("error: "), result
+    return lines[0]
+
+
+def test_roles_are_granted_by_an_admin_never_taken(tmp_path):
+    cli = Cli(f"sqlite:///{tmp_path / 't.db'}", tmp_path, staff=False)
+    assert "first admin boss registered" in cli("db", "upgrade", "--admin", "boss").out
+    assert "already an admin" in cli("db", "upgrade", "--admin", "boss").out
+    assert "an admin exists already" in one_line(cli("db", "upgrade", "--admin", "eve", ok=False))
+    cli("reference", "load", FIXTURES / "worked_example")
+    cli("submit", CLAIMS)
+    cli("run")
+    # mallory cannot register herself, nor be registered by a name that is not an admin's.
+    for by in ("mallory", "nobody"):
+        refused = cli("operators", "add", "mallory", "--role", "override", "--operator", by, "--note", "x", ok=False)
+        assert "is not registered" in one_line(refused)
+    assert "name the acting operator" in one_line(
+        cli("operators", "add", "mallory", "--role", "override", "--note", "x", ok=False, env=NOBODY))
+    # Names: ASCII, lower case, no spaces or line breaks; a Cyrillic look-alike is not `ann`.
+    for name in ("\u0430nn", "ann\nroot", "", " ", "Ann", "ann smith", "a" * 33, "9ann", "ann@x"):
+        refused = cli("operators", "add", name, "--role", "operator", "--operator", "boss", "--note", "x", ok=False)
+        assert "is not valid" in one_line(refused), name
+    assert "nobody grants a role to themselves" in one_line(
+        cli("operators", "add", "boss", "--role", "override", "--operator", "boss", "--note", "x", ok=False))
+    cli("operators", "add", "ann", "--role", "operator", "--operator", "boss", "--note", "clerk")
+    assert "already holds" in cli("operators", "add", "ann", "--role", "operator", "--operator", "boss",
+                                  "--note", "again").out
+    assert "does not have the admin role" in one_line(
+        cli("operators", "add", "ann", "--role", "admin", "--operator", "ann", "--note", "x", ok=False))
+    # Acting needs the role: ann re-queues; unregistered, empty and blank names do not.
+    for who in ("eve", "", "  "):
+        assert one_line(cli("requeue", "--claim", "WX-3", "--operator", who, "--note", "n", ok=False))
+    assert "does not have the override role" in one_line(
+        cli("override", "WX-5", "--waive", "OVERLAP_SAME_PROVIDER", "--operator", "ann", "--note", "n", ok=False))
+    assert "re-queued 1 claims" in cli("requeue", "--claim", "WX-3", "--operator", "ann", "--note", "n").out
+    # ADJUDICATION_OPERATOR names the operator when --operator is absent (a scheduled job's service operator).
+    cli("operators", "add", "nightly", "--role", "operator", "--operator", "boss", "--note", "cron exports")
+    assert cli("outcomes", "--format", "json", env={"ADJUDICATION_OPERATOR": "nightly"}).out.startswith("[")
+    # Exports need a registered operator of any role; an unregistered one gets nothing.
+    for args in (("outcomes",), ("ack", "B0"), ("audit",)):
+        refused = cli(*args, ok=False, env={"ADJUDICATION_OPERATOR": "eve"})
+        assert "is not registered" in one_line(refused) and refused.out == ""
+        assert "name the acting operator" in one_line(cli(*args, ok=False, env=NOBODY))
+    batch = cli("outcomes", "--format", "json", "--operator", "ann").out and json.loads(
+        cli("outcomes", "--format", "json", "--operator", "ann").out)[0]["batch_id"]
+    cli("ack", batch, "--operator", "ann")
+    # Several roles at once, listed; revoked roles stop working; the last admin stays.
+    cli("operators", "add", "ann", "--role", "override", "--operator", "boss", "--note", "override desk too")
+    listed = {r["name"]: r["roles"] for r in cli("operators", "list").rows()}
+    assert listed == {"ann": "operator;override", "boss": "admin", "nightly": "operator"}
+    cli("operators", "revoke", "ann", "--role", "operator", "--operator", "boss", "--note", "moved to override desk")
+    assert "does not have the operator role" in one_line(
+        cli("requeue", "--claim", "WX-3", "--operator", "ann", "--note", "n", ok=False))
+    assert "last admin" in one_line(
+        cli("operators", "revoke", "boss", "--role", "admin", "--operator", "boss", "--note", "x", ok=False))
+
+    trail = json.loads(cli("audit", "--format", "json", "--operator", "ann").out)
+    done = [(r["operator"], r["action"], r["target"]) for r in trail]
+    assert done[0] == ("boss", "operators.grant", "name=boss role=admin")
+    assert ("boss", "operators.grant", "name=ann role=operator") in done
+    assert ("boss", "operators.revoke", "name=ann role=operator") in done
+    assert ("ann", "requeue", "claims=WX-3 -> 1 claims") in done
+    assert ("nightly", "outcomes.export", "batch=* status=* history=False rows=6") in done
+    assert ("ann", "ack.export", f"batch={batch}") in done and done[-1] == ("ann", "audit.export", "audit")
+    assert {(r["os_user"], r["host"]) for r in trail} == {(getpass.getuser(), socket.gethostname())}
+    assert not any(action.startswith(("operators.add", "requeue")) and who in ("mallory", "eve")
+                   for who, action, _ in done)  # refusals change nothing
+
+
+def _tamper(url: str, *statements: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+    engine.dispose()
+
+
+def test_the_audit_trail_cannot_be_changed_and_a_change_behind_its_back_is_named(db_url, tmp_path):
+    cli = Cli(db_url, tmp_path)
+    cli("db", "upgrade")  # the test operators' grants are the first entries
+    cli("reference", "load", FIXTURES / "worked_example")
+    cli("submit", CLAIMS)
+    cli("run")
+    cli("requeue", "--claim", "WX-3", "--note", "recheck")
+    cli("outcomes")
+    entries = len(json.loads(cli("audit", "--format", "json").out))
+    trail = json.loads(cli("audit", "--format", "json").out)
+    assert cli("audit", "verify").out.strip() == (  # the second export is the last entry
+        f"audit trail intact: {entries + 1} entries, last hash {trail[-1]['hash']}")
+    postgres = db_url.startswith("postgresql")
+    # Through the database, with the application's own rights: refused.
+    for statement in ("UPDATE audit SET note = 'nothing happened' WHERE action = 'requeue'",
+                      "DELETE FROM audit WHERE action = 'requeue'",
+                      *(["TRUNCATE audit"] if postgres else [])):
+        with pytest.raises(Exception, match="append-only"):
+            _tamper(db_url, statement)
+    assert "intact" in cli("audit", "verify").out
+    # Someone able to drop the triggers edits an entry: the chain names it.
+    requeue_id = next(r["id"] for r in json.loads(cli("audit", "--format", "json").out) if r["action"] == "requeue")
+    if postgres:
+        drop = ["ALTER TABLE audit DISABLE TRIGGER audit_no_update_delete"]
+        restore = ["ALTER TABLE audit ENABLE TRIGGER audit_no_update_delete"]
+    else:
+        drop = ["DROP TRIGGER IF EXISTS audit_no_update", "DROP TRIGGER IF EXISTS audit_no_delete"]
+        restore = []
+    _tamper(db_url, *drop, "UPDATE audit SET note = 'nothing happened' WHERE action = 'requeue'", *restore)
+    broken = cli("audit", "verify", ok=False)
+    assert one_line(broken) == (f"error: audit trail broken at entry {requeue_id}: its content does not match its "
+                                "hash (the entry was changed)")
+    # Put back, then a forged entry slipped in at the end (its own hash computed, but not chained).
+    _tamper(db_url, *drop, "UPDATE audit SET note = 'recheck' WHERE action = 'requeue'", *restore)
+    assert "intact" in cli("audit", "verify").out
+    last = json.loads(cli("audit", "--format", "json").out)[-1]
+    forged_id = last["id"] + 1
+    _tamper(db_url, "INSERT INTO audit (id, at, operator, action, target, note, os_user, host, prev_hash, hash) "
+                    f"VALUES ({forged_id}, '2026-01-01 00:00:00', 'ann', 'override', 'claim=WX-5 waive=X', 'ok', "
+                    f"'ann', 'h', '{'0' * 64}', '{'1' * 64}')")
+    assert f"broken at entry {forged_id}: it does not follow the entry before it" in one_line(
+        cli("audit", "verify", ok=False))
+
+
+def test_concurrent_commands_extend_one_chain(db_url, tmp_path):
+    cli = Cli(db_url, tmp_path)
+    cli("db", "upgrade")
+    cli("reference", "load", FIXTURES / "worked_example")
+    cli("submit", CLAIMS)
+    cli("run")
+    import os
+
+    from conftest import STAFF_ENV
+    procs = [subprocess.Popen([str(ADJUDICATE), "--db", db_url, *args], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, **STAFF_ENV}, cwd=tmp_path)
+             for args in [("outcomes",), ("audit",), ("outcomes", "--history"), ("operators", "list")] * 2]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    assert "intact" in cli("audit", "verify").out

@@ -1,0 +1,29 @@
+"""Errors every adapter reports the same way (the command line maps them to exit codes)."""
+
+
+class UserError(Exception):
+    """A refusal to report in one line (exit code 1): bad input or a rule the operator broke."""
+
+
+class Unavailable(Exception):
+    """A service the command needs is not there (a full disk, for one): exit code 3, one line."""
+
+
+def unavailable(error: BaseException) -> str | None:
+    """Why a failure means a service the command needs is missing (a full disk, for one), in one
+    line; None when it does not. Looks through the chain of causes (a driver's error inside
+    SQLAlchemy's)."""
+    import errno
+
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "the disk is full (no space left on device)"
+        text = str(error).lower()
+        if "database or disk is full" in text or "no space left on device" in text or "could not extend file" in text:
+            return "the disk is full (no space left on device)"
+        if getattr(error, "sqlstate", None) == "53100":  # PostgreSQL disk_full
+            return "the database server's disk is full"
+        error = getattr(error, "orig", None) or error.__cause__ or error.__context__
+        seen += 1
+    return None

@@ -1,0 +1,94 @@
+"""When a run fails anyway: name the batch and the claim it failed on.
+
+Every value a run reads is checked at submit, so no claim should make a run fail. Should one do it
+all the same, the operator must not be left with `error: internal` and a queue that fails every
+night: the failed computation is tried again on parts of the queue (each batch
+alone, then halves of the batch that fails) until one claim is left, and the refusal names that
+batch and claim, so the batch can be withdrawn (`adjudicate withdraw`) and the rest run. Only the
+exception's type is reported: its text may carry values of the claim.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import polars as pl
+
+from adjudication.engine import Checked, Decider
+from worker.errors import UserError
+
+log = logging.getLogger("adjudication")
+
+
+class RunFailed(UserError):
+    """A run failed on a claim: nothing was stored, the claims stay queued."""
+
+
+# Failures that are no claim's doing, left as they are: the workers of a distributed run did not
+# answer (worker.distributed.ShardsFailed, named here because importing it would import Celery).
+NOT_A_CLAIM = ("ShardsFailed",)
+
+
+def naming_the_claim(decider: Decider, origin: pl.DataFrame) -> Decider:
+    """`decider`, whose failures on a claim are reported as RunFailed naming its batch and claim
+    (found by deciding parts of the queue again with `decider`). origin: claim_pk, batch_id of the
+    queue (repository.Queue.origin)."""
+    def decide_or_name(checked: Checked, reference, rules, ledger, waivers):
+        try:
+            return decider(checked, reference, rules, ledger, waivers)
+        except UserError:
+            raise
+        except Exception as error:
+            if type(error).__name__ in NOT_A_CLAIM:
+                raise
+
+            def fails(part: pl.Series) -> bool:
+                try:
+                    decider(_subset(checked, part), reference, rules, ledger, waivers)
+                except Exception:  # noqa: BLE001 - any failure is what is being looked for
+                    return True
+                return False
+
+            found = _locate(checked, origin, fails)
+            if found is None:
+                raise  # the whole queue decides when tried again: not a claim's doing
+            raise RunFailed(_message(error, *found)) from error
+    return decide_or_name
+
+
+def _subset(checked: Checked, claim_pks: pl.Series) -> Checked:
+    part = checked.claims.filter(pl.col("claim_pk").is_in(claim_pks.implode()))
+    return Checked(part.with_columns(order=pl.int_range(pl.len(), dtype=pl.Int64)), checked.held_pks)
+
+
+def _locate(checked: Checked, origin: pl.DataFrame, fails) -> tuple[str, str | None, list[str]] | None:
+    """(batch_id, claim_id or None, batches) of the first batch failing alone and, when one claim of
+    it fails alone, that claim; None when the whole queue decides when tried again."""
+    everything = checked.claims.get_column("claim_pk")
+    if not fails(everything):
+        return None
+    queue = checked.claims.select("claim_pk", "claim_id").join(origin.select("claim_pk", "batch_id"), on="claim_pk",
+                                                             maintain_order="left")
+    batches = queue.get_column("batch_id").unique(maintain_order=True).to_list()
+    for batch in batches:
+        pks = queue.filter(pl.col("batch_id") == batch).get_column("claim_pk")
+        if not fails(pks):
+            continue
+        while pks.len() > 1:
+            half = pks.len() // 2
+            if fails(pks.head(half)):
+                pks = pks.head(half)
+            elif fails(pks.tail(pks.len() - half)):
+                pks = pks.tail(pks.len() - half)
+            else:
+                return batch, None, batches  # only claims of the batch together fail
+        claim = queue.filter(pl.col("claim_pk") == pks.item()).get_column("claim_id").item()
+        return batch, claim, batches
+    return batches[0], None, batches
+
+
+def _message(error: Exception, batch: str, claim: str | None, batches: list[str]) -> str:
+    where = f"batch {batch}, claim {claim}" if claim is not None else f"batch {batch}"
+    log.error("run failed on %s (%s)", where, type(error).__name__)
+    return (f"run failed on {where} ({type(error).__name__}); nothing was stored and the claims stay queued: "
+            f"withdraw the batch (adjudicate withdraw {batch}) and post it corrected, then run again")
