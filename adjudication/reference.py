@@ -18,7 +18,7 @@ import polars as pl
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
 from adjudication.decimals import to_scaled
-from adjudication.engine import ReferenceFrames
+from adjudication.engine import PROVIDER_SCHEMA, ReferenceFrames
 
 
 class ReferenceLoadError(ValueError):
@@ -66,10 +66,27 @@ class _Dated(_Row):
         return self.start_date <= other.end_date and other.start_date <= self.end_date
 
 
+def _optional_date(value: object) -> object:
+    value = _strip(value)
+    return None if value == "" else value
+
+
+OptionalDate = Annotated[dt.date | None, BeforeValidator(_optional_date)]
+
+
 class Provider(_Row):
     provider_id: Required
     name: Text = ""
     kind: Literal["psw", "agency", "generic"]
+    # The provider's enrollment (None: open-ended on that side).
+    start_date: OptionalDate = None
+    end_date: OptionalDate = None
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.start_date and self.end_date and self.end_date < self.start_date:
+            raise ValueError("end_date is before start_date")
+        return self
 
 
 class Plan(_Dated):
@@ -153,6 +170,10 @@ class ReferenceSet:
                 [(e.client_prime, e.start_date, e.end_date) for e in self.rows("enrollments.csv")],
                 schema={"client_prime": pl.String, "start_date": pl.Date, "end_date": pl.Date},
                 orient="row",
+            ),
+            providers=pl.DataFrame(
+                [(p.provider_id, p.start_date, p.end_date) for p in self.rows("providers.csv")],
+                schema=PROVIDER_SCHEMA, orient="row",
             ),
             spas=pl.DataFrame(
                 [(s.spa_id, s.plan_id, client_of.get(s.plan_id), s.provider_id, s.procedure_code, s.modifier,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import io
 import json
 import os
@@ -102,11 +104,17 @@ def reference_load(ctx: typer.Context, folder: Path) -> None:
 
 
 @cli.command()
-def submit(ctx: typer.Context, file: Path) -> None:
+def submit(
+    ctx: typer.Context,
+    file: Path,
+    received: Annotated[Optional[dt.datetime], typer.Option(
+        "--received", formats=["%Y-%m-%d"], help="The batch's received date YYYY-MM-DD (default today): "
+        "TIMELY_FILING counts from it, and no service date may be after it")] = None,
+) -> None:
     """Queue a claim file (CSV, JSON Lines or Parquet, optionally .gz); prints the batch id."""
     a = app(ctx)
     with progress_bar(True) as progress:
-        result = service.submit(a.engine, file, a.rules, a.limits, progress)
+        result = service.submit(a.engine, file, a.rules, a.limits, progress, received and received.date())
     out.print(result.batch_id)
     if result.new:
         err.print(f"queued {result.claims} claims ({result.rejected_at_intake} fail record checks)")

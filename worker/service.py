@@ -5,6 +5,7 @@ The command line and the Celery tasks call these; nothing here knows about eithe
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -77,8 +78,11 @@ def batch_id_for(content_hash: str) -> str:
     return "B" + content_hash[:16]
 
 
-def submit(engine: Engine, path: Path, rules: Rules, limits: Limits, progress: Progress = _quiet) -> Submitted:
-    """Queue a claim file as one batch; the same content again is a no-op returning the same id."""
+def submit(engine: Engine, path: Path, rules: Rules, limits: Limits, progress: Progress = _quiet,
+           received: dt.date | None = None) -> Submitted:
+    """Queue a claim file as one batch; the same content again is a no-op returning the same id.
+
+    received: the batch's received date (TIMELY_FILING counts from it); default today, local time."""
     try:
         if path.stat().st_size > limits.max_file_bytes:  # checked before anything is read
             raise UserError(f"{path.name}: {path.stat().st_size} bytes is over the limit of "
@@ -86,11 +90,11 @@ def submit(engine: Engine, path: Path, rules: Rules, limits: Limits, progress: P
         data = path.read_bytes()
     except OSError as error:
         raise UserError(f"{path}: cannot read ({error.strerror})") from None
-    return submit_bytes(engine, path.name, data, rules, limits, progress)
+    return submit_bytes(engine, path.name, data, rules, limits, progress, received)
 
 
 def _store_batch(engine: Engine, name: str, content_hash: str, claim_file: ClaimFile, rules: Rules,
-                 progress: Progress) -> Submitted:
+                 progress: Progress, received: dt.date | None) -> Submitted:
     batch_id = batch_id_for(content_hash)
     rows = claim_file.rows
     # Parsed once, here: the count printed now, and the fields the run reads (it does not parse again).
@@ -104,7 +108,7 @@ def _store_batch(engine: Engine, name: str, content_hash: str, claim_file: Claim
         conn.execute(insert(t.batches).values(
             batch_id=batch_id, content_hash=content_hash, file_name=name, file_format=claim_file.format,
             submitted_at=repo.now(), seq=seq, status="queued", claims=rows.height, intake_rejected=invalid,
-            first_pk=first_pk))
+            first_pk=first_pk, received_date=received or dt.date.today()))
         repo.store_payload(conn, batch_id, rows.with_columns(
             claim_pk=pl.int_range(first_pk, first_pk + rows.height, dtype=pl.Int64)), fields)
         progress("submit", rows.height, rows.height)
@@ -145,16 +149,16 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet, decider: Deci
         checked = check_records(queue, rules, repo.holders_for(conn, queue))
         if max_claims_per_client_day is not None:
             _refuse_crowded_days(snapshot, crowded(checked, max_claims_per_client_day), max_claims_per_client_day)
-        # The claim ids this run takes are known from the record checks: they are written on a
-        # second thread while this one computes the edits and the state to store, which do not
+        result = decider(checked, reference, rules, ledger, waivers)
+        outcomes = result.outcomes
+        # Outcomes come in queue order, one per queued claim: the queue's columns line up with them.
+        if not outcomes.get_column("claim_pk").equals(queue.get_column("claim_pk")):
+            raise AssertionError("outcomes are not in queue order")
+        # The claim ids this run takes (a replacement or void holds its id only when accepted) are
+        # written on a second thread while this one computes the state to store, which does not
         # touch the connection (polars and the drivers release the GIL, so the two overlap).
         with ThreadPoolExecutor(max_workers=1) as writer:
-            holders_written = writer.submit(repo.store_holders, conn, checked.new_holders())
-            result = decider(checked, reference, rules, ledger, waivers)
-            outcomes = result.outcomes
-            # Outcomes come in queue order, one per queued claim: the queue's columns line up with them.
-            if not outcomes.get_column("claim_pk").equals(queue.get_column("claim_pk")):
-                raise AssertionError("outcomes are not in queue order")
+            holders_written = writer.submit(repo.store_holders, conn, checked.new_holders(outcomes))
             state = repo.run_state(outcomes.hstack(snapshot.origin.select("batch_id", "attempt")), result.newly_paid)
             holders_written.result()
         progress("adjudicate", queue.height, queue.height)
@@ -410,7 +414,7 @@ def audit_trail(engine: Engine) -> pl.DataFrame:
 # --- intake: acknowledgements and the drop folder (used by worker.intake) ---------------------
 
 def submit_bytes(engine: Engine, name: str, data: bytes, rules: Rules, limits: Limits,
-                 progress: Progress = _quiet) -> Submitted:
+                 progress: Progress = _quiet, received: dt.date | None = None) -> Submitted:
     """`submit` for content already read (a drop-folder sweep reads a file once, then checks that
     nothing wrote to it meanwhile): the same content again is a no-op returning the same id."""
     from adjudication.claim_file import detect_format
@@ -426,7 +430,7 @@ def submit_bytes(engine: Engine, name: str, data: bytes, rules: Rules, limits: L
     if existing:
         return Submitted(existing.batch_id, False, existing.claims, existing.intake_rejected, existing.status)
     claim_file = read_claim_file(name, data, limits)
-    return _store_batch(engine, name, content_hash, claim_file, rules, progress)
+    return _store_batch(engine, name, content_hash, claim_file, rules, progress, received)
 
 
 def batch_claims(engine: Engine, batch_id: str) -> tuple[dict, pl.DataFrame]:

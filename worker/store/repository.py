@@ -5,16 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 from sqlalchemy import ARRAY, Connection, String, any_, bindparam, delete, func, insert, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA, PARSE_VERSION, as_read, parse_fields, scaled_number
+from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA, OPTIONAL_COLUMNS, PARSE_VERSION, as_read, parse_fields, scaled_number
 from adjudication.decimals import to_scaled
-from adjudication.engine import LEDGER_SCHEMA, ReferenceFrames
+from adjudication.engine import LEDGER_SCHEMA, PROVIDER_SCHEMA, ReferenceFrames
 from adjudication.ledger_codec import PACKED_SCHEMA, pack, unpack
 from adjudication.reference import Enrollment, Located, Plan, Provider, ReferenceSet, Spa
 from worker.store import schema as t
@@ -61,11 +61,13 @@ def reference_frames(conn: Connection, clients: list[str] | None = None) -> Refe
     last load stored: a million-claim run would otherwise spend a good part of its time turning
     reference rows into Python objects."""
     frames = _snapshot(conn) or _reference_from_tables(conn)  # stored before snapshots existed
+    providers = read_frame(conn, select(t.providers.c.provider_id, t.providers.c.start_date, t.providers.c.end_date),
+                           PROVIDER_SCHEMA)
     if clients is None:
-        return frames
+        return replace(frames, providers=providers)
     wanted = pl.Series(clients, dtype=pl.String).implode()
     return ReferenceFrames(**{name: getattr(frames, name).filter(pl.col("client_prime").is_in(wanted))
-                              for name in REFERENCE_FRAMES})
+                              for name in REFERENCE_FRAMES}, providers=providers)
 
 
 def _snapshot(conn: Connection) -> ReferenceFrames | None:
@@ -152,7 +154,7 @@ def save_reference(conn: Connection, loaded: dict[str, list[Located]]) -> None:
     def dumped(name):
         return [item.row.model_dump(mode="json") for item in loaded.get(name, [])]
 
-    _upsert(conn, t.providers, dumped("providers.csv"), "provider_id")
+    _upsert(conn, t.providers, [{**r, **_dates(r)} for r in dumped("providers.csv")], "provider_id")
     _upsert(conn, t.plans, [{**r, **_dates(r)} for r in dumped("plans.csv")], "plan_id")
     _upsert(conn, t.spas, [{**r, **_dates(r)} for r in dumped("spas.csv")], "spa_id")
     if "enrollments.csv" in loaded:
@@ -166,7 +168,7 @@ def save_reference(conn: Connection, loaded: dict[str, list[Located]]) -> None:
 
 
 def _dates(row: dict) -> dict:
-    return {k: dt.date.fromisoformat(row[k]) for k in ("start_date", "end_date")}
+    return {k: row[k] and dt.date.fromisoformat(row[k]) for k in ("start_date", "end_date")}
 
 
 # --- queue ---------------------------------------------------------------------------------
@@ -193,27 +195,33 @@ def store_payload(conn: Connection, batch_id: str, claims: pl.DataFrame, fields:
 def payloads(conn: Connection, batch_ids: list[str] | None = None, parsed: bool = False) -> pl.DataFrame:
     """The claims of some batches (all when None) with batch_id and its queue seq: as posted
     (PAYLOAD_SCHEMA), or parsed (claim_pk, line and FIELDS_SCHEMA)."""
-    statement = select(t.batches.c.batch_id, t.batches.c.seq, t.batch_payloads.c.payload).join(
+    statement = select(t.batches.c.batch_id, t.batches.c.seq, t.batches.c.received_date,
+                       t.batch_payloads.c.payload).join(
         t.batch_payloads, t.batch_payloads.c.batch_id == t.batches.c.batch_id)
     if batch_ids is not None:
         statement = statement.where(t.batches.c.batch_id.in_(batch_ids))
     read = _parsed_payload if parsed else _posted_payload
     frames = [
-        read(payload).with_columns(batch_id=pl.lit(batch_id, pl.String), batch_seq=pl.lit(seq, pl.Int64))
-        for batch_id, seq, payload in conn.execute(statement)
+        read(payload).with_columns(batch_id=pl.lit(batch_id, pl.String), batch_seq=pl.lit(seq, pl.Int64),
+                                   received_day=pl.lit(received, pl.Date))
+        for batch_id, seq, received, payload in conn.execute(statement)
     ]
     schema = {"claim_pk": pl.Int64, "line": pl.Int64, **FIELDS_SCHEMA} if parsed else PAYLOAD_SCHEMA
-    empty = pl.DataFrame(schema={**schema, "batch_id": pl.String, "batch_seq": pl.Int64})
+    empty = pl.DataFrame(schema={**schema, "batch_id": pl.String, "batch_seq": pl.Int64, "received_day": pl.Date})
     return pl.concat([empty, *frames])
 
 
 def _posted_payload(payload: bytes) -> pl.DataFrame:
-    return pl.read_parquet(io.BytesIO(payload), columns=list(PAYLOAD_SCHEMA)).cast(PAYLOAD_SCHEMA)
+    stored = pl.read_parquet_schema(io.BytesIO(payload))
+    frame = pl.read_parquet(io.BytesIO(payload), columns=[c for c in PAYLOAD_SCHEMA if c in stored])
+    # Batches stored before claim files had the optional columns: they are empty.
+    return frame.with_columns(pl.lit(None, pl.String).alias(c) for c in OPTIONAL_COLUMNS if c not in stored).select(
+        PAYLOAD_SCHEMA.keys()).cast(PAYLOAD_SCHEMA)
 
 
 def _parsed_payload(payload: bytes) -> pl.DataFrame:
     stored = pl.read_parquet_schema(io.BytesIO(payload))
-    if PARSED + "service_day" in stored:
+    if PARSED + "service_day" in stored and all(c in stored for c in OPTIONAL_COLUMNS):
         columns = [PARSED + c if PARSED + c in stored else c for c in FIELDS_SCHEMA]
         frame = pl.read_parquet(io.BytesIO(payload), columns=["claim_pk", "line", *columns]).select(
             "claim_pk", "line",
@@ -257,7 +265,7 @@ def queued_claims(conn: Connection) -> Queue:
     if len(fresh_ids) > 1 or requeued.height:  # one batch alone is already in line order
         queue = queue.sort("seq", "batch_seq", "line")
     return Queue(
-        fields=queue.select("claim_pk", *FIELDS_SCHEMA),
+        fields=queue.select("claim_pk", *FIELDS_SCHEMA, "received_day"),
         origin=queue.select("claim_pk", "batch_id", "attempt"),
         batch_ids=fresh_ids,
         requeued_pks=again.get_column("claim_pk").to_list(),
