@@ -314,16 +314,19 @@ def _lookups(claims: pl.DataFrame, reference: ReferenceFrames, waivers: pl.DataF
     dates = ["start_date", "end_date"]
     providers = reference.providers
     if providers is None:  # not given: every provider enrolled throughout
-        providers = claims.lazy().select("provider_id").unique().with_columns(
+        providers = claims.select("provider_id").unique().with_columns(
             start_date=pl.lit(None, dtype=pl.Date), end_date=pl.lit(None, dtype=pl.Date))
-    providers = providers.lazy().select(
+    # Most providers are enrolled throughout: a claim of theirs needs no date comparison.
+    throughout = providers.filter(pl.col("start_date").is_null() & pl.col("end_date").is_null())
+    windows = providers.filter(pl.col("start_date").is_not_null() | pl.col("end_date").is_not_null()).select(
         "provider_id", pl.col("start_date").fill_null(OPEN_START), pl.col("end_date").fill_null(OPEN_END))
+    windowed = pl.col("provider_id").is_in(windows.get_column("provider_id").implode())
     plan_matches, enrollment_matches, spa_matches, provider_matches, waived = pl.collect_all(
         [
             _covering(keyed, plans.lazy().select("row", "plan_id", "client_prime", *dates), ["client_prime"]),
             _covering(keyed, reference.enrollments.lazy().select("client_prime", *dates), ["client_prime"]),
             _covering(keyed, spas.lazy().select("row", "spa_id", "plan_id", *SPA_KEY, *dates), SPA_KEY),
-            _covering(keyed, providers, ["provider_id"]),
+            _covering(keyed.filter(windowed), windows.lazy(), ["provider_id"]),
             waivers.lazy()
             .join(claims.lazy().select("claim_pk", "order"), on="claim_pk")
             .group_by("order")
@@ -342,8 +345,10 @@ def _lookups(claims: pl.DataFrame, reference: ReferenceFrames, waivers: pl.DataF
             plans.select("plan_id", "monthly_hours_s")[plan_row],
             spas.select("spa_id", "unit_period", spa_units_s="units_s", spa_rate_s="rate_s")[spa_row],
             _at_orders(n, _preferred(enrollment_matches, []).with_columns(enrolled=True), "enrolled").to_frame(),
-            _at_orders(n, _preferred(provider_matches, []).with_columns(provider_enrolled=True),
-                       "provider_enrolled").to_frame(),
+            claims.select(provider_enrolled=pl.when(pl.col("provider_id").is_in(
+                throughout.get_column("provider_id").implode())).then(True).otherwise(
+                _at_orders(n, _preferred(provider_matches, []).with_columns(provider_enrolled=True),
+                           "provider_enrolled"))),
             _at_orders(n, waived, "waived").fill_null(0).cast(pl.Int32).to_frame(),
         ],
         how="horizontal",
@@ -527,12 +532,13 @@ VOID_KEY = DUPLICATE_ID_KEY - 3
 class Walked:
     """The walk's verdicts on the claims it decided (a row per claim, in order), and its reversals."""
 
-    verdicts: pl.DataFrame  # order, reason_key, conflicts_with, accepted (a replacement or void), void_spa_id
+    verdicts: pl.DataFrame  # order, reason_key, accepted (a replacement or void), void_spa_id
+    conflicts: pl.DataFrame  # order, conflicts_with: the paid claims each claim collides with, in paid order
     reversals: pl.DataFrame  # REVERSAL_SCHEMA
 
 
-WALK_VERDICTS = {"order": pl.Int64, "reason_key": pl.Int32, "conflicts_with": pl.List(pl.String),
-                 "accepted": pl.Boolean, "void_spa_id": pl.String}
+WALK_VERDICTS = {"order": pl.Int64, "reason_key": pl.Int32, "accepted": pl.Boolean, "void_spa_id": pl.String}
+WALK_CONFLICTS = {"order": pl.Int64, "conflicts_with": pl.List(pl.String)}
 
 
 def _walk(claims: pl.DataFrame, ledger_rows: pl.DataFrame, tight: pl.DataFrame, pairs: pl.DataFrame) -> Walked:
@@ -552,7 +558,7 @@ def _walk(claims: pl.DataFrame, ledger_rows: pl.DataFrame, tight: pl.DataFrame, 
         .sort()
     )
     if walked.len() == 0:
-        return Walked(_empty(WALK_VERDICTS), _empty(REVERSAL_SCHEMA))
+        return Walked(_empty(WALK_VERDICTS), _empty(WALK_CONFLICTS), _empty(REVERSAL_SCHEMA))
     rows = (
         claims.select(
             "order", "claim_pk", "claim_id", "original_claim_id", "client_prime", "provider_id", *SPA_GROUP, "month",
@@ -598,7 +604,8 @@ def _walk(claims: pl.DataFrame, ledger_rows: pl.DataFrame, tight: pl.DataFrame, 
     reversed_keys: set[int] = set()
     paid_run: set[int] = set()
     keys: list[int] = []
-    conflicts: list[list[str] | None] = []
+    conflict_orders: list[int] = []  # (claim, claim it collides with), flat: lists per claim cost far more
+    conflict_ids: list[str] = []
     accepted: list[bool] = []
     void_spa: list[str | None] = []
     reversals: list[tuple[int, int]] = []
@@ -608,7 +615,6 @@ def _walk(claims: pl.DataFrame, ledger_rows: pl.DataFrame, tight: pl.DataFrame, 
     for (order, pk, claim_id, original_id, client, provider, spa_id, period, month, units, hours_cap, candidate,
          mask, future, id_open, adjustment, void, requeued, hours_waived, hot_s, hot_m) in zip(
             *(rows.get_column(c).to_list() for c in columns)):
-        conflicts.append(None)
         accepted.append(False)
         void_spa.append(None)
         if id_open and claim_id in held:
@@ -632,22 +638,23 @@ def _walk(claims: pl.DataFrame, ledger_rows: pl.DataFrame, tight: pl.DataFrame, 
                 month_used[o_month_key] -= o_units
             accepted[-1] = True
             if void:
-                held.add(claim_id)
+                if id_open:
+                    held.add(claim_id)
                 void_spa[-1] = o_spa
                 keys.append(VOID_KEY)
                 continue
-        held.add(claim_id)
+        if id_open:
+            held.add(claim_id)
         spa_key, month_key = (spa_id, period), (client, month)
         if hot_s and spa_used[spa_key] + units > spa_cap[spa_key]:
             mask |= units_bit
         if hot_m and not hours_waived and month_used[month_key] + units > hours_cap:
             mask |= hours_bit
-        hits = []
         for key, pair_mask, p_claim_id in partners.get(order, ()):
             if key not in reversed_keys and (key < 0 or key in paid_run):
                 mask |= pair_mask
-                hits.append(p_claim_id)
-        conflicts[-1] = hits
+                conflict_orders.append(order)
+                conflict_ids.append(p_claim_id)
         keys.append(mask)
         if candidate and mask == 0:
             paid_run.add(order)
@@ -659,11 +666,14 @@ def _walk(claims: pl.DataFrame, ledger_rows: pl.DataFrame, tight: pl.DataFrame, 
                 paid_by_id[claim_id] = (order, pk, client, provider, spa_id, units, spa_key if hot_s else None,
                                         month_key if hot_m else None)
     verdicts = pl.DataFrame(
-        {"order": walked, "reason_key": keys, "conflicts_with": conflicts, "accepted": accepted,
-         "void_spa_id": void_spa},
-        schema=WALK_VERDICTS,
+        {"order": walked, "reason_key": keys, "accepted": accepted, "void_spa_id": void_spa}, schema=WALK_VERDICTS)
+    conflicts = (
+        pl.DataFrame({"order": conflict_orders, "p_claim_id": conflict_ids},
+                     schema={"order": pl.Int64, "p_claim_id": pl.String})
+        .group_by("order", maintain_order=True)
+        .agg(conflicts_with="p_claim_id")
     )
-    return Walked(verdicts, pl.DataFrame(reversals, schema=REVERSAL_SCHEMA, orient="row"))
+    return Walked(verdicts, conflicts, pl.DataFrame(reversals, schema=REVERSAL_SCHEMA, orient="row"))
 
 
 def _ledger_key(ledger_row: int) -> int:
@@ -690,7 +700,7 @@ def _outcomes(claims: pl.DataFrame, walked: Walked, rules: Rules) -> Adjudicatio
         claims.lazy()
         .select(*LEDGER_SCHEMA, "original_claim_id", "adjustment", "requeued", "spa_rate_s", "rate_s",
                 static_key=static_key)
-        .with_columns(*_aligned(n, verdicts))
+        .with_columns(*_aligned(n, verdicts), *_aligned(n, walked.conflicts))
         .with_columns(reason_key=pl.coalesce("reason_key", "static_key"))
         .join(reason_lists.lazy(), on="reason_key", how="left", maintain_order="left")
         .with_columns(
