@@ -99,7 +99,8 @@ def db_upgrade(ctx: typer.Context) -> None:
 @reference_cli.command("load")
 def reference_load(ctx: typer.Context, folder: Path) -> None:
     """Load providers.csv, plans.csv, enrollments.csv and spas.csv from FOLDER (all-or-nothing)."""
-    counts = service.load_reference(app(ctx).engine, folder)
+    a = app(ctx)
+    counts = service.load_reference(a.engine, folder, a.rules)
     out.print("loaded " + ", ".join(f"{name}: {n} rows" for name, n in counts.items()))
 
 

@@ -47,7 +47,7 @@ def upgrade_schema(engine: Engine) -> None:
 
 # --- reference -----------------------------------------------------------------------------
 
-def load_reference(engine: Engine, folder: Path) -> dict[str, int]:
+def load_reference(engine: Engine, folder: Path, rules: Rules | None = None) -> dict[str, int]:
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder")
     loaded = read_dir(folder)
@@ -56,7 +56,7 @@ def load_reference(engine: Engine, folder: Path) -> dict[str, int]:
     with engine.begin() as conn:
         _lock(conn, "reference load")
         # Only the stored rows the load could conflict with; raises before anything is written.
-        merge(repo.reference_set(conn, loaded), loaded)
+        merge(repo.reference_set(conn, loaded), loaded, rules)
         repo.save_reference(conn, loaded)
     counts = {name: len(rows) for name, rows in loaded.items()}
     log.info("reference loaded: %s", counts)

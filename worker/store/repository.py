@@ -42,14 +42,19 @@ def reference_set(conn: Connection, loaded: dict[str, list[Located]] | None = No
                                       rows(t.enrollments, Enrollment), rows(t.spas, Spa))
     new_spas = [item.row for item in loaded.get("spas.csv", [])]
     spa_plans = sorted({s.plan_id for s in new_spas})
-    plan_clients = sorted({item.row.client_prime for item in loaded.get("plans.csv", [])})
+    # Every plan and SPA of the clients the load touches: a SPA must lie inside its plan, and one
+    # client's in-home and residential SPAs (across plans) must not overlap.
+    clients = {item.row.client_prime for item in loaded.get("plans.csv", [])}
+    clients |= set(conn.execute(select(t.plans.c.client_prime).where(
+        _in_values(conn, t.plans.c.plan_id, spa_plans, "plans"))).scalars())
+    plans = rows(t.plans, Plan, _in_values(conn, t.plans.c.client_prime, sorted(clients), "clients"))
+    client_plans = sorted({p.plan_id for p in plans} | set(spa_plans))
     return ReferenceSet.from_rows(
         rows(t.providers, Provider,
              _in_values(conn, t.providers.c.provider_id, sorted({s.provider_id for s in new_spas}), "providers")),
-        rows(t.plans, Plan, _in_values(conn, t.plans.c.plan_id, spa_plans, "plans")
-             | _in_values(conn, t.plans.c.client_prime, plan_clients, "clients")),
+        plans,
         [],
-        rows(t.spas, Spa, _in_values(conn, t.spas.c.plan_id, spa_plans, "spa_plans")),
+        rows(t.spas, Spa, _in_values(conn, t.spas.c.plan_id, client_plans, "spa_plans")),
     )
 
 
