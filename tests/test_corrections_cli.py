@@ -1,0 +1,62 @@
+"""Received dates, provider enrollment, replacements and voids, and the new reference load rules,
+through the real command line (SQLite)."""
+
+from __future__ import annotations
+
+import shutil
+
+from conftest import FIXTURES
+from test_cli import write
+
+HEADER = ("claim_id,client_prime,provider_id,staff_id,procedure_code,modifier,service_date,start_time,end_time,"
+          "units,billed_rate,frequency,original_claim_id\n")
+
+
+def test_received_dates_enrollment_and_corrections(ready, tmp_path):
+    reference = tmp_path / "ref"
+    reference.mkdir()
+    write(reference / "providers.csv", "provider_id,name,kind,start_date,end_date\nP3,Provider Three,psw,,2026-03-01\n")
+    ready("reference", "load", reference)
+    claims = write(tmp_path / "claims.csv", HEADER + "\n".join([
+        "K1,xyz0000a,P1,,OR526,NA,2026-03-02,09:00,13:00,4,,,",
+        "K2,xyz0000a,P1,,OR526,NA,2026-03-03,09:00,13:00,4,,1,",
+        "K3,xyz0000a,P1,,OR526,NA,2026-03-02,09:00,11:00,2,,7,K1",  # replaces K1: 2 hours, not 4
+        "K4,xyz0000a,P1,,,,,,,,,8,K2",  # voids K2 (a void needs only five fields)
+        "K5,xyz0000a,P1,,,,,,,,,8,K2",  # K2 is reversed already
+        "K6,xyz0000a,P3,,OR526,ZE,2026-03-02,10:00,12:00,2,,,",  # P3's enrollment ended on 2026-03-01
+        "K7,xyz0000a,P1,,OR526,NA,2026-03-09,09:00,10:00,1,,,",  # after the received date
+    ]) + "\n")
+    batch = ready("submit", claims, "--received", "2026-03-08").out.strip()
+    ack = ready("ack", batch, "--format", "json").out
+    assert '"received_date": "2026-03-08"' in ack
+    ready("run")
+    rows = {r["claim_id"]: r for r in ready("outcomes", "--format", "csv").rows()}
+    got = {k: (r["status"], r["reasons"], r["carc"], r["spa_id"], r["paid_amount"]) for k, r in rows.items()}
+    assert got == {
+        "K1": ("paid", "", "", "A", "70.12"),
+        "K2": ("paid", "", "", "A", "70.12"),
+        "K3": ("paid", "", "", "A", "35.06"),
+        "K4": ("void", "", "", "A", "0.00"),
+        "K5": ("rejected", "INVALID_ADJUSTMENT", "129", "", "0.00"),
+        "K6": ("suspended", "PROVIDER_NOT_ENROLLED", "B7", "B", "0.00"),
+        "K7": ("rejected", "FUTURE_SERVICE_DATE", "110", "", "0.00"),
+    }
+
+    late = write(tmp_path / "late.csv", HEADER + "L1,xyz0000a,P1,,OR526,NA,2026-03-20,09:00,10:00,1,,,\n")
+    ready("submit", late, "--received", "2027-03-21")  # 366 days after the service date
+    ready("run")
+    rows = {r["claim_id"]: r for r in ready("outcomes", "--format", "csv").rows()}
+    assert (rows["L1"]["status"], rows["L1"]["reasons"], rows["L1"]["carc"]) == ("suspended", "TIMELY_FILING", "29")
+
+
+def test_a_spa_outside_its_plan_is_refused_by_the_load(cli, tmp_path):
+    cli("db", "upgrade")
+    folder = tmp_path / "ref"
+    shutil.copytree(FIXTURES / "worked_example", folder)
+    spas = (folder / "spas.csv").read_text().replace("B,POC1,P3,SE49,OR526,ZE,2026-01-01",
+                                                     "B,POC1,P3,SE49,OR526,ZE,2025-12-01")
+    write(folder / "spas.csv", spas)
+    refused = cli("reference", "load", folder, ok=False)
+    assert refused.code == 1
+    assert refused.err.strip() == ("error: spas.csv line 3, field start_date: SPA B is not inside the dates of its "
+                                   "plan POC1")
