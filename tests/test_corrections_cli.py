@@ -3,6 +3,8 @@ through the real command line (SQLite)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 
 from conftest import FIXTURES
@@ -29,8 +31,14 @@ def test_received_dates_enrollment_and_corrections(ready, tmp_path):
     batch = ready("submit", claims, "--received", "2026-03-08").out.strip()
     ack = ready("ack", batch, "--format", "json").out
     assert '"received_date": "2026-03-08"' in ack
-    ready("run")
+    summary = ready("run").out
+    assert "7 claims, 3 paid, 1 suspended, 2 rejected, 1 void, amount paid 175.30, amount reversed 140.24" in summary
+    [record] = list(csv.DictReader(io.StringIO(ready("runs", "--format", "csv").out)))
+    assert (record["voids"], record["amount_paid"], record["amount_reversed"]) == ("1", "175.30", "140.24")
     rows = {r["claim_id"]: r for r in ready("outcomes", "--format", "csv").rows()}
+    # The paying attempts name what reversed them; the replacement and the void name what they adjust.
+    assert {k: (r["adjusts"], r["reversed_by"]) for k, r in rows.items() if k in ("K1", "K2", "K3", "K4")} == {
+        "K1": ("", "K3"), "K2": ("", "K4"), "K3": ("K1", ""), "K4": ("K2", "")}
     got = {k: (r["status"], r["reasons"], r["carc"], r["spa_id"], r["paid_amount"]) for k, r in rows.items()}
     assert got == {
         "K1": ("paid", "", "", "A", "70.12"),
