@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import shutil
+from decimal import Decimal
 
 from conftest import FIXTURES
+from remit_helpers import balances
 from test_cli import write
 
 HEADER = ("claim_id,client_prime,provider_id,staff_id,procedure_code,modifier,service_date,start_time,end_time,"
@@ -40,6 +42,12 @@ def test_received_dates_enrollment_and_corrections(ready, tmp_path):
     assert {k: (r["adjusts"], r["reversed_by"]) for k, r in rows.items() if k in ("K1", "K2", "K3", "K4")} == {
         "K1": ("", "K3"), "K2": ("", "K4"), "K3": ("K1", ""), "K4": ("K2", "")}
     got = {k: (r["status"], r["reasons"], r["carc"], r["spa_id"], r["paid_amount"]) for k, r in rows.items()}
+    # The 835: the replacement pays, the two originals come back as reversals (CLP02 22); BPR02 nets them.
+    ready("operators", "add", "ann")
+    ready("remittance", "1", "--format", "x12", "--provider", "P1", "--operator", "ann", "--output", tmp_path / "r")
+    figures = balances((tmp_path / "r" / "run-1-provider-P1.835").read_text())
+    assert sorted(c["id"] for c in figures["claims"] if c["status"] == "22") == ["K1", "K2"]
+    assert figures["bpr02"] + figures["plb"] == Decimal("35.06")  # 175.30 paid - 140.24 reversed
     assert got == {
         "K1": ("paid", "", "", "A", "70.12"),
         "K2": ("paid", "", "", "A", "70.12"),
