@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--claims", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=Path("bench-data"))
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--corrections", type=float, default=0.0,
+    parser.add_argument("--corrections", type=float, default=0.01,
                         help="share of replacements and voids, and of PSWs whose enrollment ends mid-month (0.01)")
     args = parser.parse_args()
     print(generate(args.claims, args.out, args.seed, corrections=args.corrections))
