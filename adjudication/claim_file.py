@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from adjudication.claims import CLAIM_COLUMNS
+from adjudication.claims import CLAIM_COLUMNS, OPTIONAL_COLUMNS
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 GZIP_MAGIC = b"\x1f\x8b"
@@ -107,7 +107,8 @@ def read_claim_file(name: str, data: bytes, limits: Limits = Limits()) -> ClaimF
         raise ClaimFileError(f"{shown}: no claim rows (a header and nothing else)")
     rows = frame.select(
         pl.Series("line", lines, dtype=pl.Int64),
-        *[pl.col(c).cast(pl.String).replace("", None).alias(c) for c in CLAIM_COLUMNS],
+        *[pl.col(c).cast(pl.String).replace("", None).alias(c) if c in frame.columns
+          else pl.lit(None, dtype=pl.String).alias(c) for c in CLAIM_COLUMNS],
     )
     _check_field_sizes(shown, rows)
     return ClaimFile(format=fmt, rows=rows, compressed=compressed)
@@ -237,7 +238,7 @@ def _check_columns(shown: str, header: list[str]) -> list[str]:
     duplicates = sorted({h for h in cleaned if cleaned.count(h) > 1 and h}, key=position.get)
     if duplicates:
         problems.append(f"duplicate columns: {_names(duplicates, [position[h] for h in duplicates])}")
-    missing = [c for c in CLAIM_COLUMNS if c not in cleaned]
+    missing = [c for c in CLAIM_COLUMNS if c not in cleaned and c not in OPTIONAL_COLUMNS]
     if missing:
         problems.append(f"missing columns: {_names(missing)}")
     unknown = [h for h in dict.fromkeys(cleaned) if h not in CLAIM_COLUMNS and h]

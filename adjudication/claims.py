@@ -28,7 +28,13 @@ CLAIM_COLUMNS = (
     "end_time",
     "units",
     "billed_rate",
+    "frequency",
+    "original_claim_id",
 )
+# Columns a claim file may leave out (read as empty): the X12 claim frequency code and the claim a
+# replacement (7) or void (8) adjusts.
+OPTIONAL_COLUMNS = ("frequency", "original_claim_id")
+ORIGINAL, REPLACEMENT, VOID = "1", "7", "8"
 
 # ASCII digits only: polars' \d also matches other scripts' digits, which no exporter sends.
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
@@ -46,7 +52,10 @@ TIME_PATTERN = r"^[0-9]{2}:[0-9]{2}$"
 # Hourly units may differ from the billed span by 0.01 h: |units*60 - minutes| <= 0.6 min, scaled.
 HOURLY_TOLERANCE = 60 * SCALE // 100
 CHECKED_FIELDS = ("claim_id", "client_prime", "provider_id", "staff_id", "procedure_code", "modifier", "service_date",
-                  "start_time", "end_time", "units", "billed_rate")
+                  "start_time", "end_time", "units", "billed_rate", "frequency", "original_claim_id")
+# The only fields a void is checked on (SPEC 3: a void needs no other field).
+VOID_FIELDS = ("claim_id", "client_prime", "provider_id", "frequency", "original_claim_id")
+VOID_FIELDS_MASK = sum(1 << CHECKED_FIELDS.index(name) for name in VOID_FIELDS)
 # Every combination of failing fields -> its reasons, in column order (a bit per field).
 REASONS_BY_MASK = {
     mask: [f"{INVALID_RECORD}:{field}" for bit, field in enumerate(CHECKED_FIELDS) if mask >> bit & 1]
@@ -157,6 +166,8 @@ def check_fields(fields: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
         group=pl.col("procedure_code").replace_strict(group_of, default=None, return_dtype=pl.Int32),
         span=pl.col("end_min") - pl.col("start_min"),
     )
+    frequency = pl.col("frequency").fill_null(ORIGINAL)
+    known = frequency.is_in([ORIGINAL, REPLACEMENT, VOID])
     has_start = pl.col("start_time").is_not_null()
     has_end = pl.col("end_time").is_not_null()
     needs_times = pl.col("group").is_not_null()
@@ -187,11 +198,20 @@ def check_fields(fields: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
             & ((pl.col("units_s") * 60 - span * SCALE).abs() > HOURLY_TOLERANCE)
         ),
         "billed_rate": pl.col("billed_rate").is_not_null() & pl.col("rate_s").is_null(),
+        "frequency": ~known,
+        # Required on a replacement or void, empty on an original (not checked when the frequency is unknown).
+        "original_claim_id": known & (pl.col("original_claim_id").is_null() == (frequency != ORIGINAL)),
     }
     assert tuple(checks) == CHECKED_FIELDS
     mask = pl.sum_horizontal(
         [pl.when(failed.fill_null(True)).then(1 << bit).otherwise(0) for bit, failed in enumerate(checks.values())]
     ).cast(pl.Int32)
-    return typed.with_columns(invalid_mask=mask, timed=timed_ok.fill_null(False)).with_columns(
+    mask = pl.when(frequency == VOID).then(mask & VOID_FIELDS_MASK).otherwise(mask)
+    return typed.with_columns(
+        invalid_mask=mask,
+        timed=timed_ok.fill_null(False),
+        adjustment=known & (frequency != ORIGINAL),
+        void=frequency == VOID,
+    ).with_columns(
         invalid=pl.col("invalid_mask").replace_strict(REASONS_BY_MASK, return_dtype=pl.List(pl.String))
     )

@@ -18,7 +18,8 @@ import polars as pl
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
 from adjudication.decimals import to_scaled
-from adjudication.engine import ReferenceFrames
+from adjudication.engine import PROVIDER_SCHEMA, ReferenceFrames
+from adjudication.rules import Rules, load_rules
 
 
 class ReferenceLoadError(ValueError):
@@ -66,10 +67,27 @@ class _Dated(_Row):
         return self.start_date <= other.end_date and other.start_date <= self.end_date
 
 
+def _optional_date(value: object) -> object:
+    value = _strip(value)
+    return None if value == "" else value
+
+
+OptionalDate = Annotated[dt.date | None, BeforeValidator(_optional_date)]
+
+
 class Provider(_Row):
     provider_id: Required
     name: Text = ""
     kind: Literal["psw", "agency", "generic"]
+    # The provider's enrollment (None: open-ended on that side).
+    start_date: OptionalDate = None
+    end_date: OptionalDate = None
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.start_date and self.end_date and self.end_date < self.start_date:
+            raise ValueError("end_date is before start_date")
+        return self
 
 
 class Plan(_Dated):
@@ -154,6 +172,10 @@ class ReferenceSet:
                 schema={"client_prime": pl.String, "start_date": pl.Date, "end_date": pl.Date},
                 orient="row",
             ),
+            providers=pl.DataFrame(
+                [(p.provider_id, p.start_date, p.end_date) for p in self.rows("providers.csv")],
+                schema=PROVIDER_SCHEMA, orient="row",
+            ),
             spas=pl.DataFrame(
                 [(s.spa_id, s.plan_id, client_of.get(s.plan_id), s.provider_id, s.procedure_code, s.modifier,
                   s.start_date, s.end_date, to_scaled(s.units), s.unit_period, to_scaled(s.rate), s.status)
@@ -229,10 +251,11 @@ def read_dir(folder: Path) -> dict[str, list[Located]]:
     return found
 
 
-def merge(current: ReferenceSet, loaded: dict[str, list[Located]]) -> ReferenceSet:
+def merge(current: ReferenceSet, loaded: dict[str, list[Located]], rules: Rules | None = None) -> ReferenceSet:
     """Upsert providers, plans and SPAs by id; replace the enrollments of every client in the new file.
 
-    Checks the merged whole and raises ReferenceLoadError naming the new row that breaks a rule.
+    Checks the merged whole and raises ReferenceLoadError naming the new row that breaks a rule
+    (`rules`: the in-home and residential service elements; the default rules when None).
     """
     updates = {}
     for name, key, attr in (("providers.csv", "provider_id", "providers"), ("plans.csv", "plan_id", "plans"),
@@ -254,7 +277,7 @@ def merge(current: ReferenceSet, loaded: dict[str, list[Located]]) -> ReferenceS
         kept = tuple(item for item in current.enrollments if item.row.client_prime not in replaced)
         updates["enrollments"] = kept + tuple(new)
     result = replace(current, **updates)
-    _check(result)
+    _check(result, rules or load_rules())
     return result
 
 
@@ -267,7 +290,7 @@ def _blame(first: Located, second: Located) -> Located:
     return max(first, second, key=lambda item: item.line)
 
 
-def _check(reference: ReferenceSet) -> None:
+def _check(reference: ReferenceSet, rules: Rules) -> None:
     for item in reference.spas.values():
         spa = item.row
         if item.line is None:
@@ -276,6 +299,18 @@ def _check(reference: ReferenceSet) -> None:
             raise ReferenceLoadError(item.file, item.line, "plan_id", f"unknown plan_id {spa.plan_id}")
         if spa.provider_id not in reference.providers:
             raise ReferenceLoadError(item.file, item.line, "provider_id", f"unknown provider_id {spa.provider_id}")
+
+    for item in reference.spas.values():
+        plan = reference.plans.get(item.row.plan_id)
+        if plan is None or (item.line is None and plan.line is None):
+            continue
+        spa = item.row
+        for side in ("start_date", "end_date"):
+            if not plan.row.start_date <= getattr(spa, side) <= plan.row.end_date:
+                blamed = item if item.line is not None else plan
+                raise ReferenceLoadError(blamed.file, blamed.line, side,
+                                         f"SPA {spa.spa_id} is not inside the dates of its plan {plan.row.plan_id}")
+    _no_in_home_and_residential_overlap(reference, rules)
 
     accepted_plans: dict[str, list[Located]] = {}
     for item in reference.plans.values():
@@ -305,3 +340,33 @@ def _no_overlap(items: list[Located], message: str) -> None:
             partner = other if blamed is item else item
             ident = getattr(partner.row, "spa_id", None) or getattr(partner.row, "plan_id")
             raise ReferenceLoadError(blamed.file, blamed.line, "start_date", message.format(other=ident))
+
+
+def _no_in_home_and_residential_overlap(reference: ReferenceSet, rules: Rules) -> None:
+    """One client's accepted SPAs under accepted plans may not be in-home and residential on one
+    day, except an in-home SPA ending on the day a residential one starts (moving day, seed 000:
+    in-home services earlier that day can still be billed)."""
+    by_client: dict[str, tuple[list[Located], list[Located]]] = {}
+    for item in reference.spas.values():
+        plan = reference.plans.get(item.row.plan_id)
+        if item.row.status != "accepted" or plan is None or plan.row.status != "accepted":
+            continue
+        element = item.row.service_element
+        kinds = by_client.setdefault(plan.row.client_prime, ([], []))
+        if element in rules.in_home_service_elements:
+            kinds[0].append(item)
+        elif element in rules.residential_service_elements:
+            kinds[1].append(item)
+    for in_home, residential in by_client.values():
+        for home in in_home:
+            for stay in residential:
+                if not home.row.overlaps(stay.row) or home.row.end_date == stay.row.start_date:
+                    continue
+                if home.line is None and stay.line is None:
+                    continue
+                blamed = _blame(home, stay)
+                partner = stay if blamed is home else home
+                raise ReferenceLoadError(
+                    blamed.file, blamed.line, "start_date",
+                    f"accepted in-home and residential SPAs of one client overlap ({partner.row.spa_id}); only an "
+                    f"in-home SPA ending on the day the residential one starts may")

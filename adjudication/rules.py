@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from adjudication.reasons import ALL_CODES, CAN_BE_WAIVED, EDITS
+from adjudication.reasons import ALL_CODES, DEFAULT_CARC, WAIVABLE
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("default_rules.toml")
 
@@ -37,23 +37,33 @@ class Rules(BaseModel):
     waivable: frozenset[str] = frozenset()
     overlap_groups: tuple[frozenset[str], ...] = ()
     allowed_overlaps: tuple[AllowedOverlap, ...] = ()
-    carc: dict[str, str] = Field(default_factory=dict)
+    # X12 CARC per reason code; a code the file leaves out keeps its standard CARC (adjudication.reasons).
+    carc: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CARC))
+    # TIMELY_FILING: a claim's service date at most this many days before its batch's received date.
+    timely_filing_days: int = Field(default=365, ge=0)
+    # Service elements of in-home and of residential services: one client's accepted SPAs of the two
+    # kinds may not overlap (except an in-home SPA ending on the day a residential one starts).
+    in_home_service_elements: frozenset[str] = frozenset({"SE49", "SE151"})
+    residential_service_elements: frozenset[str] = frozenset({"SE50", "SE158"})
+
+    @field_validator("carc", mode="after")
+    @classmethod
+    def _standard_carcs(cls, carc: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(carc) - set(ALL_CODES))
+        if unknown:
+            raise ValueError(f"carc names unknown reason codes {', '.join(unknown)}")
+        return {**DEFAULT_CARC, **carc}
 
     @model_validator(mode="after")
     def _consistent(self) -> Rules:
-        missing = [code for code in ALL_CODES if code not in self.carc]
-        if missing:
-            raise ValueError(f"carc has no code for {', '.join(missing)}")
-        unknown = sorted(set(self.carc) - set(ALL_CODES))
-        if unknown:
-            raise ValueError(f"carc names unknown reason codes {', '.join(unknown)}")
-        bad_waivable = sorted(self.waivable - set(EDITS))
+        bad_waivable = sorted(self.waivable - WAIVABLE)
         if bad_waivable:
-            raise ValueError(f"waivable names codes that are not edits: {', '.join(bad_waivable)}")
-        not_waivable = [code for code in EDITS if code in self.waivable and code not in CAN_BE_WAIVED]
-        if not_waivable:
-            raise ValueError(f"waivable lists {', '.join(not_waivable)}, which cannot be waived (only "
-                             f"{', '.join(CAN_BE_WAIVED)})")
+            can = [code for code in ALL_CODES if code in WAIVABLE]
+            raise ValueError(f"waivable lists {', '.join(c for c in ALL_CODES if c in bad_waivable)}, which cannot "
+                             f"be waived (only {', '.join(can)})")
+        both = sorted(self.in_home_service_elements & self.residential_service_elements)
+        if both:
+            raise ValueError(f"service elements both in-home and residential: {', '.join(both)}")
         not_hourly = sorted(self.attendant_care_procedures - self.hourly_procedures)
         if not_hourly:
             raise ValueError(f"attendant-care procedures must be hourly: {', '.join(not_hourly)}")

@@ -4,8 +4,12 @@ Every edit compares a claim only with claims of its own client: the plan, enroll
 the client's, the caps count per SPA (of one client's plan) or per client and month, and overlaps
 and duplicate services are per client and day. The one rule that reaches across clients, the
 duplicate claim id, is a record check: `check_records` settles it for the whole queue before the
-split. So deciding each client's claims apart, in queue order, gives exactly the outcomes of
-deciding them all together (tests/test_shards.py checks it against the sequential reference).
+split, except where an earlier claim carrying an id is a replacement or void (it holds the id
+only if the walk accepts it): the clients of such an id (`id_open`) go to one shard. A replacement
+or void names a claim of its own client (one of another client is an INVALID_ADJUSTMENT, which its
+shard finds as well: it does not have that claim). So deciding each shard's claims apart, in queue
+order, gives exactly the outcomes of deciding them all together (tests/test_shards.py checks it
+against the sequential reference).
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ def split(checked: Checked, reference: ReferenceFrames, ledger: pl.DataFrame, wa
     """At most `count` shards, none empty, each with its clients' claims in queue order."""
     if count < 1:
         raise ValueError("count must be at least 1")
-    claims = checked.claims.with_columns(shard=(pl.col("client_prime").hash(SEED) % count).cast(pl.Int64))
+    claims = checked.claims.with_columns(
+        shard=(pl.col("client_prime").replace(_together(checked.claims)).hash(SEED) % count).cast(pl.Int64))
     shards = []
     for _key, part in claims.partition_by("shard", maintain_order=True, include_key=False, as_dict=True).items():
         rows = part.get_column("order")  # the claims' rows in the queue (check_records numbers them so)
@@ -52,12 +57,33 @@ def split(checked: Checked, reference: ReferenceFrames, ledger: pl.DataFrame, wa
             checked=Checked(part, checked.held_pks),
             reference=ReferenceFrames(plans=reference.plans.filter(mine),
                                       enrollments=reference.enrollments.filter(mine),
-                                      spas=reference.spas.filter(mine)),
+                                      spas=reference.spas.filter(mine),
+                                      providers=None if reference.providers is None else reference.providers.filter(
+                                          pl.col("provider_id").is_in(part.get_column("provider_id").implode()))),
             ledger=ledger.filter(mine),
             waivers=waivers.filter(pl.col("claim_pk").is_in(part.get_column("claim_pk").implode())),
             rows=rows.rename("row"),
         ))
     return shards
+
+
+def _together(claims: pl.DataFrame) -> dict[str, str]:
+    """client -> the client whose shard it goes to, for the clients that share an open claim id
+    (joined transitively); every other client goes to its own."""
+    groups = (claims.filter("id_open").group_by("claim_id").agg(pl.col("client_prime").unique().sort())
+              .get_column("client_prime").to_list())
+    parent: dict[str, str] = {}
+
+    def root(client: str) -> str:
+        while parent.get(client, client) != client:
+            client = parent[client]
+        return client
+
+    for clients in groups:
+        first = root(clients[0])
+        for other in clients[1:]:
+            parent[root(other)] = first
+    return {client: root(client) for client in parent}
 
 
 def merge(shards: list[Shard], parts: list[Adjudication], queue_pks: pl.Series) -> Adjudication:
@@ -73,16 +99,23 @@ def merge(shards: list[Shard], parts: list[Adjudication], queue_pks: pl.Series) 
         numbered = [frame.with_columns(row.alias("queue_row")) for frame, row in zip(frames, rows, strict=True)]
         return pl.concat(numbered).sort("queue_row").drop("queue_row")
 
-    paid_rows = []
+    paid_rows, reversal_rows = [], []
     for shard, part in zip(shards, parts, strict=True):
-        paid = part.outcomes.get_column("status") == R.PAID
-        if not part.newly_paid.get_column("claim_pk").equals(part.outcomes.get_column("claim_pk").filter(paid)):
+        pks = part.outcomes.get_column("claim_pk")
+        reversed_here = pks.is_in(part.reversals.get_column("claim_pk").implode())
+        paid = (part.outcomes.get_column("status") == R.PAID) & ~reversed_here
+        if not part.newly_paid.get_column("claim_pk").equals(pks.filter(paid)):
             raise AssertionError("a shard's newly paid claims are not its paid outcomes")
         paid_rows.append(shard.rows.filter(paid))
+        # A reversal takes the place of the replacement or void that made it.
+        at = pl.DataFrame({"claim_pk": pks, "row": shard.rows})
+        reversal_rows.append(part.reversals.select(claim_pk="reversed_by").join(
+            at, on="claim_pk", how="left", maintain_order="left").get_column("row"))
     outcomes = in_queue_order([p.outcomes for p in parts], [s.rows for s in shards])
     if not outcomes.get_column("claim_pk").equals(queue_pks.rename("claim_pk")):
         raise AssertionError("the shards' outcomes are not one per queued claim")
-    return Adjudication(outcomes=outcomes, newly_paid=in_queue_order([p.newly_paid for p in parts], paid_rows))
+    return Adjudication(outcomes=outcomes, newly_paid=in_queue_order([p.newly_paid for p in parts], paid_rows),
+                        reversals=in_queue_order([p.reversals for p in parts], reversal_rows))
 
 
 ShardDecider = Callable[[list[Shard], Rules], list[Adjudication]]

@@ -21,8 +21,12 @@ CLAIMS_PER_CLIENT = 40
 
 
 def generate(claims: int, out: Path, seed: int = 7, month: dt.date = dt.date(2026, 3, 1),
-             client_offset: int = 0, claim_prefix: str = "C") -> Path:
-    """Write providers/plans/enrollments/spas.csv and claims.csv under `out`; returns the claim file."""
+             client_offset: int = 0, claim_prefix: str = "C", corrections: float = 0.0) -> Path:
+    """Write providers/plans/enrollments/spas.csv and claims.csv under `out`; returns the claim file.
+
+    corrections: the share of lines that replace (frequency 7) or void (8) an earlier line of the
+    file, and of PSWs whose enrollment ends mid-month (0: none, and no such columns are written).
+    """
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     n_clients = max(1, claims // CLAIMS_PER_CLIENT)
@@ -51,6 +55,10 @@ def generate(claims: int, out: Path, seed: int = 7, month: dt.date = dt.date(202
         "client_prime": clients, "cme_id": ["CME01"] * n_clients, "start_date": [year_start] * n_clients,
         "end_date": [year_end] * n_clients,
     }).write_csv(out / "enrollments.csv")
+    if corrections:
+        ends = rng.random(providers.height) < corrections
+        providers = providers.with_columns(start_date=pl.lit(None, dtype=pl.Date), end_date=pl.when(
+            pl.Series(ends)).then(pl.lit(month.replace(day=15))).otherwise(pl.lit(None, dtype=pl.Date)))
     providers.write_csv(out / "providers.csv")
     spa_rows = {
         "spa_id": [f"S-{c}-NA" for c in clients], "plan_id": plan_ids, "provider_id": list(primary),
@@ -116,11 +124,21 @@ def generate(claims: int, out: Path, seed: int = 7, month: dt.date = dt.date(202
     frame = pl.concat([frame, frame.sample(rebilled, seed=seed).with_columns(claim_id=pl.col("claim_id") + "R")])
     clock = lambda column: (pl.col(column) // 60).cast(pl.String).str.pad_start(2, "0") + ":" + (
         pl.col(column) % 60).cast(pl.String).str.pad_start(2, "0")
+    columns = ["claim_id", "client_prime", "provider_id", "staff_id", "procedure_code", "modifier", "service_date"]
+    if corrections:
+        # Replacements (the same line again: paid once the original is reversed) and voids of
+        # earlier lines, at the end of the file; the lines they take the place of are dropped.
+        count = int(claims * corrections)
+        frame = frame.head(claims - count).with_columns(frequency=pl.lit(None, pl.String),
+                                                        original_claim_id=pl.lit(None, pl.String))
+        fixed = frame.sample(count, seed=seed + 1).with_columns(
+            original_claim_id="claim_id", frequency=pl.Series(np.where(rng.random(count) < 0.5, "7", "8")))
+        frame = pl.concat([frame, fixed.with_columns(claim_id=pl.col("claim_id") + pl.col("frequency"))])
+        columns += ["frequency", "original_claim_id"]
     claims_path = out / "claims.csv"
     frame.select(
-        "claim_id", "client_prime", "provider_id", "staff_id", "procedure_code", "modifier", "service_date",
-        start_time=clock("start_min"), end_time=clock("end_min"), units=pl.col("units").cast(pl.String),
-        billed_rate=pl.lit(""),
+        *columns[:7], start_time=clock("start_min"), end_time=clock("end_min"), units=pl.col("units").cast(pl.String),
+        billed_rate=pl.lit(""), **{c: c for c in columns[7:]},
     ).write_csv(claims_path)
     return claims_path
 
@@ -130,8 +148,10 @@ def main() -> None:
     parser.add_argument("--claims", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=Path("bench-data"))
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--corrections", type=float, default=0.01,
+                        help="share of replacements and voids, and of PSWs whose enrollment ends mid-month (0.01)")
     args = parser.parse_args()
-    print(generate(args.claims, args.out, args.seed))
+    print(generate(args.claims, args.out, args.seed, corrections=args.corrections))
 
 
 if __name__ == "__main__":

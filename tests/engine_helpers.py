@@ -10,6 +10,7 @@ from adjudication.claims import CLAIM_COLUMNS, parse_fields
 from adjudication.engine import Adjudication, Decider, check_records, decide
 from adjudication.reference import ReferenceSet
 from adjudication.rules import Rules
+from sequential import DEFAULT_RECEIVED
 
 
 def queue_frame(rows: list[dict]) -> pl.DataFrame:
@@ -20,20 +21,22 @@ def queue_frame(rows: list[dict]) -> pl.DataFrame:
 
 
 def fields_frame(rows: list[dict]) -> pl.DataFrame:
-    """The parsed fields of `rows`, as a run reads them from the store."""
-    return parse_fields(queue_frame(rows).lazy()).collect()
+    """The parsed fields of `rows` and their received dates, as a run reads them from the store."""
+    received = pl.Series("received_day", [r.get("received_date") or DEFAULT_RECEIVED for r in rows], dtype=pl.Date)
+    return parse_fields(queue_frame(rows).lazy()).collect().with_columns(received)
 
 
-def comparable(outcomes: pl.DataFrame) -> list[dict]:
+def comparable(result: Adjudication) -> list[dict]:
     """Engine outcomes in the shape the sequential reference returns."""
+    reverses = {by: pk for pk, by in result.reversals.iter_rows()}
     return [
         dict(
             claim_pk=o["claim_pk"], status=o["status"], reasons=o["reasons"], carc=o["carc"], spa_id=o["spa_id"],
             paid_units=None if o["paid_units_s"] is None else Decimal(o["paid_units_s"]) / 10_000,
             paid_amount=None if o["paid_cents"] is None else Decimal(o["paid_cents"]) / 100,
-            conflicts_with=sorted(o["conflicts_with"]),
+            conflicts_with=sorted(o["conflicts_with"]), adjusts=o["adjusts"], reverses=reverses.get(o["claim_pk"]),
         )
-        for o in outcomes.iter_rows(named=True)
+        for o in result.outcomes.iter_rows(named=True)
     ]
 
 
@@ -57,7 +60,8 @@ class RunByRun:
         waivers = pl.DataFrame(self.waivers, schema={"claim_pk": pl.Int64, "code": pl.String}, orient="row")
         checked = check_records(fields_frame(rows), self.rules, holders)
         result = self.decider(checked, self.frames, self.rules, self.ledger, waivers)
-        self.ledger = result.newly_paid if self.ledger is None else pl.concat([self.ledger, result.newly_paid])
+        ledger = result.newly_paid if self.ledger is None else pl.concat([self.ledger, result.newly_paid])
+        self.ledger = ledger.filter(~pl.col("claim_pk").is_in(result.reversals.get_column("claim_pk").implode()))
         by_pk = {r["claim_pk"]: r for r in rows}
         for outcome in result.outcomes.iter_rows(named=True):
             if outcome["status"] != "rejected":

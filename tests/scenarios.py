@@ -11,14 +11,25 @@ from adjudication.reference import Enrollment, Plan, Provider, ReferenceSet, Spa
 
 CLIENTS = ["c01", "c02"]
 PROVIDERS = [("P1", "psw"), ("P2", "psw"), ("G1", "agency")]
+UNKNOWN_PROVIDER = "P9"  # billed now and then, in no providers.csv
 SERVICES = [("OR526", "NA"), ("OR526", "ZE"), ("OR526", "RB"), ("T1016", "")]
 DAYS = [dt.date(2026, 1, 30), dt.date(2026, 1, 31), dt.date(2026, 2, 1)]
 D0 = dt.date(2026, 1, 1)
+# Received dates of batches: before some service days (FUTURE_SERVICE_DATE), a year after them, give
+# or take a day (TIMELY_FILING at 365 days), and well inside both.
+RECEIVED = [dt.date(2026, 12, 1)] * 6 + [dt.date(2026, 2, 1), dt.date(2026, 1, 30), dt.date(2027, 1, 30),
+            dt.date(2027, 1, 31), dt.date(2027, 2, 1)]
 
 
 @st.composite
 def reference_sets(draw, clients: list[str] = CLIENTS) -> ReferenceSet:
-    providers = [Provider(provider_id=p, name=p, kind=k) for p, k in PROVIDERS]
+    # Enrollment windows open-ended or ending / starting at the service days' boundaries.
+    bounds = [None] * 8 + [DAYS[0], DAYS[1]]
+    providers = []
+    for p, k in PROVIDERS:
+        start = draw(st.sampled_from([None] * 8 + [DAYS[1]]))
+        end = draw(st.sampled_from([d for d in bounds if d is None or start is None or d >= start]))
+        providers.append(Provider(provider_id=p, name=p, kind=k, start_date=start, end_date=end))
     plans, enrollments, spas = [], [], []
     for client in clients:
         # Accepted plans of one client never overlap: split January-February at a drawn day.
@@ -66,7 +77,7 @@ def claim_rows(draw, ids: int = 40, clients: list[str] = CLIENTS) -> dict:
     row = {
         "claim_id": f"K{draw(st.integers(0, ids))}",
         "client_prime": draw(st.sampled_from(clients)),
-        "provider_id": draw(st.sampled_from([p for p, _ in PROVIDERS])),
+        "provider_id": draw(st.sampled_from([p for p, _ in PROVIDERS] * 10 + [UNKNOWN_PROVIDER])),
         "staff_id": draw(st.sampled_from(["", "S1", "S2"])),
         "procedure_code": procedure,
         "modifier": modifier,
@@ -95,13 +106,34 @@ def claim_rows(draw, ids: int = 40, clients: list[str] = CLIENTS) -> dict:
 
 @st.composite
 def batches(draw, max_batches: int = 3, max_claims: int = 20, clients: list[str] = CLIENTS) -> list[list[dict]]:
-    """Batches of claim rows; some rows re-bill an earlier service under a new claim id."""
+    """Batches of claim rows, each with a received date; some rows re-bill an earlier service under a
+    new claim id, some replace or void an earlier claim (paid, suspended, rejected, reversed already,
+    or unknown; now and then of another client or provider), a few carry a bad frequency."""
     batch = st.lists(claim_rows(clients=clients), min_size=1, max_size=max_claims)
     groups = draw(st.lists(batch, min_size=1, max_size=max_batches))
     seen: list[dict] = []
     for group in groups:
+        received = draw(st.sampled_from(RECEIVED))
         for index, row in enumerate(group):
             if seen and draw(st.integers(0, 5)) == 0:
-                group[index] = {**draw(st.sampled_from(seen)), "claim_id": row["claim_id"]}
+                row = {**draw(st.sampled_from(seen)), "claim_id": row["claim_id"]}
+            kind = draw(st.integers(0, 13))
+            if kind <= 3 and seen:
+                # Mostly an earlier claim of the run that can be paid (a valid original, or a
+                # replacement), sometimes any earlier row.
+                likely = [r for r in seen if r.get("frequency") in (None, "7") and r.get("units") != "9"]
+                target = draw(st.sampled_from(likely if likely and draw(st.integers(0, 3)) else seen))
+                original = (target["claim_id"] or "").strip() if draw(st.integers(0, 9)) else "K99"
+                same = draw(st.integers(0, 5)) > 0
+                row = {**row, "frequency": "7" if kind <= 1 else "8", "original_claim_id": original}
+                if same:
+                    row.update(client_prime=target["client_prime"], provider_id=target["provider_id"])
+                if kind >= 2 and draw(st.booleans()):  # a void with only its five fields
+                    row = {k: row[k] for k in ("claim_id", "client_prime", "provider_id", "frequency",
+                                               "original_claim_id")}
+            elif kind == 4:
+                row = {**row, **draw(st.sampled_from([{"frequency": "1"}, {"frequency": "5"},
+                                                      {"original_claim_id": "K1"}, {"frequency": "7"}]))}
+            group[index] = {**row, "received_date": received}
             seen.append(group[index])
     return groups

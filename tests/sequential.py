@@ -16,7 +16,12 @@ from adjudication.rules import Rules
 
 NUMBER = re.compile(r"^[0-9]{1,5}(\.[0-9]{0,4}0*)?$")
 FIELDS = ("claim_id", "client_prime", "provider_id", "staff_id", "procedure_code", "modifier",
-          "service_date", "start_time", "end_time", "units", "billed_rate")
+          "service_date", "start_time", "end_time", "units", "billed_rate", "frequency", "original_claim_id")
+# What a void reads of its line (SPEC 3); every other field of it is ignored.
+VOID_FIELDS = ("claim_id", "client_prime", "provider_id", "frequency", "original_claim_id")
+ORIGINAL, REPLACEMENT, VOID = "1", "7", "8"
+# The received date of a queue entry that names none (tests/engine_helpers.py uses the same).
+DEFAULT_RECEIVED = dt.date(2026, 12, 1)
 
 
 @dataclass
@@ -61,7 +66,15 @@ def _number(text: str | None) -> Decimal | None:
 
 def record_errors(claim: dict, rules: Rules) -> list[str]:
     t = {name: _text(claim, name) for name in FIELDS}
+    frequency = t["frequency"] or ORIGINAL
     errors = []
+    if frequency not in (ORIGINAL, REPLACEMENT, VOID):
+        errors.append("frequency")
+    elif (t["original_claim_id"] is None) == (frequency != ORIGINAL):
+        errors.append("original_claim_id")
+    if frequency == VOID:
+        errors += [name for name in ("claim_id", "client_prime", "provider_id") if t[name] is None]
+        return [f"INVALID_RECORD:{name}" for name in FIELDS if name in errors]
     for name in ("claim_id", "client_prime", "provider_id", "procedure_code"):
         if t[name] is None:
             errors.append(name)
@@ -110,12 +123,17 @@ def adjudicate_sequentially(queue: list[dict], reference: ReferenceSet, rules: R
                             waivers: dict[int, set[str]] | None = None) -> list[dict]:
     """queue: dicts of claim_pk + raw claim texts, in adjudication order. Returns one outcome each.
 
-    A queue entry may carry `waived` (codes waived for that attempt); `waivers` waives for all.
+    A queue entry may carry `waived` (codes waived for that attempt); `waivers` waives for all; and
+    `received_date` (its batch's received date, a date; DEFAULT_RECEIVED when absent).
+    An outcome's `adjusts` is the original_claim_id of an accepted replacement or void, and
+    `reverses` the claim_pk of the paid claim it reversed (None otherwise).
     """
     plans = reference.rows("plans.csv")
     spas = reference.rows("spas.csv")
     enrollments = reference.rows("enrollments.csv")
+    providers = {p.provider_id: p for p in reference.rows("providers.csv")}
     plan_client = {p.plan_id: p.client_prime for p in plans}
+    accepted_plans = {p.plan_id for p in plans if p.status == "accepted"}
     paid: list[Paid] = list(ledger)
     held = dict(holders or {})
     waivers = waivers or {}
@@ -125,8 +143,10 @@ def adjudicate_sequentially(queue: list[dict], reference: ReferenceSet, rules: R
         errors = record_errors(claim, rules)
         t = {name: _text(claim, name) for name in FIELDS}
         t["modifier"] = t["modifier"] or ""
+        frequency = t["frequency"] or ORIGINAL
+        received = claim.get("received_date") or DEFAULT_RECEIVED
         result = dict(claim_pk=pk, status="rejected", reasons=errors, spa_id=None, paid_units=None,
-                      paid_amount=None, conflicts_with=[])
+                      paid_amount=None, conflicts_with=[], adjusts=None, reverses=None)
         if errors:
             out.append(_with_carc(result, rules))
             continue
@@ -134,6 +154,28 @@ def adjudicate_sequentially(queue: list[dict], reference: ReferenceSet, rules: R
             result["reasons"] = ["DUPLICATE_CLAIM_ID"]
             out.append(_with_carc(result, rules))
             continue
+        requeued = held.get(t["claim_id"]) == pk
+        if frequency != VOID and dt.date.fromisoformat(t["service_date"]) > received:
+            result["reasons"] = ["FUTURE_SERVICE_DATE"]
+            out.append(_with_carc(result, rules))
+            continue
+        if frequency != ORIGINAL and requeued:  # still a replacement of its original
+            result["adjusts"] = t["original_claim_id"]
+        if frequency != ORIGINAL and not requeued:
+            # A re-queued replacement reversed its original on its first attempt: not again.
+            original = next((p for p in paid if p.claim_id == t["original_claim_id"]), None)
+            if (original is None or original.client != t["client_prime"]
+                    or original.provider != t["provider_id"]):
+                result["reasons"] = ["INVALID_ADJUSTMENT"]
+                out.append(_with_carc(result, rules))
+                continue
+            paid.remove(original)
+            result.update(adjusts=t["original_claim_id"], reverses=original.pk)
+            if frequency == VOID:
+                held[t["claim_id"]] = pk
+                result.update(status="void", spa_id=original.spa_id)
+                out.append(_with_carc(result, rules))
+                continue
         held[t["claim_id"]] = pk
         waived = set(claim.get("waived", ())) | waivers.get(pk, set())
         client, day = t["client_prime"], dt.date.fromisoformat(t["service_date"])
@@ -148,14 +190,20 @@ def adjudicate_sequentially(queue: list[dict], reference: ReferenceSet, rules: R
             failing.append("NO_ACTIVE_PLAN")
         if not any(e.client_prime == client and e.start_date <= day <= e.end_date for e in enrollments):
             failing.append("NO_CM_ENROLLMENT")
-        matching = [s for s in spas if s.status == "accepted" and plan_client.get(s.plan_id) == client
+        matching = [s for s in spas if s.status == "accepted" and s.plan_id in accepted_plans
+                    and plan_client.get(s.plan_id) == client
                     and s.provider_id == t["provider_id"] and s.procedure_code == t["procedure_code"]
                     and s.modifier == t["modifier"] and s.start_date <= day <= s.end_date]
         matching.sort(key=lambda s: (plan is None or s.plan_id != plan.plan_id, s.spa_id))
         spa = matching[0] if matching else None
         if spa is None:
             failing.append("NO_ACTIVE_SPA")
-        else:
+        provider = providers.get(t["provider_id"])
+        if provider is None or not ((provider.start_date or day) <= day <= (provider.end_date or day)):
+            failing.append("PROVIDER_NOT_ENROLLED")
+        if (received - day).days > rules.timely_filing_days and "TIMELY_FILING" not in waived:
+            failing.append("TIMELY_FILING")
+        if spa is not None:
             spa_period = {s.spa_id: s.unit_period for s in spas}
             used = sum((p.units for p in paid if p.spa_id == spa.spa_id
                         and _period(spa_period[p.spa_id], p.day) == _period(spa.unit_period, day)), Decimal(0))

@@ -114,7 +114,7 @@ def adjudicate(*runs: list[dict], ref: ReferenceSet | None = None, rules: Rules 
             for code in sorted(row.get("waived", ())):
                 if (row["claim_pk"], code) not in runner.waivers:
                     runner.waivers.append((row["claim_pk"], code))
-        got += comparable(runner.run(rows).outcomes)
+        got += comparable(runner.run(rows))
     queue = [row for rows in runs for row in rows]
     assert got == normalized(adjudicate_sequentially(queue, ref, rules)), "engine differs from sequential"
     return got
@@ -122,17 +122,18 @@ def adjudicate(*runs: list[dict], ref: ReferenceSet | None = None, rules: Rules 
 
 def paid(pk: int, spa_id: str, units: str, amount: str) -> dict:
     return dict(claim_pk=pk, status="paid", reasons=[], carc=[], spa_id=spa_id, paid_units=Decimal(units),
-                paid_amount=Decimal(amount), conflicts_with=[])
+                paid_amount=Decimal(amount), conflicts_with=[], adjusts=None, reverses=None)
 
 
 def suspended(pk: int, reasons: list[str], spa_id: str | None, conflicts: list[str] = ()) -> dict:
     return dict(claim_pk=pk, status="suspended", reasons=list(reasons), carc=[CARC[r] for r in reasons],
-                spa_id=spa_id, paid_units=None, paid_amount=None, conflicts_with=sorted(conflicts))
+                spa_id=spa_id, paid_units=None, paid_amount=None, conflicts_with=sorted(conflicts), adjusts=None,
+                reverses=None)
 
 
 def rejected(pk: int, *reasons: str) -> dict:
     return dict(claim_pk=pk, status="rejected", reasons=list(reasons), carc=[CARC[r.split(":")[0]] for r in reasons],
-                spa_id=None, paid_units=None, paid_amount=None, conflicts_with=[])
+                spa_id=None, paid_units=None, paid_amount=None, conflicts_with=[], adjusts=None, reverses=None)
 
 
 def invalid(pk: int, *fields: str) -> dict:
@@ -292,9 +293,10 @@ def test_requeued_holder_keeps_its_id_when_a_new_row_with_the_id_comes_first_in_
 
 @pytest.mark.parametrize("status", ["draft", "closed", "void"])
 def test_plan_not_accepted_is_no_active_plan(status):
-    """Only an accepted plan counts; the SPA (accepted) is still found and reported."""
+    """Only an accepted plan counts, and only a SPA under an accepted plan: the accepted SPA under it
+    does not count either."""
     ref = reference(plans=[plan(status=status)])
-    assert adjudicate([claim(1)], ref=ref) == [suspended(1, ["NO_ACTIVE_PLAN"], "P1-NA")]
+    assert adjudicate([claim(1)], ref=ref) == [suspended(1, ["NO_ACTIVE_PLAN", "NO_ACTIVE_SPA"], None)]
 
 
 def test_no_plan_at_all_is_no_active_plan_and_no_spa():
@@ -714,8 +716,11 @@ def test_custom_rules_allow_an_extra_pair(tmp_path):
     ('second = "OR526/ZE"', 'second = "T1016/"', "not inside one overlap group"),
     ('second = "OR526/ZE"', 'second = "ZE"', "PROCEDURE/MODIFIER"),
     ('\nproviders = "different"', '\nproviders = "same"', "providers"),
-    ('OVERLAP_SAME_PROVIDER = "18"', "", "OVERLAP_SAME_PROVIDER"),
-    ('waivable = [', 'waivable = ["INVALID_RECORD", ', "not edits"),
+    ('OVERLAP_SAME_PROVIDER = "18"', 'OVERLAP_SAME = "18"', "unknown reason codes OVERLAP_SAME"),
+    ('waivable = [', 'waivable = ["INVALID_RECORD", ', "no override may waive: INVALID_RECORD"),
+    ('waivable = [', 'waivable = ["NO_ACTIVE_SPA", ', "no override may waive: NO_ACTIVE_SPA"),
+    ('timely_filing_days = 365', 'timely_filing_days = -1', "timely_filing_days"),
+    ('residential_service_elements = ["SE50"', 'residential_service_elements = ["SE49"', "both in-home and"),
     ('overlap_groups = [["OR526"]]', 'overlap_groups = [["OR526"], ["OR526"]]', "two overlap groups"),
     ('hourly_procedures = ["OR526"]', 'hourly_procedures = ["OR526"]\ncolour = "red"', "colour"),
 ])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,7 +13,7 @@ from scenarios import batches, reference_sets
 from sequential import adjudicate_sequentially
 
 RULES = load_rules()
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=int(os.environ.get("ENGINE_EXAMPLES", 300)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def numbered(groups: list[list[dict]]) -> list[list[dict]]:
@@ -30,7 +32,7 @@ def numbered(groups: list[list[dict]]) -> list[list[dict]]:
 def test_all_batches_in_one_run_equal_the_sequential_reference(reference, groups):
     queue = [row for group in numbered(groups) for row in group]
     engine = RunByRun(reference, RULES).run(queue)
-    assert comparable(engine.outcomes) == normalized(adjudicate_sequentially(queue, reference, RULES))
+    assert comparable(engine) == normalized(adjudicate_sequentially(queue, reference, RULES))
 
 
 @SETTINGS
@@ -43,7 +45,7 @@ def check_one_run_per_batch(runner: RunByRun, reference, groups) -> None:
     """A run per batch, carrying the state between runs, against the sequential reference."""
     got = []
     for group in numbered(groups):
-        got += comparable(runner.run(group).outcomes)
+        got += comparable(runner.run(group))
     queue = [row for group in numbered(groups) for row in group]
     assert got == normalized(adjudicate_sequentially(queue, reference, RULES))
 
@@ -68,7 +70,7 @@ def check_requeues_and_overrides(runner: RunByRun, reference, groups, data) -> N
         else:
             queue = list(group) + pending
         pending = []
-        outcomes = comparable(runner.run(queue).outcomes)
+        outcomes = comparable(runner.run(queue))
         order += queue
         got += outcomes
         suspended = [o for o in outcomes if o["status"] == "suspended"]
@@ -82,7 +84,7 @@ def check_requeues_and_overrides(runner: RunByRun, reference, groups, data) -> N
                 runner.waivers.append((outcome["claim_pk"], code))
         pending = [{**rows[o["claim_pk"]], "waived": set(waivers.get(o["claim_pk"], ()))} for o in chosen]
     if pending:
-        got += comparable(runner.run(pending).outcomes)
+        got += comparable(runner.run(pending))
         order += pending
     expected = normalized(adjudicate_sequentially(order, reference, RULES))
     assert got == expected

@@ -10,6 +10,8 @@ the program's start-up once per file.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import csv
 import io
 import json
@@ -119,7 +121,8 @@ def test_acknowledgement_and_formula_safe_exports(tmp_path, monkeypatch, capsys)
 
     # Before the run: the record checks are known; duplicate ids are not yet.
     rows = cli("ack", batch, "--format", "csv").rows()
-    assert rows[0] == {"kind": "batch", "batch_id": batch, "file_name": "agency.csv", "status": "queued",
+    assert rows[0] == {"kind": "batch", "batch_id": batch, "file_name": "agency.csv",
+                       "received_date": dt.date.today().isoformat(), "status": "queued",
                        "claims": "6", "accepted": "4", "rejected": "2", "line": "", "claim_id": "", "field": "",
                        "reason": "", "carc": "", "detail": "", "value": ""}
     assert [(r["kind"], r["line"], r["claim_id"], r["field"], r["reason"], r["carc"]) for r in rows[1:]] == [

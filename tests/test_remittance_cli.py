@@ -124,7 +124,9 @@ def test_remittances_add_up_to_the_runs_and_the_outcomes(store, tmp_path, refere
     _fresh(store, reference)  # reset_store registers the test operators (conftest.add_staff) again
     history_paid = Decimal(0)
     for index, group in enumerate(groups):
-        service.submit(store, _write_csv(tmp_path / f"b{index}.csv", group), RULES, Limits())
+        # scenarios.batches: replacements and voids of paid, suspended, rejected, reversed and unknown claims
+        service.submit(store, _write_csv(tmp_path / f"b{index}.csv", group), RULES, Limits(),
+                       received=group[0].get("received_date"))
         if requeue_after[index]:
             service.requeue(store, service.Selection(reason="OVERLAP_DUPLICATE"), "ann", "again")
         summary = service.run(store, RULES)
@@ -133,6 +135,7 @@ def test_remittances_add_up_to_the_runs_and_the_outcomes(store, tmp_path, refere
         with store.connect() as conn:
             run_row = repo.run_row(conn, summary.run_id)
             reversed_cents = int(repo.run_reversals(conn, summary.run_id).get_column("paid_cents").sum() or 0)
+        assert run_row["reversed_cents"] == reversed_cents == summary.reversed_cents
         out = tmp_path / f"run-{summary.run_id}"
         names = remittances.remittances(store, summary.run_id, "x12", "ann", PAYER, out)
         nets = [balances((out / name).read_text()) for name in names]

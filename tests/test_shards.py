@@ -3,6 +3,8 @@ through the Celery task's messages, on dense random data with more clients than 
 
 from __future__ import annotations
 
+import os
+
 import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,7 +18,7 @@ from test_engine_properties import check_one_run_per_batch, check_requeues_and_o
 from worker.distributed import decide_message, read_result, shard_message
 
 RULES = load_rules()
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=int(os.environ.get("ENGINE_EXAMPLES", 150)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CLIENTS = ["c01", "c02", "c03", "c04", "c05"]
 
 

@@ -3,6 +3,8 @@ on SQLite and on PostgreSQL: state carried between runs comes from the database.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import csv
 import io
 from decimal import Decimal
@@ -32,14 +34,19 @@ def _write_csv(path: Path, rows: list[dict]) -> Path:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=CLAIM_COLUMNS)
         writer.writeheader()
-        writer.writerows({c: r[c] for c in CLAIM_COLUMNS} for r in rows)
+        writer.writerows({c: r.get(c) for c in CLAIM_COLUMNS} for r in rows)
     return path
+
+
+def _received(group: list[dict]):
+    """A batch's received date (scenarios.batches gives every row of a group the same one)."""
+    return group[0].get("received_date")
 
 
 def _submit(store, path: Path, group: list[dict], order: list[dict]) -> service.Submitted | None:
     """Submit `group` as a claim file; its rows join `order` (queue entries for the reference) when
     the batch is new (claim_pks are given in queue order, one attempt each)."""
-    submitted = service.submit(store, _write_csv(path, group), RULES, Limits())
+    submitted = service.submit(store, _write_csv(path, group), RULES, Limits(), received=_received(group))
     if not submitted.new:
         return None
     for line, row in enumerate(group, start=2):
@@ -87,7 +94,7 @@ def test_store_equals_the_sequential_reference(store, tmp_path):
         pk_of: dict[tuple, int] = {}
         for index, group in enumerate(groups):
             submitted = service.submit(store, _write_csv(tmp_path / f"b{index}.csv", group), RULES,
-                                       Limits())
+                                       Limits(), received=_received(group))
             if not submitted.new:
                 continue  # the same content again is a no-op
             for line, row in enumerate(group, start=2):
@@ -161,7 +168,7 @@ def test_a_payload_keeps_the_typed_fields_and_only_the_texts_that_were_padded():
     with engine.begin() as conn:
         conn.execute(insert(t.batches).values(batch_id="B1", content_hash="h", file_name="f", file_format="csv",
                                               submitted_at=repo.now(), seq=1, status="queued", claims=3,
-                                              intake_rejected=3, first_pk=1))
+                                              intake_rejected=3, first_pk=1, received_date=dt.date(2026, 3, 1)))
         claims = raw.with_columns(claim_pk=pl.int_range(1, 4, dtype=pl.Int64), line=pl.int_range(2, 5, dtype=pl.Int64))
         repo.store_payload(conn, "B1", claims, kept)
         read = repo.payloads(conn, ["B1"], parsed=True).select(*FIELDS_SCHEMA)
@@ -177,7 +184,8 @@ def test_withdrawn_batches_are_as_if_never_posted(store, tmp_path):
         _fresh(store, reference)
         order: list[dict] = []
         for index, group in enumerate(groups):
-            submitted = service.submit(store, _write_csv(tmp_path / f"b{index}.csv", group), RULES, Limits())
+            submitted = service.submit(store, _write_csv(tmp_path / f"b{index}.csv", group), RULES, Limits(),
+                                       received=_received(group))
             if not submitted.new:
                 continue
             if data.draw(st.booleans()):

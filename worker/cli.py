@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import io
 import json
 import os
@@ -167,16 +169,24 @@ def db_upgrade(
 @reference_cli.command("load")
 def reference_load(ctx: typer.Context, folder: Path) -> None:
     """Load providers.csv, plans.csv, enrollments.csv and spas.csv from FOLDER (all-or-nothing)."""
-    counts = service.load_reference(app(ctx).engine, folder)
+    a = app(ctx)
+    counts = service.load_reference(a.engine, folder, a.rules)
     out.print("loaded " + ", ".join(f"{name}: {n} rows" for name, n in counts.items()))
 
 
 @cli.command()
-def submit(ctx: typer.Context, file: Path) -> None:
+def submit(
+    ctx: typer.Context,
+    file: Path,
+    received: Annotated[Optional[dt.datetime], typer.Option(
+        "--received", formats=["%Y-%m-%d"], help="The batch's received date YYYY-MM-DD (default today): "
+        "TIMELY_FILING counts from it, and no service date may be after it")] = None,
+) -> None:
     """Queue a claim file (CSV, JSON Lines or Parquet, optionally .gz); prints the batch id."""
     a = app(ctx)
     with progress_bar(True, a.settings.progress_interval_seconds) as progress:
-        result = service.submit(a.engine, file, a.rules, a.limits, progress)
+        result = service.submit(a.engine, file, a.rules, a.limits, progress,
+                                received=received and received.date())
     out.print(result.batch_id)
     if result.new:
         err.print(f"queued {result.claims} claims ({result.rejected_at_intake} fail record checks)")
@@ -213,7 +223,9 @@ def run(
     out.print(
         f"{'dry run' if dry_run else 'run'} {summary.run_id if summary.run_id is not None else '-'}: "
         f"{summary.claims} claims, {summary.paid} paid, {summary.suspended} suspended, {summary.rejected} rejected, "
-        f"amount paid {_money(summary.paid_cents)}" + (" (nothing stored)" if dry_run else "")
+        + (f"{summary.voids} void, " if summary.voids else "")
+        + f"amount paid {_money(summary.paid_cents)}, amount reversed {_money(summary.reversed_cents)}"
+        + (" (nothing stored)" if dry_run else "")
     )
     warnings = runs.fatal_warnings(summary, a.settings.fail_rejected_percent)
     for warning in warnings:
@@ -225,6 +237,13 @@ def run(
 def _money(cents: int) -> str:
     sign = "-" if cents < 0 else ""
     return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
+
+
+def _cents_text(cents: pl.Expr) -> pl.Expr:
+    """Cents as exact decimal text with two places (-1.05), as `_money` writes them."""
+    whole = cents.abs()
+    return (pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit("")) + (whole // 100).cast(pl.String) + "."
+            + (whole % 100).cast(pl.String).str.zfill(2))
 
 
 class RunsFormat(str, Enum):
@@ -251,7 +270,7 @@ def runs_command(
         shaped = frame.with_columns(**{k: v.cast(pl.Float64) / 100 for k, v in money.items()}).select(columns)
         _emit(shaped.write_json() + "\n", output)
         return
-    shaped = frame.with_columns(**{k: service._decimal_text(v, 2, strip=False) for k, v in money.items()}).select(
+    shaped = frame.with_columns(**{k: _cents_text(v) for k, v in money.items()}).select(
         columns).with_columns(pl.col("started", "finished").dt.strftime("%Y-%m-%d %H:%M:%S"))
     if fmt == RunsFormat.csv:
         _write(shaped, "csv", output)

@@ -51,7 +51,7 @@ log = logging.getLogger("adjudication")
 
 DECIDE = "adjudication.decide_shard"
 SHARDS_QUEUE = "adjudication.shards"
-FRAMES = ("claims", "plans", "enrollments", "spas", "ledger", "waivers")
+FRAMES = ("claims", "plans", "enrollments", "spas", "providers", "ledger", "waivers")
 TASK_ID_PREFIX = "shard-"  # shard-TOKEN-INDEX-SEND: how a run finds its messages in the broker
 PRIORITY_SEP = "\x06\x16"  # kombu's Redis transport: a queue's priority lists are QUEUE + SEP + N
 PRIORITY_STEPS = (3, 6, 9)
@@ -89,16 +89,18 @@ def _decoded(text: str) -> pl.DataFrame:
 
 def shard_message(shard: Shard, rules: Rules) -> dict:
     frames = {"claims": shard.checked.claims, "plans": shard.reference.plans,
-              "enrollments": shard.reference.enrollments, "spas": shard.reference.spas, "ledger": shard.ledger,
-              "waivers": shard.waivers}
-    return {"rules": rules.model_dump(mode="json"), **{name: _encoded(frame) for name, frame in frames.items()}}
+              "enrollments": shard.reference.enrollments, "spas": shard.reference.spas,
+              "providers": shard.reference.providers, "ledger": shard.ledger, "waivers": shard.waivers}
+    return {"rules": rules.model_dump(mode="json"),
+            **{name: _encoded(frame) for name, frame in frames.items() if frame is not None}}
 
 
 def read_shard(message: dict) -> tuple[Shard, Rules]:
-    frames = {name: _decoded(message[name]) for name in FRAMES}
+    frames = {name: _decoded(message[name]) if name in message else None for name in FRAMES}
     shard = Shard(
         checked=Checked(frames["claims"], pl.Series("holder_pk", [], dtype=pl.Int64)),  # held ids: not needed
-        reference=ReferenceFrames(plans=frames["plans"], enrollments=frames["enrollments"], spas=frames["spas"]),
+        reference=ReferenceFrames(plans=frames["plans"], enrollments=frames["enrollments"], spas=frames["spas"],
+                                  providers=frames["providers"]),
         ledger=frames["ledger"],
         waivers=frames["waivers"],
     )
@@ -106,11 +108,13 @@ def read_shard(message: dict) -> tuple[Shard, Rules]:
 
 
 def result_message(result: Adjudication) -> dict:
-    return {"outcomes": _encoded(result.outcomes), "newly_paid": _encoded(result.newly_paid)}
+    return {"outcomes": _encoded(result.outcomes), "newly_paid": _encoded(result.newly_paid),
+            "reversals": _encoded(result.reversals)}
 
 
 def read_result(message: dict) -> Adjudication:
-    return Adjudication(outcomes=_decoded(message["outcomes"]), newly_paid=_decoded(message["newly_paid"]))
+    return Adjudication(outcomes=_decoded(message["outcomes"]), newly_paid=_decoded(message["newly_paid"]),
+                        reversals=_decoded(message["reversals"]))
 
 
 def decide_message(message: dict) -> dict:

@@ -44,7 +44,8 @@ log = logging.getLogger("adjudication.intake")
 # --- acknowledgements ----------------------------------------------------------------------
 
 ACK_CSV_SCHEMA = {
-    "kind": pl.String, "batch_id": pl.String, "file_name": pl.String, "status": pl.String, "claims": pl.Int64,
+    "kind": pl.String, "batch_id": pl.String, "file_name": pl.String, "received_date": pl.String,
+    "status": pl.String, "claims": pl.Int64,
     "accepted": pl.Int64, "rejected": pl.Int64, "line": pl.Int64, "claim_id": pl.String, "field": pl.String,
     "reason": pl.String, "carc": pl.String, "detail": pl.String, "value": pl.String,
 }
@@ -77,6 +78,7 @@ def acknowledgement(engine, batch_id: str, rules: Rules) -> dict:
         "file_name": batch["file_name"],
         "file_format": batch["file_format"],
         "submitted_at": _iso(batch["submitted_at"]),
+        "received_date": str(batch["received_date"]),
         "status": "withdrawn" if withdrawn else "queued" if queued else "adjudicated",
         "claims": claims.height,
         "accepted": claims.height - rejected_rows.height,
@@ -93,8 +95,8 @@ def acknowledgement(engine, batch_id: str, rules: Rules) -> dict:
 def ack_frame(document: dict) -> pl.DataFrame:
     """The acknowledgement as one table: a `batch` row with the counts, then one `rejected` row per
     rejected field (a line failing two fields has two rows)."""
-    summary = {"kind": "batch", **{k: document[k] for k in ("batch_id", "file_name", "status", "claims", "accepted",
-                                                            "rejected")}}
+    summary = {"kind": "batch", **{k: document[k] for k in ("batch_id", "file_name", "received_date", "status",
+                                                            "claims", "accepted", "rejected")}}
     details = [{"kind": "rejected", "batch_id": document["batch_id"], **item} for item in document["rejections"]]
     return pl.DataFrame([summary, *details], schema=ACK_CSV_SCHEMA)
 

@@ -157,6 +157,7 @@ def record_dry_run(engine: Engine, started: dt.datetime, summary, operator: str)
         run_id = conn.execute(insert(t.runs).values(
             started_at=started, finished_at=repo.now(), claims=summary.claims, paid=summary.paid,
             suspended=summary.suspended, rejected=summary.rejected, paid_cents=summary.paid_cents,
+            voids=summary.voids, reversed_cents=summary.reversed_cents,
             status="dry-run").returning(t.runs.c.run_id)).scalar_one()
         conn.execute(insert(t.audit).values(
             at=repo.now(), operator=operator, action="run.dry-run",

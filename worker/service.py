@@ -5,6 +5,7 @@ The command line and the Celery tasks call these; nothing here knows about eithe
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable
@@ -47,7 +48,7 @@ def upgrade_schema(engine: Engine) -> None:
 
 # --- reference -----------------------------------------------------------------------------
 
-def load_reference(engine: Store, folder: Path) -> dict[str, int]:
+def load_reference(engine: Store, folder: Path, rules: Rules | None = None) -> dict[str, int]:
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder")
     loaded = read_dir(folder)
@@ -56,7 +57,7 @@ def load_reference(engine: Store, folder: Path) -> dict[str, int]:
     with unit_of_work(engine) as repo:
         repo.lock("reference load")
         # Only the stored rows the load could conflict with; raises before anything is written.
-        merge(repo.reference_set(loaded), loaded)
+        merge(repo.reference_set(loaded), loaded, rules)
         repo.save_reference(loaded)
     counts = {name: len(rows) for name, rows in loaded.items()}
     log.info("reference loaded: %s", counts)
@@ -82,11 +83,12 @@ Vet = Callable[[ClaimFile], None]  # raises to refuse a file once read, before a
 
 
 def submit(engine: Store, path: Path, rules: Rules, limits: Limits, progress: Progress = _quiet, *,
-           name: str | None = None, submitter: str | None = None, vet: Vet | None = None) -> Submitted:
+           name: str | None = None, submitter: str | None = None, vet: Vet | None = None, received: dt.date | None = None) -> Submitted:
     """Queue a claim file as one batch; the same content again is a no-op returning the same id.
 
     name: the file's name when `path` is a temporary copy (the HTTP service); submitter: who posted
-    it over HTTP; vet: a further check of a new file's rows (the HTTP submitter's providers)."""
+    it over HTTP; vet: a further check of a new file's rows (the HTTP submitter's providers); received: the batch's
+    received date (TIMELY_FILING counts from it), default today (local time)."""
     name = name or path.name
     try:
         if path.stat().st_size > limits.max_file_bytes:  # checked before anything is read
@@ -95,11 +97,13 @@ def submit(engine: Store, path: Path, rules: Rules, limits: Limits, progress: Pr
         data = path.read_bytes()
     except OSError as error:
         raise UserError(f"{path}: cannot read ({error.strerror})") from None
-    return submit_bytes(engine, name, data, rules, limits, progress, submitter=submitter, vet=vet)
+    return submit_bytes(engine, name, data, rules, limits, progress, submitter=submitter, vet=vet,
+                        received=received)
 
 
 def _store_batch(engine: Store, name: str, content_hash: str, claim_file: ClaimFile, rules: Rules,
-                 progress: Progress, submitter: str | None = None) -> Submitted:
+                 progress: Progress, submitter: str | None = None,
+                 received: dt.date | None = None) -> Submitted:
     batch_id = batch_id_for(content_hash)
     rows = claim_file.rows
     # Parsed once, here: the count printed now, and the fields the run reads (it does not parse again).
@@ -109,7 +113,7 @@ def _store_batch(engine: Store, name: str, content_hash: str, claim_file: ClaimF
         if repo.batch_by_hash(content_hash):
             return Submitted(batch_id, False, rows.height, invalid)  # a concurrent submit won
         repo.add_batch(batch_id, content_hash, name, claim_file.format, rows, fields, invalid,
-                       submitter=submitter)
+                       submitter=submitter, received_date=received or dt.date.today())
         progress("submit", rows.height, rows.height)
     log.info("batch %s queued: %d claims, %d failing record checks", batch_id, rows.height, invalid)
     return Submitted(batch_id, True, rows.height, invalid)
@@ -125,6 +129,8 @@ class RunSummary:
     suspended: int
     rejected: int
     paid_cents: int
+    voids: int = 0
+    reversed_cents: int = 0  # what the run's replacements and voids took back
 
 
 @dataclass(frozen=True)
@@ -198,16 +204,16 @@ def _run(engine: Store, rules: Rules, progress: Progress, decider: Decider, max_
         # Outcomes come in queue order, one per queued claim: the queue's columns line up with them.
         if not outcomes.get_column("claim_pk").equals(queue.get_column("claim_pk")):
             raise AssertionError("outcomes are not in queue order")
-        state = run_state(outcomes, queue, snapshot.origin, getattr(result, "reversals", None))
+        state = run_state(outcomes, queue, snapshot.origin, result.reversals)
         step(4, f"storing {queue.height} outcomes")
         counts = outcomes.group_by("status").len().to_dict(as_series=False)
         by_status = dict(zip(counts["status"], counts["len"]))
         paid_cents = int(outcomes.get_column("paid_cents").sum() or 0)
         run_id = repo.add_run(started, queue.height, by_status.get(R.PAID, 0), by_status.get(R.SUSPENDED, 0),
                               by_status.get(R.REJECTED, 0), paid_cents)
-        repo.store_run(run_id, started, snapshot, state)
+        reversed_cents = repo.store_run(run_id, started, snapshot, state, voids=by_status.get(R.VOID, 0))
         summary = RunSummary(run_id, queue.height, by_status.get(R.PAID, 0), by_status.get(R.SUSPENDED, 0),
-                             by_status.get(R.REJECTED, 0), paid_cents)
+                             by_status.get(R.REJECTED, 0), paid_cents, by_status.get(R.VOID, 0), reversed_cents)
         if dry_run:  # read before the rollback: the outcomes as an export after this run would show them
             would = repo.outcome_rows(OutcomeFilter(run_id=run_id, history=True))
             step(RUN_STEPS, "rolling back (dry run)")
@@ -220,7 +226,8 @@ def _run(engine: Store, rules: Rules, progress: Progress, decider: Decider, max_
 def _fields(summary: RunSummary) -> dict:
     """A run's summary as log fields (ids and counts only)."""
     return {"run_id": summary.run_id, "claims": summary.claims, "paid": summary.paid,
-            "suspended": summary.suspended, "rejected": summary.rejected, "paid_cents": summary.paid_cents}
+            "suspended": summary.suspended, "rejected": summary.rejected, "paid_cents": summary.paid_cents,
+            "voids": summary.voids, "reversed_cents": summary.reversed_cents}
 
 
 def _refuse_crowded_days(snapshot: Queue, claim_pks: pl.Series, limit: int) -> None:
@@ -417,7 +424,8 @@ def audit_trail(engine: Engine) -> pl.DataFrame:
 # --- intake: acknowledgements and the drop folder (used by worker.intake) ---------------------
 
 def submit_bytes(engine: Store, name: str, data: bytes, rules: Rules, limits: Limits,
-                 progress: Progress = _quiet, *, submitter: str | None = None, vet: Vet | None = None) -> Submitted:
+                 progress: Progress = _quiet, *, submitter: str | None = None, vet: Vet | None = None,
+                 received: dt.date | None = None) -> Submitted:
     """`submit` for content already read (a drop-folder sweep reads a file once, then checks that
     nothing wrote to it meanwhile): the same content again is a no-op returning the same id."""
     from adjudication.claim_file import detect_format
@@ -434,7 +442,7 @@ def submit_bytes(engine: Store, name: str, data: bytes, rules: Rules, limits: Li
     claim_file = read_claim_file(name, data, limits)
     if vet is not None:
         vet(claim_file)
-    return _store_batch(engine, name, content_hash, claim_file, rules, progress, submitter)
+    return _store_batch(engine, name, content_hash, claim_file, rules, progress, submitter, received)
 
 
 def batch_claims(engine: Store, batch_id: str) -> tuple[dict, pl.DataFrame]:

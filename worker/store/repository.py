@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 from sqlalchemy import (ARRAY, Connection, String, and_, any_, bindparam, delete, exists, func, insert, literal_column,
@@ -13,9 +13,9 @@ from sqlalchemy import (ARRAY, Connection, String, and_, any_, bindparam, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA, PARSE_VERSION, as_read, parse_fields, scaled_number
+from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA, OPTIONAL_COLUMNS, PARSE_VERSION, as_read, parse_fields, scaled_number
 from adjudication.decimals import to_scaled
-from adjudication.engine import LEDGER_SCHEMA, ReferenceFrames
+from adjudication.engine import LEDGER_SCHEMA, PROVIDER_SCHEMA, ReferenceFrames
 from adjudication.reference import Enrollment, Located, Plan, Provider, ReferenceSet, Spa
 from worker.store import schema as t
 from worker.store.bulk import insert_frame, read_frame
@@ -42,14 +42,19 @@ def reference_set(conn: Connection, loaded: dict[str, list[Located]] | None = No
                                       rows(t.enrollments, Enrollment), rows(t.spas, Spa))
     new_spas = [item.row for item in loaded.get("spas.csv", [])]
     spa_plans = sorted({s.plan_id for s in new_spas})
-    plan_clients = sorted({item.row.client_prime for item in loaded.get("plans.csv", [])})
+    # Every plan and SPA of the clients the load touches: a SPA must lie inside its plan, and one
+    # client's in-home and residential SPAs (across plans) must not overlap.
+    clients = {item.row.client_prime for item in loaded.get("plans.csv", [])}
+    clients |= set(conn.execute(select(t.plans.c.client_prime).where(
+        _in_values(conn, t.plans.c.plan_id, spa_plans, "plans"))).scalars())
+    plans = rows(t.plans, Plan, _in_values(conn, t.plans.c.client_prime, sorted(clients), "clients"))
+    client_plans = sorted({p.plan_id for p in plans} | set(spa_plans))
     return ReferenceSet.from_rows(
         rows(t.providers, Provider,
              _in_values(conn, t.providers.c.provider_id, sorted({s.provider_id for s in new_spas}), "providers")),
-        rows(t.plans, Plan, _in_values(conn, t.plans.c.plan_id, spa_plans, "plans")
-             | _in_values(conn, t.plans.c.client_prime, plan_clients, "clients")),
+        plans,
         [],
-        rows(t.spas, Spa, _in_values(conn, t.spas.c.plan_id, spa_plans, "spa_plans")),
+        rows(t.spas, Spa, _in_values(conn, t.spas.c.plan_id, client_plans, "spa_plans")),
     )
 
 
@@ -61,11 +66,13 @@ def reference_frames(conn: Connection, clients: list[str] | None = None) -> Refe
     last load stored: a million-claim run would otherwise spend a good part of its time turning
     reference rows into Python objects."""
     frames = _snapshot(conn) or _reference_from_tables(conn)  # stored before snapshots existed
+    providers = read_frame(conn, select(t.providers.c.provider_id, t.providers.c.start_date, t.providers.c.end_date),
+                           PROVIDER_SCHEMA)
     if clients is None:
-        return frames
+        return replace(frames, providers=providers)
     wanted = pl.Series(clients, dtype=pl.String).implode()
     return ReferenceFrames(**{name: getattr(frames, name).filter(pl.col("client_prime").is_in(wanted))
-                              for name in REFERENCE_FRAMES})
+                              for name in REFERENCE_FRAMES}, providers=providers)
 
 
 def _snapshot(conn: Connection) -> ReferenceFrames | None:
@@ -152,7 +159,7 @@ def save_reference(conn: Connection, loaded: dict[str, list[Located]]) -> None:
     def dumped(name):
         return [item.row.model_dump(mode="json") for item in loaded.get(name, [])]
 
-    _upsert(conn, t.providers, dumped("providers.csv"), "provider_id")
+    _upsert(conn, t.providers, [{**r, **_dates(r)} for r in dumped("providers.csv")], "provider_id")
     _upsert(conn, t.plans, [{**r, **_dates(r)} for r in dumped("plans.csv")], "plan_id")
     _upsert(conn, t.spas, [{**r, **_dates(r)} for r in dumped("spas.csv")], "spa_id")
     if "enrollments.csv" in loaded:
@@ -166,7 +173,7 @@ def save_reference(conn: Connection, loaded: dict[str, list[Located]]) -> None:
 
 
 def _dates(row: dict) -> dict:
-    return {k: dt.date.fromisoformat(row[k]) for k in ("start_date", "end_date")}
+    return {k: row[k] and dt.date.fromisoformat(row[k]) for k in ("start_date", "end_date")}
 
 
 # --- queue ---------------------------------------------------------------------------------
@@ -190,30 +197,38 @@ def store_payload(conn: Connection, batch_id: str, claims: pl.DataFrame, fields:
     conn.execute(insert(t.batch_payloads).values(batch_id=batch_id, payload=buffer.getvalue()))
 
 
-def payloads(conn: Connection, batch_ids: list[str] | None = None, parsed: bool = False) -> pl.DataFrame:
+def payloads(conn: Connection, batch_ids: list[str] | None = None, parsed: bool = False,
+             received: bool = False) -> pl.DataFrame:
     """The claims of some batches (all when None) with batch_id and its queue seq: as posted
-    (PAYLOAD_SCHEMA), or parsed (claim_pk, line and FIELDS_SCHEMA)."""
-    statement = select(t.batches.c.batch_id, t.batches.c.seq, t.batch_payloads.c.payload).join(
+    (PAYLOAD_SCHEMA), or parsed (claim_pk, line and FIELDS_SCHEMA); received: with the batch's
+    received date as `received_day` (not read by migrations that predate the column)."""
+    received_date = t.batches.c.received_date if received else literal_column("NULL")
+    statement = select(t.batches.c.batch_id, t.batches.c.seq, received_date, t.batch_payloads.c.payload).join(
         t.batch_payloads, t.batch_payloads.c.batch_id == t.batches.c.batch_id)
     if batch_ids is not None:
         statement = statement.where(t.batches.c.batch_id.in_(batch_ids))
     read = _parsed_payload if parsed else _posted_payload
     frames = [
-        read(payload).with_columns(batch_id=pl.lit(batch_id, pl.String), batch_seq=pl.lit(seq, pl.Int64))
-        for batch_id, seq, payload in conn.execute(statement)
+        read(payload).with_columns(batch_id=pl.lit(batch_id, pl.String), batch_seq=pl.lit(seq, pl.Int64),
+                                   received_day=pl.lit(day, pl.Date))
+        for batch_id, seq, day, payload in conn.execute(statement)
     ]
     schema = {"claim_pk": pl.Int64, "line": pl.Int64, **FIELDS_SCHEMA} if parsed else PAYLOAD_SCHEMA
-    empty = pl.DataFrame(schema={**schema, "batch_id": pl.String, "batch_seq": pl.Int64})
+    empty = pl.DataFrame(schema={**schema, "batch_id": pl.String, "batch_seq": pl.Int64, "received_day": pl.Date})
     return pl.concat([empty, *frames])
 
 
 def _posted_payload(payload: bytes) -> pl.DataFrame:
-    return pl.read_parquet(io.BytesIO(payload), columns=list(PAYLOAD_SCHEMA)).cast(PAYLOAD_SCHEMA)
+    stored = pl.read_parquet_schema(io.BytesIO(payload))
+    frame = pl.read_parquet(io.BytesIO(payload), columns=[c for c in PAYLOAD_SCHEMA if c in stored])
+    # Batches stored before claim files had the optional columns: they are empty.
+    return frame.with_columns(pl.lit(None, pl.String).alias(c) for c in OPTIONAL_COLUMNS if c not in stored).select(
+        PAYLOAD_SCHEMA.keys()).cast(PAYLOAD_SCHEMA)
 
 
 def _parsed_payload(payload: bytes) -> pl.DataFrame:
     stored = pl.read_parquet_schema(io.BytesIO(payload))
-    if PARSED + "service_day" in stored:
+    if PARSED + "service_day" in stored and all(c in stored for c in OPTIONAL_COLUMNS):
         columns = [PARSED + c if PARSED + c in stored else c for c in FIELDS_SCHEMA]
         frame = pl.read_parquet(io.BytesIO(payload), columns=["claim_pk", "line", *columns]).select(
             "claim_pk", "line",
@@ -243,7 +258,7 @@ class Queue:
 def queued_claims(conn: Connection) -> Queue:
     """Every claim waiting for adjudication, in adjudication order (batch or re-queue time, line)."""
     fresh_ids = list(conn.execute(select(t.batches.c.batch_id).where(t.batches.c.status == "queued")).scalars())
-    fresh = payloads(conn, fresh_ids, parsed=True).with_columns(seq=pl.col("batch_seq"), attempt=pl.lit(1, pl.Int64))
+    fresh = payloads(conn, fresh_ids, parsed=True, received=True).with_columns(seq=pl.col("batch_seq"), attempt=pl.lit(1, pl.Int64))
     again = read_frame(
         conn,
         select(t.requeues.c.claim_pk, t.requeues.c.seq, t.suspended.c.attempt + 1).join(
@@ -252,12 +267,12 @@ def queued_claims(conn: Connection) -> Queue:
     )
     again_batches = list(conn.execute(select(t.suspended.c.batch_id).distinct().join(
         t.requeues, t.requeues.c.claim_pk == t.suspended.c.claim_pk)).scalars())
-    requeued = payloads(conn, again_batches, parsed=True).join(again, on="claim_pk")
+    requeued = payloads(conn, again_batches, parsed=True, received=True).join(again, on="claim_pk")
     queue = pl.concat([fresh, requeued.select(fresh.columns)])
     if len(fresh_ids) > 1 or requeued.height:  # one batch alone is already in line order
         queue = queue.sort("seq", "batch_seq", "line")
     return Queue(
-        fields=queue.select("claim_pk", *FIELDS_SCHEMA),
+        fields=queue.select("claim_pk", *FIELDS_SCHEMA, "received_day"),
         origin=queue.select("claim_pk", "batch_id", "line", "attempt"),
         batch_ids=fresh_ids,
         requeued_pks=again.get_column("claim_pk").to_list(),
@@ -297,31 +312,36 @@ def queue_clients(queue: pl.DataFrame) -> list[str]:
 
 def ledger_for(conn: Connection, queue: pl.DataFrame, clients: list[str], reference: ReferenceFrames) -> pl.DataFrame:
     """Earlier paid claims that can matter to this run: its clients' paid attempts (not reversed) in
-    the months it touches, and every one on an SPA of theirs counted over its whole span (unit_period
-    total). Read through the index on (client_prime, service_date), in the order they were paid."""
+    the months it touches, every one on an SPA of theirs counted over its whole span (unit_period
+    total), and the paying attempts (not reversed) of the claims its replacements and voids name, by
+    claim id, of any month. Read through the indexes on (client_prime, service_date) and claim_id, in
+    the order they were paid."""
+    schema = {**LEDGER_SCHEMA, "run_id": pl.Int64, "run_row": pl.Int64}
+    a, r = t.attempts.c, t.reversals.c
+    columns = (a.claim_pk, a.claim_id, a.client_prime, a.service_date, a.provider_id, a.procedure_code, a.modifier,
+               a.start_min, a.end_min, a.paid_units_s, a.spa_id, a.run_id, a.run_row)
+    paid = (a.status == "paid", ~exists().where(r.claim_pk == a.claim_pk))
+    named = queue.get_column("original_claim_id").drop_nulls().unique().to_list()
+    originals = (read_frame(conn, select(*columns).where(_in_values(conn, a.claim_id, named, "originals"), *paid),
+                            schema) if named else pl.DataFrame(schema=schema))
     days = queue.get_column("service_day").drop_nulls()
     if days.len() == 0:
-        return pl.DataFrame(schema=LEDGER_SCHEMA)
+        return originals.sort("run_id", "run_row").select(LEDGER_SCHEMA.keys())
     first = days.min().replace(day=1)
     end = (days.max().replace(day=28) + dt.timedelta(days=4)).replace(day=1)  # the day after the last month
     total = reference.spas.filter((pl.col("unit_period") == "total") & pl.col("client_prime").is_in(clients))
     total_clients = total.get_column("client_prime").unique().to_list()
-    a, r = t.attempts.c, t.reversals.c
     wanted = _in_values(conn, a.client_prime, clients, "clients")
     if total_clients:
         wanted = wanted & (a.service_date.between(first, end - dt.timedelta(days=1))
                            | _in_values(conn, a.client_prime, total_clients, "total_clients"))
     else:
         wanted = wanted & a.service_date.between(first, end - dt.timedelta(days=1))
-    statement = select(
-        a.claim_pk, a.claim_id, a.client_prime, a.service_date, a.provider_id, a.procedure_code, a.modifier,
-        a.start_min, a.end_min, a.paid_units_s, a.spa_id, a.run_id, a.run_row,
-    ).where(wanted, a.status == "paid", ~exists().where(r.claim_pk == a.claim_pk))
-    rows = read_frame(conn, statement, {**LEDGER_SCHEMA, "run_id": pl.Int64, "run_row": pl.Int64})
-    # The order claims were paid in: conflicts are listed in that order.
-    rows = rows.sort("run_id", "run_row")
+    rows = read_frame(conn, select(*columns).where(wanted, *paid), schema)
     in_window = (pl.col("service_day") >= first) & (pl.col("service_day") < end)
-    return rows.filter(in_window | pl.col("spa_id").is_in(total.get_column("spa_id").implode())).select(
+    rows = rows.filter(in_window | pl.col("spa_id").is_in(total.get_column("spa_id").implode()))
+    # The order claims were paid in: conflicts are listed in that order.
+    return pl.concat([rows, originals]).unique("claim_pk", keep="first").sort("run_id", "run_row").select(
         LEDGER_SCHEMA.keys())
 
 
@@ -588,10 +608,18 @@ class Repository:
             started_at=started, finished_at=None, claims=claims, paid=paid, suspended=suspended, rejected=rejected,
             paid_cents=paid_cents).returning(t.runs.c.run_id)).scalar_one()
 
-    def store_run(self, run_id: int, started: dt.datetime, snapshot: Queue, state: RunState) -> None:
+    def store_run(self, run_id: int, started: dt.datetime, snapshot: Queue, state: RunState, voids: int = 0) -> int:
+        """Store the run's state and finish its record; returns the amount it reversed (cents): what
+        the originals it reversed had been paid."""
         finish_queue(self.conn, snapshot)
         store_run(self.conn, run_id, started, state)
-        self.conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(finished_at=now()))
+        a, r = t.attempts.c, t.reversals.c
+        reversed_cents = self.conn.execute(
+            select(func.coalesce(func.sum(a.paid_cents), 0)).join(t.reversals, r.claim_pk == a.claim_pk)
+            .where(r.run_id == run_id, a.status == "paid")).scalar_one() if state.reversals.height else 0
+        self.conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(
+            finished_at=now(), voids=voids, reversed_cents=int(reversed_cents)))
+        return int(reversed_cents)
 
     # outcomes
     def outcome_rows(self, chosen: OutcomeFilter) -> pl.DataFrame:

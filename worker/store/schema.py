@@ -19,6 +19,8 @@ providers = Table(
     Column("provider_id", String, primary_key=True),
     Column("name", String, nullable=False),
     Column("kind", String, nullable=False),
+    Column("start_date", Date, nullable=True),  # enrollment; null = open-ended
+    Column("end_date", Date, nullable=True),
 )
 
 plans = Table(
@@ -86,6 +88,7 @@ batches = Table(
     Column("first_pk", BigInteger, nullable=False),  # claim_pk of its first claim
     # The HTTP submitter that posted it (migration 0008); null for `submit` and the drop folder.
     Column("submitter", String, index=True),
+    Column("received_date", Date, nullable=False),  # `submit --received`: TIMELY_FILING counts from it
 )
 
 # The posted claims of a batch live in one Parquet blob (claim_pk, line, raw columns): a batch is
