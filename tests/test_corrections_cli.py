@@ -43,7 +43,6 @@ def test_received_dates_enrollment_and_corrections(ready, tmp_path):
         "K1": ("", "K3"), "K2": ("", "K4"), "K3": ("K1", ""), "K4": ("K2", "")}
     got = {k: (r["status"], r["reasons"], r["carc"], r["spa_id"], r["paid_amount"]) for k, r in rows.items()}
     # The 835: the replacement pays, the two originals come back as reversals (CLP02 22); BPR02 nets them.
-    ready("operators", "add", "ann")
     ready("remittance", "1", "--format", "x12", "--provider", "P1", "--operator", "ann", "--output", tmp_path / "r")
     figures = balances((tmp_path / "r" / "run-1-provider-P1.835").read_text())
     assert sorted(c["id"] for c in figures["claims"] if c["status"] == "22") == ["K1", "K2"]

@@ -199,10 +199,10 @@ def test_json_logs_at_debug_level_carry_fields_and_no_client_data(cli):
     records = [json.loads(line) for line in lines]  # every line parses
     runs = [r for r in records if r.get("event") == "run.done"]
     assert [(r["claims"], r["paid"], r["suspended"], r["rejected"], r["paid_cents"]) for r in runs] == [
-        (6, 4, 2, 0, 19644), (1, 1, 0, 0, 5620)]
+        (6, 4, 2, 0, 19644), (2, 1, 0, 0, 11240)]
     assert all(r["level"] in ("debug", "info", "warning") and r["logger"].startswith("adjudication") for r in records)
     secrets = set()
-    for name, columns in (("claims.csv", ("client_prime",)), ("plans.csv", ("client_prime",)),
+    for name, columns in (("claims.csv", ("client_prime",)), ("corrections.csv", ("client_prime",)), ("plans.csv", ("client_prime",)),
                           ("enrollments.csv", ("client_prime",)), ("providers.csv", ("name",))):
         for row in csv.DictReader((EXAMPLE / name).open()):
             secrets.update(row[c] for c in columns)

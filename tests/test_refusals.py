@@ -29,7 +29,7 @@ def one_line(result, code: int = 1) -> str:
     (DEFAULT_RULES.replace('waivable = ["OVERLAP_DUPLICATE"', 'waivable = ["NO_ACTIVE_PLAN", "OVERLAP_DUPLICATE"'),
      "waivable lists NO_ACTIVE_PLAN, which cannot be waived (only TIMELY_FILING, MONTHLY_HOURS_EXCEEDED, DUPLICATE_SERVICE, "
      "OVERLAP_DUPLICATE, OVERLAP_SAME_PROVIDER)"),
-    (DEFAULT_RULES.replace('"MONTHLY_HOURS_EXCEEDED"]', '"MONTHLY_HOURS_EXCEEDED", "NO_CM_ENROLLMENT", '
+    (DEFAULT_RULES.replace('"TIMELY_FILING"]', '"TIMELY_FILING", "NO_CM_ENROLLMENT", '
                            '"NO_ACTIVE_SPA"]'), "waivable lists NO_CM_ENROLLMENT, NO_ACTIVE_SPA, which cannot be waived"),
     (DEFAULT_RULES.replace('INVALID_RECORD = "16"\n', 'NO_SUCH_CODE = "16"\n'), "carc names unknown reason codes NO_SUCH_CODE"),
     (DEFAULT_RULES.replace('first = "OR526/NA"', 'first = "OR526"'), "allowed_overlaps.0.first: 'OR526' is not "

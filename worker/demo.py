@@ -32,24 +32,38 @@ def run_demo(console: Console, rules_file: Path | None = None) -> None:
         console.print(f"[bold]3.[/] nightly run {summary.run_id}: {summary.paid} paid, {summary.suspended} suspended, "
                       f"{summary.rejected} rejected, amount paid {summary.paid_cents / 100:.2f}")
         _table(console, service.outcomes(app.engine), "Outcomes of the worked example (SPEC section 7)")
-        access.bootstrap_admin(app.engine, "admin")
-        access.grant(app.engine, "ops.lead", "override", "admin", "demo: the override desk")
-        service.override(app.engine, "WX-5", "OVERLAP_SAME_PROVIDER", "ops.lead",
-                         "ODDS approved 2:1 agency staffing for this shift", app.rules)
-        console.print("[bold]4.[/] operator ops.lead waives OVERLAP_SAME_PROVIDER on WX-5 and re-queues it")
+        # Seed 004: an agency bills its 2:1 shift as one OR526/RB line, not as a second staff member's
+        # line (WX-5 stays suspended: one provider cannot overlap itself). G1 replaces WX-4 by the RB
+        # line, and P1 voids WX-6, a shift that did not happen.
+        fixed = service.submit(app.engine, example / "corrections.csv", app.rules, app.limits)
+        console.print(f"[bold]4.[/] corrections submitted as batch {fixed.batch_id}: WX-7 replaces WX-4 "
+                      "(agency G1 bills its 2:1 shift as OR526/RB), WX-8 voids WX-6")
         second = app.run()
-        console.print(f"[bold]5.[/] run {second.run_id}: {second.paid} paid, {second.suspended} suspended")
+        console.print(f"[bold]5.[/] run {second.run_id}: {second.paid} paid, {second.suspended} suspended, "
+                      f"amount paid {second.paid_cents / 100:.2f}, amount reversed "
+                      f"{_reversed(app.engine, second.run_id) / 100:.2f}")
         _table(console, service.outcomes(app.engine, history=True), "Every attempt (history)")
+        access.bootstrap_admin(app.engine, "admin")
+        access.grant(app.engine, "ops.clerk", "operator", "admin", "demo: the billing office")
+        service.outcomes(app.engine, operator="ops.clerk", export_format="csv")  # an export, audited
         trail = service.audit_trail(app.engine)
         console.print(f"[bold]6.[/] audit trail: {trail.height} entries: "
                       + "; ".join(f"{r['operator']} {r['action']}" for r in trail.iter_rows(named=True)))
         app.engine.dispose()
 
 
+def _reversed(engine, run_id: int) -> int:
+    """Cents the run took back (replaced and voided originals)."""
+    from worker.store.unit_of_work import unit_of_work
+
+    with unit_of_work(engine, write=False) as repo:
+        return int(repo.run_row(run_id)["reversed_cents"])
+
+
 def _table(console: Console, frame, title: str) -> None:
     table = Table(title=title, title_justify="left")
-    columns = ("claim_id", "line", "status", "reasons", "spa_id", "paid_units", "paid_amount", "conflicts_with",
-               "carc", "attempt")
+    columns = ("claim_id", "line", "status", "reasons", "spa_id", "paid_units", "paid_amount",
+               "conflicts_with", "carc", "attempt", "adjusts", "reversed_by")
     for column in columns:
         table.add_column(column)
     for row in frame.iter_rows(named=True):
