@@ -168,7 +168,7 @@ def test_a_run_with_an_unreachable_broker_refuses_in_one_line(ready):
     ready("submit", FIXTURES / "worked_example" / "claims.csv")
     refused = ready("--broker", "redis://127.0.0.1:1/0", "run", ok=False)
     assert refused.code == 3
-    assert refused.err.startswith("error: cannot reach the broker") and "the claims stay queued" in refused.err
+    assert refused.err.startswith("error: unavailable: cannot reach the broker") and "the claims stay queued" in refused.err
     assert "6 claims" in ready("run").out
 
 

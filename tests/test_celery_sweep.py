@@ -91,7 +91,8 @@ def test_beat_runs_the_night_on_its_schedule_and_sweeps_the_drop_folder(processe
     old = time.time() - 60
     os.utime(drop / "claims.csv", (old, old))
     processes.env.update({"ADJUDICATION_DROP_FOLDER": str(drop), "ADJUDICATION_DROP_INTERVAL_SECONDS": "1",
-                          "ADJUDICATION_DROP_SETTLE_SECONDS": "0", "ADJUDICATION_RUN_SCHEDULE": "every 3s"})
+                          "ADJUDICATION_DROP_SETTLE_SECONDS": "0", "ADJUDICATION_RUN_SCHEDULE": "every 3s",
+                          "ADJUDICATION_LOG_LEVEL": "INFO"})  # the scheduled run's summary is logged at info
     processes.start("worker", "worker", "-n", "both@test", "--concurrency", "2")
     processes.start("beat", "beat", cwd=cwd)
     logs = lambda: processes.log("worker") + processes.log("beat")  # noqa: E731

@@ -648,7 +648,7 @@ def health(
     well, 3 when anything is not."""
     from worker import health as checks
 
-    a = app(ctx)
+    a = app(ctx, creates_database=True)  # no check first: health reports a missing or old database itself
     found, last = checks.checks(a, a.settings.health_max_run_age_hours if max_run_age is None else max_run_age)
     if fmt == HealthFormat.json:
         sys.stdout.write(json.dumps(checks.as_dict(found, last), indent=1) + "\n")
