@@ -34,7 +34,7 @@ def test_dates_and_ids_no_run_can_use_are_rejected_at_submit_and_every_run_goes_
             "Q4\u0430,xyz0000a,P1,,OR526,NA,2026-03-03,09:00,13:00,4,",  # a Cyrillic letter in the id
             f"{'Q' * 65},xyz0000a,P1,,OR526,NA,2026-03-03,09:00,13:00,4,",
             f"Q6,xyz0000a,P1,{'S' * 65},OR526,NA,2026-03-03,09:00,13:00,4,",
-            "Q7,xyz0000a,P1,,OR526,NA,2099-12-31,09:00,13:00,4,"]  # in range; no plan then
+            "Q7,xyz0000a,P1,,OR526,NA,2025-12-31,09:00,13:00,4,"]  # in range, not in the future; no plan then
     batch = ready("submit", (tmp_path / "bad.csv").write_text(HEADER + "\n" + "\n".join(rows) + "\n") and
                   tmp_path / "bad.csv").out.strip()
     assert "7 claims, 0 paid, 1 suspended, 6 rejected" in ready("run").out
