@@ -21,6 +21,7 @@ from contextlib import contextmanager
 import polars as pl
 from sqlalchemy import Engine, insert, select, update
 
+from worker import audit
 from worker.store import repository as repo
 from worker.store import schema as t
 
@@ -116,8 +117,7 @@ def unlock(engine: Engine, operator: str, note: str) -> str | None:
             raise UserError(f"the run lock is held by {holder}, which is running: wait for it, or stop it first")
         conn.execute(update(t.run_lock).where(t.run_lock.c.id == 1, t.run_lock.c.holder == holder)
                      .values(holder=None, since=None))
-        conn.execute(insert(t.audit).values(at=repo.now(), operator=operator, action="run.unlock",
-                                            target=f"holder={holder}", note=note))
+        audit.append(conn, operator, "run.unlock", f"holder={holder}", note)
     return holder
 
 
@@ -159,10 +159,9 @@ def record_dry_run(engine: Engine, started: dt.datetime, summary, operator: str)
             suspended=summary.suspended, rejected=summary.rejected, paid_cents=summary.paid_cents,
             voids=summary.voids, reversed_cents=summary.reversed_cents,
             status="dry-run").returning(t.runs.c.run_id)).scalar_one()
-        conn.execute(insert(t.audit).values(
-            at=repo.now(), operator=operator, action="run.dry-run",
-            target=f"run={run_id} claims={summary.claims} paid={summary.paid} suspended={summary.suspended} "
-                   f"rejected={summary.rejected}", note="dry run: nothing stored"))
+        audit.append(conn, operator, "run.dry-run",
+                     f"run={run_id} claims={summary.claims} paid={summary.paid} suspended={summary.suspended} "
+                     f"rejected={summary.rejected}", "dry run: nothing stored")
     return run_id
 
 
