@@ -143,7 +143,7 @@ def test_a_posted_file_is_queued_acknowledged_and_gets_the_outcomes_submit_gives
         ack = client.get(f"/v1/batches/{batch}/acknowledgement")
         assert ack.headers["content-type"].startswith("application/json") and ack.json()["accepted"] == 6
         ack_csv = client.get(f"/v1/batches/{batch}/acknowledgement", headers={"Accept": "text/csv"})
-        assert ack_csv.text.splitlines()[0].startswith("kind,batch_id,file_name,status,claims,accepted")
+        assert ack_csv.text.splitlines()[0].startswith("kind,batch_id,file_name,received_date,status,claims,accepted")
         before = client.get(f"/v1/batches/{batch}/outcomes").json()
         assert before == []  # not adjudicated yet
 
