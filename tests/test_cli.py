@@ -187,7 +187,7 @@ def test_reference_errors_name_file_line_and_field_and_change_nothing(ready, tmp
           "POC9,abc0001b,2026-01-01,2026-06-30,accepted,100\n")
     write(bad / "spas.csv", (FIXTURES / "worked_example" / "spas.csv").read_text()
           + "E,POC9,P404,SE49,OR526,NA,2026-01-01,2026-12-31,10,month,17.53,accepted\n")
-    assert "spas.csv line 6, field provider_id" in ready("reference", "load", bad, ok=False).err
+    assert "spas.csv line 7, field provider_id" in ready("reference", "load", bad, ok=False).err
     write(bad / "spas.csv", "spa_id,plan_id,provider_id,service_element,procedure_code,modifier,start_date,"
           "end_date,units,unit_period,rate,status\nE,POC9,P1,SE49,OR526,NA,2026-01-01,2026-12-31,-1,month,1,accepted\n")
     assert "spas.csv line 2, field units" in ready("reference", "load", bad, ok=False).err
