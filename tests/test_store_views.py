@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import polars as pl
 from sqlalchemy import insert, text
 
 from adjudication.claim_file import Limits
@@ -82,3 +83,28 @@ def test_outcome_filters_read_the_rows_they_name(store):
         assert chosen.get_column("claim_id").to_list() == ["WX-1", "WX-6"]
         dated = repo.outcome_rows(conn, repo.OutcomeFilter(client="xyz0000a", date_to=dt.date(2026, 3, 1)))
         assert dated.height == 0
+
+
+def test_every_combination_of_filters_selects_what_filtering_the_whole_view_does(store):
+    """Each filter, alone and with the status (which takes another index path on its own), gives
+    exactly the rows of the whole view that match, on the latest attempts and on the history."""
+    _worked_example(store)
+    service.submit(store, FIXTURES / "worked_example" / "corrections.csv", RULES, Limits())
+    service.run(store, RULES)
+    with store.connect() as conn:
+        for history in (False, True):
+            everything = repo.outcome_rows(conn, repo.OutcomeFilter(history=history))
+            assert everything.height > 0
+            batch = everything.get_column("batch_id")[0]
+            narrowing = {"provider": ("provider_id", "P1"), "client": ("client_prime", "xyz0000a"),
+                         "batch": ("batch_id", batch), "claim_ids": ("claim_id", ("WX-4",)), None: (None, None)}
+            for field, (column, value) in narrowing.items():
+                for status in (None, "paid", "suspended", "rejected", "void"):
+                    chosen = repo.OutcomeFilter(history=history, status=status, **({field: value} if field else {}))
+                    expected = everything
+                    if column:
+                        expected = expected.filter(pl.col(column).is_in(list(value) if isinstance(value, tuple)
+                                                                        else [value]))
+                    if status:
+                        expected = expected.filter(pl.col("status") == status)
+                    assert repo.outcome_rows(conn, chosen).equals(expected), (history, field, status)

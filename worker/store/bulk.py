@@ -8,11 +8,15 @@ import polars as pl
 from sqlalchemy import Connection, Select, Table
 
 
+# Rows go to the database a slice at a time: a million rows of 23 columns as Python objects would
+# take about 1.5 GB at once; a slice of 100,000 takes a tenth of that, at the same speed.
+SLICE_ROWS = 100_000
+
+
 def insert_frame(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
     """Insert every row of `frame` (columns named as the table's) inside the caller's transaction."""
     if frame.height == 0:
         return
-    columns = frame.columns
     if conn.dialect.name == "postgresql":
         _copy(conn, table, frame)
         return
@@ -21,10 +25,12 @@ def insert_frame(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
         [pl.col(c).dt.strftime("%Y-%m-%d") for c, t in frame.schema.items() if t == pl.Date]
         + [pl.col(c).cast(pl.Int8) for c, t in frame.schema.items() if t == pl.Boolean]
     )
+    columns = frame.columns
     sql = f'INSERT INTO {table.name} ({", ".join(columns)}) VALUES ({", ".join("?" * len(columns))})'
     cursor = conn.connection.driver_connection.cursor()
     try:
-        cursor.executemany(sql, rows_of(frame))
+        for part in frame.iter_slices(SLICE_ROWS):
+            cursor.executemany(sql, rows_of(part))
     finally:
         cursor.close()
 
@@ -35,14 +41,15 @@ def rows_of(frame: pl.DataFrame):
 
 
 def _copy(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
-    buffer = io.BytesIO()
-    frame.write_csv(buffer, include_header=False, null_value="\\N", quote_style="non_numeric")
     cursor = conn.connection.driver_connection.cursor()
     try:
         with cursor.copy(
             f"COPY {table.name} ({', '.join(frame.columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
         ) as copy:
-            copy.write(buffer.getvalue())
+            for part in frame.iter_slices(SLICE_ROWS):
+                buffer = io.BytesIO()
+                part.write_csv(buffer, include_header=False, null_value="\\N", quote_style="non_numeric")
+                copy.write(buffer.getbuffer())
     finally:
         cursor.close()
 

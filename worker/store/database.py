@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -38,6 +39,9 @@ def make_engine(url: str, busy_timeout: float = 600.0) -> Engine:
             # read in the same transaction, and checking them costs a third of a million-claim run.
             # PostgreSQL enforces them.
             cursor.execute("PRAGMA foreign_keys=OFF")
+            # Helper threads for big sorts: a run builds the attempt indexes of a new database from a
+            # million rows each (about a third faster with two).
+            cursor.execute(f"PRAGMA threads={min(4, os.cpu_count() or 1)}")
             cursor.close()
 
         return engine

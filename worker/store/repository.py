@@ -456,11 +456,19 @@ def _store_month(conn: Connection, month: dt.date, rows: pl.DataFrame) -> None:
         return
     conn.exec_driver_sql(f"CREATE TABLE {name} (LIKE attempts INCLUDING DEFAULTS)")
     insert_frame(conn, table_clause(name), rows)
+    # Room to sort a month's index keys in memory (the server's default, 64 MB, spills to disk).
+    conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
     for index in t.attempts.indexes:
         columns = ", ".join(c.name for c in index.columns)
-        conn.exec_driver_sql(f"CREATE INDEX {name}_{index.name.removeprefix('attempts_')} ON {name} ({columns})")
+        where = index.dialect_options["postgresql"]["where"]
+        partial = f" WHERE {where.text}" if where is not None else ""
+        conn.exec_driver_sql(
+            f"CREATE INDEX {name}_{index.name.removeprefix('attempts_')} ON {name} ({columns}){partial}")
     conn.exec_driver_sql(f"ALTER TABLE attempts ATTACH PARTITION {name} FOR VALUES {bounds}")
-    conn.exec_driver_sql(f"ANALYZE {name}")  # the planner's statistics now, not at autovacuum's next pass
+    # The planner's statistics now, not at autovacuum's next pass; from a small sample (6,000 rows
+    # instead of 30,000: a tenth of the time), enough to choose between the indexes.
+    conn.exec_driver_sql("SET LOCAL default_statistics_target = 20")
+    conn.exec_driver_sql(f"ANALYZE {name}")
 
 
 def _next_month(month: dt.date) -> dt.date:
@@ -504,8 +512,15 @@ def outcome_rows(conn: Connection, chosen: OutcomeFilter) -> pl.DataFrame:
         conditions.append(v.provider_id == chosen.provider)
     if chosen.client:
         conditions.append(v.client_prime == chosen.client)
-    if chosen.status:
+    if chosen.status and (chosen.batch or chosen.claim_ids or chosen.provider or chosen.client):
+        # A filter on the rows of one batch, claim, provider or client: `|| ''` keeps SQLite's planner
+        # (whose sampled statistics may rate the status index better) on that narrower index, whose
+        # rows grow with the answer, where the status index's grow with the history.
+        conditions.append(v.status.op("||")(literal_column("''")) == chosen.status)
+    elif chosen.status:
         conditions.append(v.status == chosen.status)
+        if chosen.status != "paid":  # lets SQLite's planner see that the partial status index applies
+            conditions.append(v.status != literal_column("'paid'"))
     if chosen.date_from:
         conditions.append(v.service_date >= chosen.date_from)
     if chosen.date_to:
