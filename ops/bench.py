@@ -294,11 +294,16 @@ def sequential(data: Path, sample: int) -> tuple[float, int]:
 
 # --- data and databases ---------------------------------------------------------------------
 
+# The share of lines that replace or void an earlier line, and of PSWs whose enrollment ends
+# mid-month (issue 13: about 1%); --corrections sets it.
+CORRECTIONS = 0.01
+
+
 def generated(claims: int, out: Path, seed: int, **kwargs) -> Path:
     from generate import generate  # numpy: kept out of the child's start-up
 
     started = time.perf_counter()
-    generate(claims, out, seed, **kwargs)
+    generate(claims, out, seed, **{"corrections": CORRECTIONS, **kwargs})
     say(f"  generated {claims:,} claims in {time.perf_counter() - started:.1f} s "
         f"({(out / 'claims.csv').stat().st_size / MiB:,.0f} MiB claim file)")
     return out
@@ -592,6 +597,7 @@ def report(args: argparse.Namespace, first: dict, speedup: tuple[float, int] | N
 
 
 def main() -> None:
+    global CORRECTIONS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--claims", type=int, default=1_000_000, help="main size: SQLite and PostgreSQL")
     parser.add_argument("--base", type=int, default=5_000_000, help="large size: scaling, and under the batch")
@@ -602,6 +608,8 @@ def main() -> None:
     parser.add_argument("--batch-repeat", type=int, default=3, help="batch measurements per side (fastest kept)")
     parser.add_argument("--sample", type=int, default=2_000, help="claims for the sequential reference")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--corrections", type=float, default=CORRECTIONS,
+                        help="share of replacements and voids (and of enrollments ending mid-month) in the data")
     parser.add_argument("--skip-5m", action="store_true", help="skip --base and the nightly batch")
     parser.add_argument("--history-runs", type=int, default=5, help="runs of --claims in the history database")
     parser.add_argument("--skip-history", action="store_true", help="skip the history-independence lines")
@@ -620,9 +628,10 @@ def main() -> None:
         spec = json.loads(args.child_json)
         print(json.dumps(core_child(spec) if spec.get("core") else child(spec)))
         return
+    CORRECTIONS = args.corrections
 
     say(f"{dt.datetime.now():%Y-%m-%d %H:%M}  {machine()}  python {platform.python_version()} "
-        f"polars {pl.__version__} SQLite {sqlite3.sqlite_version}")
+        f"polars {pl.__version__} SQLite {sqlite3.sqlite_version}; data with {CORRECTIONS:.1%} corrections")
     base = batch = pg = None
     with tempfile.TemporaryDirectory(prefix="adjudication-bench-") as folder:
         work = Path(folder)
