@@ -200,7 +200,7 @@ def run_load(db: str, submitters: int, files: int, claims_per_file: int, big_byt
                 overall.append(rss)
                 if streaming.is_set():
                     samples.append(rss)
-                time.sleep(0.05)
+                time.sleep(0.02)
 
         done = threading.Event()
         sampler = threading.Thread(target=sample, daemon=True)
