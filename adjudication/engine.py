@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from adjudication import reasons as R
-from adjudication.claims import REASONS_BY_MASK, check_fields, parse_fields
+from adjudication.claims import REASONS_BY_MASK, check_fields, parse_fields, reasons_by_mask
 from adjudication.decimals import SCALE
 from adjudication.rules import Rules
 
@@ -739,20 +739,18 @@ def _outcomes(claims: pl.DataFrame, walked: Walked, rules: Rules) -> Adjudicatio
     return Adjudication(outcomes=outcomes, newly_paid=newly_paid, reversals=walked.reversals)
 
 
-def _reasons_by_key() -> dict[int, list[str]]:
-    keys = {-mask: reasons for mask, reasons in REASONS_BY_MASK.items() if mask}
-    keys[DUPLICATE_ID_KEY] = [R.DUPLICATE_CLAIM_ID]
-    keys[FUTURE_KEY] = [R.FUTURE_SERVICE_DATE]
-    keys[INVALID_ADJUSTMENT_KEY] = [R.INVALID_ADJUSTMENT]
-    keys[VOID_KEY] = []
-    for mask in range(1 << len(R.EDITS)):
-        keys[mask] = [code for bit, code in enumerate(R.EDITS) if mask >> bit & 1]
-    return keys
+def _reason_lists() -> pl.DataFrame:
+    """Every reason key with its reasons: a failing-fields mask negated (its INVALID_RECORD reasons),
+    the four fixed keys, and an edits mask (its edits' codes)."""
+    edits = reasons_by_mask(R.EDITS)
+    fixed = {DUPLICATE_ID_KEY: [R.DUPLICATE_CLAIM_ID], FUTURE_KEY: [R.FUTURE_SERVICE_DATE],
+             INVALID_ADJUSTMENT_KEY: [R.INVALID_ADJUSTMENT], VOID_KEY: []}
+    keys = [-mask for mask in range(1, len(REASONS_BY_MASK))] + list(fixed) + list(range(len(edits)))
+    reasons = pl.concat([REASONS_BY_MASK.slice(1), pl.Series(list(fixed.values()), dtype=pl.List(pl.String)), edits])
+    return pl.DataFrame({"reason_key": keys, "reasons": reasons},
+                        schema={"reason_key": pl.Int32, "reasons": pl.List(pl.String)})
 
 
 # Every reason key with its reasons, built once (the CARCs come from the rules of a run).
-REASON_LISTS = pl.DataFrame(
-    {"reason_key": list(_reasons_by_key()), "reasons": list(_reasons_by_key().values())},
-    schema={"reason_key": pl.Int32, "reasons": pl.List(pl.String)},
-)
+REASON_LISTS = _reason_lists()
 assert SCALE == 10_000  # paid_cents above divides a x10^8 product by 10^6

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -200,7 +201,7 @@ def run_load(db: str, submitters: int, files: int, claims_per_file: int, big_byt
                 overall.append(rss)
                 if streaming.is_set():
                     samples.append(rss)
-                time.sleep(0.05)
+                time.sleep(0.02)
 
         done = threading.Event()
         sampler = threading.Thread(target=sample, daemon=True)
@@ -227,6 +228,7 @@ def run_load(db: str, submitters: int, files: int, claims_per_file: int, big_byt
         "seconds": round(elapsed, 2), "files_per_s": round(len(answers) / elapsed, 1),
         "claims_per_s": round(sum(accepted.values()) / elapsed),
         "unexpected_answers": unexpected[:20],
+        "answers_by_code": dict(sorted(Counter(status for _, status, _, _ in answers).items())),
         "lost_or_doubled": stored != accepted,
         "batches_accepted": new_files, "batches_stored": len(stored),
         "claims_accepted": sum(accepted.values()), "claims_stored": sum(stored.values()),

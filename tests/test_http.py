@@ -172,7 +172,14 @@ def test_a_posted_file_is_queued_acknowledged_and_gets_the_outcomes_submit_gives
         assert x12.text.startswith("ISA*") and "CLP*" in x12.text
         listed = client.get(f"/v1/runs/{run_id}/remittance", params={"provider": "P1", "format": "csv"})
         assert listed.status_code == 200 and "claim_id" in listed.text.splitlines()[0]
-        assert client.get(f"/v1/runs/{run_id}/remittance", params={"provider": "P9"}).status_code == 404
+        unknown = client.get(f"/v1/runs/{run_id}/remittance", params={"provider": "P9"})
+        assert unknown.status_code == 404
+    # P1 was paid in this run, but the vendor may not post for it: 404 as for a provider that does
+    # not exist (not 403), so providers cannot be probed.
+    with served.client("vendor") as client:
+        foreign = client.get(f"/v1/runs/{run_id}/remittance", params={"provider": "P1"})
+        assert foreign.status_code == 404 and foreign.json()["detail"] == unknown.json()["detail"]
+    with served.client() as client:
         scraped = client.get("/metrics")
         assert scraped.status_code == 200 and "adjudication_" in scraped.text
     assert any(entry["action"] == "remittance" and entry["operator"] == "submitter:agency"
@@ -180,6 +187,18 @@ def test_a_posted_file_is_queued_acknowledged_and_gets_the_outcomes_submit_gives
 
     exports = [row for row in served.audit() if row["action"] == "outcomes.export"]
     assert {row["operator"] for row in exports} == {"submitter:agency"}
+
+
+def test_a_line_failing_a_field_is_named_in_the_acknowledgement_of_the_accepted_file(served):
+    content = (HEADER + "L-1,xyz0000a,P3,,OR526,ZE,2026-03-03,10:00,12:00,2,\n"
+               "L-2,xyz0000a,P3,,OR526,ZE,2026-03-04,10:00,12:00,two,\n").encode()
+    answer = served.post(content, name="one-bad-line.csv")
+    assert answer.status_code == 201, answer.text
+    ack = answer.json()["acknowledgement"]
+    assert (ack["file_name"], ack["claims"], ack["accepted"], ack["rejected"]) == ("one-bad-line.csv", 2, 1, 1)
+    [rejection] = ack["rejections"]
+    assert (rejection["line"], rejection["claim_id"], rejection["field"], rejection["reason"]) == (
+        3, "L-2", "units", "INVALID_RECORD")
 
 
 def test_refusals_answer_problem_details_and_store_nothing(served):
@@ -257,9 +276,13 @@ def test_without_a_valid_token_every_request_is_401_and_audited_without_the_toke
     assert posted.status_code == 201
     assert cli("submitters", "revoke", "leaving", "--operator", "nobody", ok=False).code == 1
     cli("submitters", "revoke", "leaving", "--operator", "boss")
+    refused_before = len([row for row in served.audit() if row["action"] == "http.unauthorized"])
     with served.client("leaving") as client:
         assert client.get(f"/v1/batches/{posted.json()['batch_id']}").status_code == 401
     assert served.post(p3_only("R2"), who="leaving").status_code == 401
+    refused = [row for row in served.audit() if row["action"] == "http.unauthorized"][refused_before:]
+    assert [(row["operator"], row["note"]) for row in refused] == [("anonymous", "unknown or revoked token")] * 2
+    assert not any(served.tokens["leaving"] in json.dumps(row, default=str) for row in served.audit())
 
 
 def test_a_submitter_sees_only_its_own_batches(served):
@@ -314,6 +337,24 @@ def test_multipart_forms_gzip_and_every_accepted_format(served):
         assert two.status_code == 400 and "one claim file" in two.json()["detail"]
         none = client.post("/v1/claim-files", files={}, data={"note": "x"})
         assert none.status_code in (400, 415)
+
+        # A form whose file part grows past the limit, sent without a Content-Length: refused while
+        # streaming (413), nothing stored.
+        batches = served.count(t.batches)
+        boundary = "b0undary"
+
+        def form():
+            yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.csv\"\r\n"
+                   "Content-Type: text/csv\r\n\r\n").encode() + HEADER.encode()
+            for _ in range(MAX_FILE_BYTES // 1024 + 8):
+                yield b"z" * 1024
+            yield f"\r\n--{boundary}--\r\n".encode()
+
+        over = client.post("/v1/claim-files", content=form(),
+                           headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert over.status_code == 413 and over.headers["content-type"] == "application/problem+json"
+        assert str(MAX_FILE_BYTES) in over.json()["detail"]
+        assert served.count(t.batches) == batches
     for path in sorted((HOSTILE / "accepted").iterdir()):
         answer = served.post(path.read_bytes(), name=path.name, **{"Content-Type": "application/octet-stream"})
         assert answer.status_code in (200, 201), (path.name, answer.text)
@@ -351,6 +392,18 @@ def test_health_fails_on_a_schema_behind_or_a_broker_away(tmp_path):
     assert checks["schema"].startswith("not at head")
     assert checks["broker"].startswith("unreachable")
 
+    # The same through the running service: 503, saying which check fails.
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    service.upgrade_schema(make_engine(db))
+    running = Service(db, tmp_path / "service.log", env={"ADJUDICATION_BROKER_URL": "redis://127.0.0.1:1/5"})
+    try:
+        answer = httpx.get(running.url + "/healthz", timeout=30)
+    finally:
+        running.stop()
+    assert answer.status_code == 503
+    assert answer.json()["status"] == "failing" and answer.json()["database"] == "ok"
+    assert answer.json()["schema"] == "ok" and answer.json()["broker"].startswith("unreachable")
+
 
 def test_submitters_through_the_program(tmp_path):
     cli = Cli(f"sqlite:///{tmp_path / 'subs.db'}", tmp_path)
@@ -377,14 +430,21 @@ def test_submitters_through_the_program(tmp_path):
 
 
 def test_load_small(db_url, tmp_path):
-    """ops/load_http.py, small: 4 submitters x 10 files and a 20 MB file streamed in."""
+    """ops/load_http.py, small: 4 submitters x 10 files (50 claims each) and one 20 MB file.
+
+    The memory bound is the issue's: "the service's memory stays under 300 MB while the 200 MB file
+    streams in". Measured: the resident memory (VmRSS) of the `adjudicate serve` process (and of its
+    uvicorn workers, were there any), sampled every 20 ms from the moment the client starts sending
+    the big file's body until it has sent its last byte. Meanwhile the other submitters' small files
+    are submitted and acknowledged by the same process, so the bound covers the service as started
+    (its imports) plus concurrent small submits plus the upload itself, which is written to a
+    temporary file in 64 KiB chunks whatever the file's size. Reading the big file once it is in is
+    `submit`'s work and is not in this bound: BENCHMARKS.md gives what it takes (`peak_rss_mb_overall`).
+    """
     report = run_load(db_url, submitters=4, files=10, claims_per_file=50, big_bytes=20 * 2**20, work=tmp_path)
     assert report["unexpected_answers"] == []
     assert not report["lost_or_doubled"]
     assert report["batches_stored"] == report["batches_accepted"] == 4 * 8 + 1
     assert report["claims_stored"] == report["claims_accepted"]
     assert report["rss_samples"] > 0
-    # The issue's bound is 300 MB (the full run in BENCHMARKS.md: 222 MB). Here 40 small files are read
-    # in the same process while the big one streams; since the wave's merges this small run peaks at
-    # 320-335 MB (closing note of 2026-12-02: to be brought back under 300).
-    assert report["peak_rss_mb_while_big_file_streams"] < 400
+    assert report["peak_rss_mb_while_big_file_streams"] < 300

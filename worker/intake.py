@@ -58,14 +58,13 @@ QUEUED_NOTE = ("not adjudicated yet: rejections shown are the record checks; a c
 def acknowledgement(engine, batch_id: str, rules: Rules) -> dict:
     """The acknowledgement of one batch as a JSON-ready dict; UserError for an unknown batch."""
     batch, claims = service.batch_claims(engine, batch_id)
-    parsed = parse_claims(claims.lazy(), rules).collect()
     adjudicated = pl.col("status").is_not_null()
-    parsed = parsed.with_columns(
+    # Lazily up to the rejected rows: a big file's parse is not held whole beside its texts.
+    rejected_rows = parse_claims(claims.lazy(), rules).with_columns(
         codes=pl.when(adjudicated & (pl.col("status") == R.REJECTED)).then(pl.col("reasons").str.split(";"))
         .when(adjudicated).then(pl.lit([], dtype=pl.List(pl.String)))
         .otherwise(pl.col("invalid"))
-    )
-    rejected_rows = parsed.filter(pl.col("codes").list.len() > 0)
+    ).filter(pl.col("codes").list.len() > 0).collect()
     rejections = []
     for row in rejected_rows.iter_rows(named=True):
         for reason in row["codes"]:

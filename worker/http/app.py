@@ -238,7 +238,10 @@ def create_app(app: App) -> FastAPI:
         await run_in_threadpool(submitters.audit_action, app.engine, submitter, "claim-files.post",
                                 f"batch={submitted.batch_id}", "new" if submitted.new else "same content again")
         note = None if submitted.new else "this content was posted before: nothing changed"
-        return await run_in_threadpool(answer, submitter, submitted.batch_id, 201 if submitted.new else 200, note)
+        # The acknowledgement reads the whole batch again (for a big file, as much as submit did):
+        # it takes a submit slot too.
+        acknowledge = partial(answer, submitter, submitted.batch_id, 201 if submitted.new else 200, note)
+        return await anyio.to_thread.run_sync(acknowledge, limiter=submit_slots)
 
     @api.get("/v1/batches/{batch_id}", tags=["batches"])
     def get_batch(batch_id: str, submitter: Caller) -> JSONResponse:
