@@ -739,6 +739,7 @@ def main() -> None:
     from worker.errors import Unavailable, unavailable
     from pydantic import ValidationError
 
+    from worker.poison import RunBroke
     from worker.runs import LockTimeout
 
     try:
@@ -759,6 +760,9 @@ def main() -> None:
     except LockTimeout as error:
         err.print(f"error: {error}", markup=False)
         sys.exit(EXIT_LOCKED)
+    except RunBroke as error:  # recorded as a failed run; the traceback at --log-level debug
+        err.print(f"error: internal: {error}", markup=False)
+        sys.exit(EXIT_INTERNAL)
     except (OperationalError, ProgrammingError) as error:
         first = str(error.orig).splitlines()[0] if error.orig else str(error).splitlines()[0]
         schema = any(s in first for s in ("no such table", "no such column", "does not exist"))

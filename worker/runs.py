@@ -123,10 +123,11 @@ def unlock(engine: Engine, operator: str, note: str) -> str | None:
 
 def one_line(error: BaseException) -> str:
     """What a failed run's record says: the refusal as reported, or the error's type and first line."""
+    from worker.poison import RunBroke
     from worker.service import Unavailable, UserError
 
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    if isinstance(error, (UserError, Unavailable, LockTimeout)):
+    if isinstance(error, (UserError, Unavailable, LockTimeout, RunBroke)):
         return text[:500]
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
