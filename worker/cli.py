@@ -204,19 +204,22 @@ def run(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="With --dry-run: write the outcomes "
                                                    "it would store here")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Of --output: csv, json, jsonl or parquet")] = Format.csv,
-    operator: Annotated[str, typer.Option(help="Who runs it (recorded in the audit trail of a dry run)")] = "system",
+    operator: Annotated[Optional[str], typer.Option(
+        "--operator", help="With --dry-run: the acting operator, a registered name of any role (env "
+        "ADJUDICATION_OPERATOR); the dry run is audited under it")] = None,
 ) -> None:
     """Adjudicate everything queued (the nightly run) and print a summary. Exit 4 when the run completed
     with a warning the settings make fatal (ADJUDICATION_FAIL_REJECTED_PERCENT), 5 when the run lock
     stayed held by another run for ADJUDICATION_LOCK_WAIT_SECONDS."""
-    from worker import runs
+    from worker import access, runs
 
     if output is not None and not dry_run:
         raise typer.BadParameter("--output goes with --dry-run (after a run: adjudicate outcomes)",
                                  param_hint="--output")
     a = app(ctx)
+    who = access.check(a.engine, acting(ctx, operator)) if dry_run else "system"
     with progress_bar(True, a.settings.progress_interval_seconds) as progress:
-        result = a.run(progress, dry_run=dry_run, operator=operator)
+        result = a.run(progress, dry_run=dry_run, operator=who)
     summary = result.summary if dry_run else result
     if dry_run and output is not None:
         _write_outcomes(result.outcomes, fmt.value, output)
@@ -291,14 +294,15 @@ def runs_command(
 @cli.command()
 def unlock(
     ctx: typer.Context,
-    operator: Annotated[str, typer.Option(help="Who clears the lock (audited)")],
     note: Annotated[str, typer.Option(help="Why: which run is gone (audited)")],
+    operator: Operator = None,
 ) -> None:
     """Clear the run lock left by a run whose machine or container is gone (a run waiting for it
-    names the holder). Refused while the holder is a live process on this host."""
+    names the holder): by an operator with the operator role. Refused while the holder is a live
+    process on this host."""
     from worker import runs
 
-    cleared = runs.unlock(app(ctx).engine, operator, note)
+    cleared = runs.unlock(app(ctx).engine, acting(ctx, operator), note)
     out.print("the run lock was free" if cleared is None else f"cleared the run lock held by {cleared}")
 
 

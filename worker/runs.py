@@ -103,13 +103,16 @@ def run_lock(engine: Engine, command: str, wait_seconds: float) -> Iterator[str]
 
 
 def unlock(engine: Engine, operator: str, note: str) -> str | None:
-    """Clear a run lock whose holder is gone (a machine that died mid-run); audited. Returns the
-    holder cleared (None when the lock was free). Refuses while the holder runs on this host."""
+    """Clear a run lock whose holder is gone (a machine that died mid-run), by an operator with the
+    operator role; audited. Returns the holder cleared (None when the lock was free). Refuses while
+    the holder runs on this host."""
+    from worker import access
     from worker.service import UserError
 
     if not note.strip():
         raise UserError("--note must say why")
     with engine.begin() as conn:
+        access.authorize(conn, operator, "operator")
         holder = conn.execute(select(t.run_lock.c.holder).where(t.run_lock.c.id == 1)).scalar()
         if holder is None:
             return None
