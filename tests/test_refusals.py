@@ -84,3 +84,12 @@ def test_a_full_disk_is_service_unavailable_with_exit_code_3(tiny_disk, tmp_path
             pass
     written = elsewhere("outcomes", "--output", tiny_disk / "out.csv", ok=False)
     assert one_line(written, 3) == "error: unavailable: the disk is full (no space left on device)"
+
+
+def test_a_refusal_echoing_a_typed_id_stays_one_short_line(ready):
+    """An id typed with a line break (or a Unicode line separator) never starts a line of its own in
+    the refusal, and a huge one is cut short."""
+    assert one_line(ready("ack", "B1\nerror: forged", ok=False)) == "error: no batch B1\\nerror: forged"
+    assert one_line(ready("withdraw", "B1\u2028x\r", "--note", "n", ok=False)) == "error: no batch B1\\u2028x\\r"
+    huge = one_line(ready("outcomes", "--batch", "B" * 100_000, ok=False))
+    assert huge == f"error: no batch {'B' * 1991}... (100009 characters)"

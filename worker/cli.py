@@ -734,6 +734,17 @@ EXIT_LOCKED = 5  # the run lock stayed held by another run for ADJUDICATION_LOCK
 EXIT_INTERNAL = 70  # an internal error (a bug; EX_SOFTWARE): one line, the traceback at --log-level debug
 
 
+MAX_MESSAGE_CHARS = 2000
+
+
+def one_line(error: BaseException) -> str:
+    """A refusal as one line: a line break or other control character in a name or id the operator
+    typed is shown escaped (it never starts a line of its own), and a message over
+    MAX_MESSAGE_CHARS (a huge id echoed) is cut short."""
+    text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(error))
+    return text if len(text) <= MAX_MESSAGE_CHARS else f"{text[:MAX_MESSAGE_CHARS]}... ({len(text)} characters)"
+
+
 def main() -> None:
     """Entry point: one-line errors and the exit codes above (README, docs/operations.md)."""
     from adjudication.claim_file import ClaimFileError
@@ -756,16 +767,16 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except (service.UserError, ClaimFileError, ReferenceLoadError, RulesError) as error:
-        err.print(f"error: {error}", markup=False)
+        err.print(f"error: {one_line(error)}", markup=False)
         sys.exit(EXIT_REFUSED)
     except Unavailable as error:
-        err.print(f"error: unavailable: {error}", markup=False)
+        err.print(f"error: unavailable: {one_line(error)}", markup=False)
         sys.exit(EXIT_UNAVAILABLE)
     except LockTimeout as error:
-        err.print(f"error: {error}", markup=False)
+        err.print(f"error: {one_line(error)}", markup=False)
         sys.exit(EXIT_LOCKED)
     except RunBroke as error:  # recorded as a failed run; the traceback at --log-level debug
-        err.print(f"error: internal: {error}", markup=False)
+        err.print(f"error: internal: {one_line(error)}", markup=False)
         sys.exit(EXIT_INTERNAL)
     except (OperationalError, ProgrammingError) as error:
         first = str(error.orig).splitlines()[0] if error.orig else str(error).splitlines()[0]
