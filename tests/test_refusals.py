@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -93,3 +94,32 @@ def test_a_refusal_echoing_a_typed_id_stays_one_short_line(ready):
     assert one_line(ready("withdraw", "B1\u2028x\r", "--note", "n", ok=False)) == "error: no batch B1\\u2028x\\r"
     huge = one_line(ready("outcomes", "--batch", "B" * 100_000, ok=False))
     assert huge == f"error: no batch {'B' * 1991}... (100009 characters)"
+
+
+def test_a_full_disk_under_the_drop_folder_is_unavailable_and_loses_no_file(tiny_disk, tmp_path):
+    """The acknowledgement cannot be written: exit 3 in one line, the file back in the folder, no
+    empty acknowledgement left behind; once there is room, the next sweep finishes it (the batch
+    stored once)."""
+    cli = Cli(f"sqlite:///{tmp_path / 'ok.db'}", tmp_path)
+    cli("db", "upgrade")
+    cli("reference", "load", FIXTURES / "worked_example")
+    drop = tiny_disk / "drop"
+    for sub in ("", "accepted", "rejected", ".processing"):
+        (drop / sub).mkdir()
+    (drop / "claims.csv").write_bytes(CLAIMS.read_bytes())
+    filler = tiny_disk / "filler"
+    with open(filler, "wb", buffering=0) as out:
+        try:
+            while True:
+                out.write(os.urandom(4096))
+        except OSError:
+            pass
+    full = cli("watch", drop, "--once", "--settle", "0", ok=False)
+    assert one_line(full, 3) == "error: unavailable: the disk is full (no space left on device)" and full.out == ""
+    assert sorted(p.name for p in drop.rglob("*")) == [".processing", "accepted", "claims.csv", "rejected"]
+    filler.unlink()
+    batch = cli("watch", drop, "--once", "--settle", "0").out
+    assert batch.startswith("accepted claims.csv: ") and batch.rstrip().endswith("-> accepted/claims.csv")
+    assert sorted(p.name for p in (drop / "accepted").iterdir()) == ["claims.csv", "claims.csv.ack.json"]
+    with sqlite3.connect(tmp_path / "ok.db") as conn:
+        assert conn.execute("SELECT file_name, status FROM batches").fetchall() == [("claims.csv", "queued")]

@@ -431,9 +431,13 @@ def _place(claimed: Path | None, target_dir: Path, name: str, document: dict) ->
             fd = os.open(ack, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             continue
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=1, default=str)
-            handle.write("\n")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(document, handle, indent=1, default=str)
+                handle.write("\n")
+        except BaseException:  # a full disk: no empty acknowledgement left to hold the name
+            ack.unlink(missing_ok=True)
+            raise
         if claimed is None:
             return None, ack
         destination = target_dir / candidate
