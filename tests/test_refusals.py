@@ -32,6 +32,10 @@ def one_line(result, code: int = 1) -> str:
      "OVERLAP_DUPLICATE, OVERLAP_SAME_PROVIDER)"),
     (DEFAULT_RULES.replace('"TIMELY_FILING"]', '"TIMELY_FILING", "NO_CM_ENROLLMENT", '
                            '"NO_ACTIVE_SPA"]'), "waivable lists NO_CM_ENROLLMENT, NO_ACTIVE_SPA, which cannot be waived"),
+    (DEFAULT_RULES.replace('"TIMELY_FILING"]', '"TIMELY_FILING", "NO_SUCH_EDIT"]'),
+     "waivable lists NO_SUCH_EDIT, which cannot be waived"),
+    (DEFAULT_RULES.replace("timely_filing_days = 365", "timely_filing_days = 99999999999999999999"),
+     "timely_filing_days: Input should be less than or equal to 36525"),
     (DEFAULT_RULES.replace('INVALID_RECORD = "16"\n', 'NO_SUCH_CODE = "16"\n'), "carc names unknown reason codes NO_SUCH_CODE"),
     (DEFAULT_RULES.replace('first = "OR526/NA"', 'first = "OR526"'), "allowed_overlaps.0.first: 'OR526' is not "
                                                                        "PROCEDURE/MODIFIER"),

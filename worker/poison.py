@@ -120,6 +120,7 @@ def _locate(checked: Checked, origin: pl.DataFrame, fails) -> tuple[str, str | N
 
 def _message(error: Exception, batch: str, claim: str | None, batches: list[str]) -> str:
     where = f"batch {batch}, claim {claim}" if claim is not None else f"batch {batch}"
-    log.error("run failed on %s (%s)", where, type(error).__name__)
+    # INFO: the caller reports the refusal itself (the command line in one line, a scheduler in its log).
+    log.info("run failed on %s (%s)", where, type(error).__name__)
     return (f"run failed on {where} ({type(error).__name__}); nothing was stored and the claims stay queued: "
             f"withdraw the batch (adjudicate withdraw {batch}) and post it corrected, then run again")
