@@ -160,3 +160,17 @@ def test_a_run_failing_while_storing_is_recorded_as_failed_and_stores_nothing(re
     with sqlite3.connect(db) as conn:
         conn.execute("DELETE FROM suspended WHERE reasons = 'DAMAGE'")
     assert "6 claims, 4 paid" in ready("run").out
+
+
+def test_an_internal_error_shows_its_type_never_the_stored_values_it_quotes(ready, tmp_path):
+    """A stored row damaged behind the product's back (a client prime number where a date belongs):
+    the export fails as an internal error, exit 70 on one line with the error's type only; the value
+    its text quotes reaches neither the line nor stdout."""
+    ready("submit", CLAIMS)
+    ready("run")
+    with sqlite3.connect(tmp_path / "test.db") as conn:
+        conn.execute("UPDATE attempts SET service_date = 'zqx9876b' WHERE claim_id = 'WX-1'")
+    failed = ready("outcomes", ok=False)
+    assert failed.code == 70 and failed.err.strip().splitlines() == [
+        "error: internal: InvalidOperationError (the traceback is logged at --log-level debug)"]
+    assert "zqx9876b" not in failed.out + failed.err

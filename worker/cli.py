@@ -806,6 +806,7 @@ def main() -> None:
         sys.exit(EXIT_UNAVAILABLE)
     except Exception as error:  # noqa: BLE001 - the promise is one line, not a traceback
         logging.getLogger("adjudication").debug("internal error", exc_info=True)
-        err.print(f"error: internal: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+        # The type only: the text of an unexpected error may quote stored values (a client's data).
+        err.print(f"error: internal: {type(error).__name__} (the traceback is logged at --log-level debug)",
                   markup=False)
         sys.exit(EXIT_INTERNAL)
