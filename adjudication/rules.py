@@ -39,8 +39,9 @@ class Rules(BaseModel):
     allowed_overlaps: tuple[AllowedOverlap, ...] = ()
     # X12 CARC per reason code; a code the file leaves out keeps its standard CARC (adjudication.reasons).
     carc: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CARC))
-    # TIMELY_FILING: a claim's service date at most this many days before its batch's received date.
-    timely_filing_days: int = Field(default=365, ge=0)
+    # TIMELY_FILING: a claim's service date at most this many days before its batch's received date
+    # (at most a century: service dates span 1900 to 2099, and a larger count overflows date arithmetic).
+    timely_filing_days: int = Field(default=365, ge=0, le=36_525)
     # Service elements of in-home and of residential services: one client's accepted SPAs of the two
     # kinds may not overlap (except an in-home SPA ending on the day a residential one starts).
     in_home_service_elements: frozenset[str] = frozenset({"SE49", "SE151"})
@@ -59,8 +60,8 @@ class Rules(BaseModel):
         bad_waivable = sorted(self.waivable - WAIVABLE)
         if bad_waivable:
             can = [code for code in ALL_CODES if code in WAIVABLE]
-            raise ValueError(f"waivable lists {', '.join(c for c in ALL_CODES if c in bad_waivable)}, which cannot "
-                             f"be waived (only {', '.join(can)})")
+            named = [c for c in ALL_CODES if c in bad_waivable] + [c for c in bad_waivable if c not in ALL_CODES]
+            raise ValueError(f"waivable lists {', '.join(named)}, which cannot be waived (only {', '.join(can)})")
         both = sorted(self.in_home_service_elements & self.residential_service_elements)
         if both:
             raise ValueError(f"service elements both in-home and residential: {', '.join(both)}")

@@ -98,6 +98,7 @@ def test_a_lock_left_by_a_process_that_is_gone_is_taken_over(ready):
 
 def test_a_dry_run_stores_nothing_and_decides_what_the_real_run_then_decides(ready, tmp_path):
     batch = ready("submit", CLAIMS).out.strip()
+    ready("operators", "add", "night.ops", "--role", "operator", "--operator", "root", "--note", "nightly jobs")
     dry = ready("run", "--dry-run", "--output", tmp_path / "dry.csv", "--operator", "night.ops")
     assert dry.out.strip() == "dry run 1: 6 claims, 4 paid, 2 suspended, 0 rejected, amount paid 196.44, amount reversed 0.00 (nothing stored)"
     assert ready("outcomes").rows() == []  # nothing stored: still queued

@@ -5,6 +5,7 @@ last, where the failure has to be injected into the engine call)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
@@ -103,3 +104,73 @@ def test_a_run_that_fails_anyway_names_the_batch_and_the_claim(tmp_path):
     service.withdraw(engine, second, "ann", "poison")
     assert service.run(engine, rules, decider=failing).claims == 6
     assert first != second
+
+
+def failed_run(result) -> str:
+    """The one line of a run that failed on something no refusal covers (exit 70)."""
+    lines = result.err.strip().splitlines()
+    assert result.code == 70 and len(lines) == 1 and lines[0].startswith("error: internal: run failed while "), result
+    assert "Traceback" not in result.err
+    return lines[0].removeprefix("error: internal: ")
+
+
+def stored(db) -> tuple:
+    with sqlite3.connect(db) as conn:
+        return (conn.execute("SELECT holder FROM run_lock").fetchall(),
+                conn.execute("SELECT status FROM batches ORDER BY seq").fetchall(),
+                conn.execute("SELECT count(*) FROM attempts").fetchone(),
+                conn.execute("SELECT count(*) FROM suspended").fetchone())
+
+
+def test_a_run_failing_on_a_damaged_stored_batch_names_it_and_is_recorded_as_failed(ready, tmp_path):
+    """A stored batch whose claims cannot be read back (its payload damaged in the database): the
+    run fails while reading the queue naming that batch, exit 70 on one line, recorded as failed,
+    nothing stored, the run lock free; withdrawn, the other batches run."""
+    db = tmp_path / "test.db"
+    damaged = ready("submit", CLAIMS).out.strip()
+    (tmp_path / "next.csv").write_text(CLAIMS.read_text().replace("WX-", "NX-"))
+    ready("submit", tmp_path / "next.csv")
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE batch_payloads SET payload = X'00' WHERE batch_id = ?", (damaged,))
+    line = failed_run(ready("run", ok=False))
+    assert line == (f"run failed while reading the queue: stored batch {damaged} cannot be read back "
+                    f"(ComputeError); nothing was stored and the claims stay queued: withdraw the batch "
+                    f"(adjudicate withdraw {damaged}) to let the others run")
+    runs = ready("runs", "--format", "csv").rows()
+    assert [(r["status"], r["failure"]) for r in runs] == [("failed", line)]
+    assert stored(db) == ([(None,)], [("queued",), ("queued",)], (0,), (0,))
+    ready("withdraw", damaged, "--note", "damaged in the database")
+    assert "6 claims" in ready("run").out
+
+
+def test_a_run_failing_while_storing_is_recorded_as_failed_and_stores_nothing(ready, tmp_path):
+    """Rows that contradict what the run stores (a suspended row for each queued claim, written behind
+    the product's back): the run fails while storing, exit 70 on one line naming the step and the
+    error's type only, recorded as failed, nothing of it stored, the run lock free."""
+    db = tmp_path / "test.db"
+    batch = ready("submit", CLAIMS).out.strip()
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO suspended (claim_pk, batch_id, attempt, run_id, reasons) "
+                     "SELECT value, ?, 1, 99, 'DAMAGE' FROM json_each('[1, 2, 3, 4, 5, 6]')", (batch,))
+    line = failed_run(ready("run", ok=False))
+    assert line == ("run failed while storing 6 outcomes (IntegrityError); nothing was stored and the claims stay "
+                    "queued (the traceback is logged at --log-level debug)")
+    assert [(r["status"], r["failure"]) for r in ready("runs", "--format", "csv").rows()] == [("failed", line)]
+    assert stored(db) == ([(None,)], [("queued",)], (0,), (6,))
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM suspended WHERE reasons = 'DAMAGE'")
+    assert "6 claims, 4 paid" in ready("run").out
+
+
+def test_an_internal_error_shows_its_type_never_the_stored_values_it_quotes(ready, tmp_path):
+    """A stored row damaged behind the product's back (a client prime number where a date belongs):
+    the export fails as an internal error, exit 70 on one line with the error's type only; the value
+    its text quotes reaches neither the line nor stdout."""
+    ready("submit", CLAIMS)
+    ready("run")
+    with sqlite3.connect(tmp_path / "test.db") as conn:
+        conn.execute("UPDATE attempts SET service_date = 'zqx9876b' WHERE claim_id = 'WX-1'")
+    failed = ready("outcomes", ok=False)
+    assert failed.code == 70 and failed.err.strip().splitlines() == [
+        "error: internal: InvalidOperationError (the traceback is logged at --log-level debug)"]
+    assert "zqx9876b" not in failed.out + failed.err

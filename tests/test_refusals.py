@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -31,6 +32,10 @@ def one_line(result, code: int = 1) -> str:
      "OVERLAP_DUPLICATE, OVERLAP_SAME_PROVIDER)"),
     (DEFAULT_RULES.replace('"TIMELY_FILING"]', '"TIMELY_FILING", "NO_CM_ENROLLMENT", '
                            '"NO_ACTIVE_SPA"]'), "waivable lists NO_CM_ENROLLMENT, NO_ACTIVE_SPA, which cannot be waived"),
+    (DEFAULT_RULES.replace('"TIMELY_FILING"]', '"TIMELY_FILING", "NO_SUCH_EDIT"]'),
+     "waivable lists NO_SUCH_EDIT, which cannot be waived"),
+    (DEFAULT_RULES.replace("timely_filing_days = 365", "timely_filing_days = 99999999999999999999"),
+     "timely_filing_days: Input should be less than or equal to 36525"),
     (DEFAULT_RULES.replace('INVALID_RECORD = "16"\n', 'NO_SUCH_CODE = "16"\n'), "carc names unknown reason codes NO_SUCH_CODE"),
     (DEFAULT_RULES.replace('first = "OR526/NA"', 'first = "OR526"'), "allowed_overlaps.0.first: 'OR526' is not "
                                                                        "PROCEDURE/MODIFIER"),
@@ -84,3 +89,41 @@ def test_a_full_disk_is_service_unavailable_with_exit_code_3(tiny_disk, tmp_path
             pass
     written = elsewhere("outcomes", "--output", tiny_disk / "out.csv", ok=False)
     assert one_line(written, 3) == "error: unavailable: the disk is full (no space left on device)"
+
+
+def test_a_refusal_echoing_a_typed_id_stays_one_short_line(ready):
+    """An id typed with a line break (or a Unicode line separator) never starts a line of its own in
+    the refusal, and a huge one is cut short."""
+    assert one_line(ready("ack", "B1\nerror: forged", ok=False)) == "error: no batch B1\\nerror: forged"
+    assert one_line(ready("withdraw", "B1\u2028x\r", "--note", "n", ok=False)) == "error: no batch B1\\u2028x\\r"
+    huge = one_line(ready("outcomes", "--batch", "B" * 100_000, ok=False))
+    assert huge == f"error: no batch {'B' * 1991}... (100009 characters)"
+
+
+def test_a_full_disk_under_the_drop_folder_is_unavailable_and_loses_no_file(tiny_disk, tmp_path):
+    """The acknowledgement cannot be written: exit 3 in one line, the file back in the folder, no
+    empty acknowledgement left behind; once there is room, the next sweep finishes it (the batch
+    stored once)."""
+    cli = Cli(f"sqlite:///{tmp_path / 'ok.db'}", tmp_path)
+    cli("db", "upgrade")
+    cli("reference", "load", FIXTURES / "worked_example")
+    drop = tiny_disk / "drop"
+    for sub in ("", "accepted", "rejected", ".processing"):
+        (drop / sub).mkdir()
+    (drop / "claims.csv").write_bytes(CLAIMS.read_bytes())
+    filler = tiny_disk / "filler"
+    with open(filler, "wb", buffering=0) as out:
+        try:
+            while True:
+                out.write(os.urandom(4096))
+        except OSError:
+            pass
+    full = cli("watch", drop, "--once", "--settle", "0", ok=False)
+    assert one_line(full, 3) == "error: unavailable: the disk is full (no space left on device)" and full.out == ""
+    assert sorted(p.name for p in drop.rglob("*")) == [".processing", "accepted", "claims.csv", "rejected"]
+    filler.unlink()
+    batch = cli("watch", drop, "--once", "--settle", "0").out
+    assert batch.startswith("accepted claims.csv: ") and batch.rstrip().endswith("-> accepted/claims.csv")
+    assert sorted(p.name for p in (drop / "accepted").iterdir()) == ["claims.csv", "claims.csv.ack.json"]
+    with sqlite3.connect(tmp_path / "ok.db") as conn:
+        assert conn.execute("SELECT file_name, status FROM batches").fetchall() == [("claims.csv", "queued")]

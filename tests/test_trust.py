@@ -53,11 +53,15 @@ def test_roles_are_granted_by_an_admin_never_taken(tmp_path):
     assert "does not have the override role" in one_line(
         cli("override", "WX-5", "--waive", "OVERLAP_SAME_PROVIDER", "--operator", "ann", "--note", "n", ok=False))
     assert "re-queued 1 claims" in cli("requeue", "--claim", "WX-3", "--operator", "ann", "--note", "n").out
+    # Clearing the run lock is an operator's action too; a look-alike or multi-line name is no name.
+    for who in ("eve", "\u0430nn", "ann\nroot"):
+        assert one_line(cli("unlock", "--operator", who, "--note", "n", ok=False))
+        assert one_line(cli("run", "--dry-run", "--operator", who, ok=False))
     # ADJUDICATION_OPERATOR names the operator when --operator is absent (a scheduled job's service operator).
     cli("operators", "add", "nightly", "--role", "operator", "--operator", "boss", "--note", "cron exports")
     assert cli("outcomes", "--format", "json", env={"ADJUDICATION_OPERATOR": "nightly"}).out.startswith("[")
     # Exports need a registered operator of any role; an unregistered one gets nothing.
-    for args in (("outcomes",), ("ack", "B0"), ("audit",)):
+    for args in (("outcomes",), ("ack", "B0"), ("audit",), ("run", "--dry-run")):
         refused = cli(*args, ok=False, env={"ADJUDICATION_OPERATOR": "eve"})
         assert "is not registered" in one_line(refused) and refused.out == ""
         assert "name the acting operator" in one_line(cli(*args, ok=False, env=NOBODY))

@@ -204,19 +204,22 @@ def run(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="With --dry-run: write the outcomes "
                                                    "it would store here")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Of --output: csv, json, jsonl or parquet")] = Format.csv,
-    operator: Annotated[str, typer.Option(help="Who runs it (recorded in the audit trail of a dry run)")] = "system",
+    operator: Annotated[Optional[str], typer.Option(
+        "--operator", help="With --dry-run: the acting operator, a registered name of any role (env "
+        "ADJUDICATION_OPERATOR); the dry run is audited under it")] = None,
 ) -> None:
     """Adjudicate everything queued (the nightly run) and print a summary. Exit 4 when the run completed
     with a warning the settings make fatal (ADJUDICATION_FAIL_REJECTED_PERCENT), 5 when the run lock
     stayed held by another run for ADJUDICATION_LOCK_WAIT_SECONDS."""
-    from worker import runs
+    from worker import access, runs
 
     if output is not None and not dry_run:
         raise typer.BadParameter("--output goes with --dry-run (after a run: adjudicate outcomes)",
                                  param_hint="--output")
     a = app(ctx)
+    who = access.check(a.engine, acting(ctx, operator)) if dry_run else "system"
     with progress_bar(True, a.settings.progress_interval_seconds) as progress:
-        result = a.run(progress, dry_run=dry_run, operator=operator)
+        result = a.run(progress, dry_run=dry_run, operator=who)
     summary = result.summary if dry_run else result
     if dry_run and output is not None:
         _write_outcomes(result.outcomes, fmt.value, output)
@@ -291,14 +294,15 @@ def runs_command(
 @cli.command()
 def unlock(
     ctx: typer.Context,
-    operator: Annotated[str, typer.Option(help="Who clears the lock (audited)")],
     note: Annotated[str, typer.Option(help="Why: which run is gone (audited)")],
+    operator: Operator = None,
 ) -> None:
     """Clear the run lock left by a run whose machine or container is gone (a run waiting for it
-    names the holder). Refused while the holder is a live process on this host."""
+    names the holder): by an operator with the operator role. Refused while the holder is a live
+    process on this host."""
     from worker import runs
 
-    cleared = runs.unlock(app(ctx).engine, operator, note)
+    cleared = runs.unlock(app(ctx).engine, acting(ctx, operator), note)
     out.print("the run lock was free" if cleared is None else f"cleared the run lock held by {cleared}")
 
 
@@ -730,6 +734,17 @@ EXIT_LOCKED = 5  # the run lock stayed held by another run for ADJUDICATION_LOCK
 EXIT_INTERNAL = 70  # an internal error (a bug; EX_SOFTWARE): one line, the traceback at --log-level debug
 
 
+MAX_MESSAGE_CHARS = 2000
+
+
+def one_line(error: BaseException) -> str:
+    """A refusal as one line: a line break or other control character in a name or id the operator
+    typed is shown escaped (it never starts a line of its own), and a message over
+    MAX_MESSAGE_CHARS (a huge id echoed) is cut short."""
+    text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(error))
+    return text if len(text) <= MAX_MESSAGE_CHARS else f"{text[:MAX_MESSAGE_CHARS]}... ({len(text)} characters)"
+
+
 def main() -> None:
     """Entry point: one-line errors and the exit codes above (README, docs/operations.md)."""
     from adjudication.claim_file import ClaimFileError
@@ -739,6 +754,7 @@ def main() -> None:
     from worker.errors import Unavailable, unavailable
     from pydantic import ValidationError
 
+    from worker.poison import RunBroke
     from worker.runs import LockTimeout
 
     try:
@@ -751,14 +767,17 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except (service.UserError, ClaimFileError, ReferenceLoadError, RulesError) as error:
-        err.print(f"error: {error}", markup=False)
+        err.print(f"error: {one_line(error)}", markup=False)
         sys.exit(EXIT_REFUSED)
     except Unavailable as error:
-        err.print(f"error: unavailable: {error}", markup=False)
+        err.print(f"error: unavailable: {one_line(error)}", markup=False)
         sys.exit(EXIT_UNAVAILABLE)
     except LockTimeout as error:
-        err.print(f"error: {error}", markup=False)
+        err.print(f"error: {one_line(error)}", markup=False)
         sys.exit(EXIT_LOCKED)
+    except RunBroke as error:  # recorded as a failed run; the traceback at --log-level debug
+        err.print(f"error: internal: {one_line(error)}", markup=False)
+        sys.exit(EXIT_INTERNAL)
     except (OperationalError, ProgrammingError) as error:
         first = str(error.orig).splitlines()[0] if error.orig else str(error).splitlines()[0]
         schema = any(s in first for s in ("no such table", "no such column", "does not exist"))
@@ -787,6 +806,7 @@ def main() -> None:
         sys.exit(EXIT_UNAVAILABLE)
     except Exception as error:  # noqa: BLE001 - the promise is one line, not a traceback
         logging.getLogger("adjudication").debug("internal error", exc_info=True)
-        err.print(f"error: internal: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+        # The type only: the text of an unexpected error may quote stored values (a client's data).
+        err.print(f"error: internal: {type(error).__name__} (the traceback is logged at --log-level debug)",
                   markup=False)
         sys.exit(EXIT_INTERNAL)

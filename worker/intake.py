@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import socket
+import stat as kinds
 import time
 import uuid
 from collections.abc import Callable
@@ -229,8 +230,8 @@ def sweep(app, folder: Path, *, settle_seconds: float | None = None, stale_secon
     candidates = []
     with os.scandir(folder) as entries:
         for entry in entries:
-            if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
-                continue
+            if entry.is_dir(follow_symlinks=False):
+                continue  # sub-folders (accepted/, rejected/, ...) are not claim files
             if waiting(entry):
                 if left is not None and entry.name.lower().endswith(UNFINISHED_SUFFIXES) \
                         and not entry.name.startswith((".", "~$")) and not entry.name.endswith(ACK_SUFFIX):
@@ -265,8 +266,21 @@ def _take(app, folder: Path, name: str, seen: os.stat_result) -> SweepResult | N
         os.rename(folder / name, claimed)  # atomic: of two sweeps, exactly one gets the file
     except FileNotFoundError:
         token.rmdir()
-        return None
+        if _held_elsewhere(folder, name, seen):
+            return None  # taken by a concurrent sweep: its result is reported there
+        log.warning("drop folder: %s vanished before it could be read", _shown(name))
+        return _refuse(folder, name, claimed, "vanished before it could be read (removed or moved away after the "
+                       "sweep listed it); nothing stored")
+    except OSError as error:  # the file cannot be moved (immutable, not the sweep's own in a sticky folder, ...)
+        token.rmdir()
+        if _not_the_files_fault(error):
+            raise
+        log.warning("drop folder: %s cannot be taken (%s)", _shown(name), error.strerror or type(error).__name__)
+        return SweepResult(name, "refused", f"cannot be moved out of the folder "
+                           f"({error.strerror or type(error).__name__}): left where it is, not read")
     try:
+        if not kinds.S_ISREG(seen.st_mode):  # never followed nor opened: a link may point anywhere
+            return _refuse(folder, name, claimed, f"is {_kind(seen.st_mode)}, not a file: not read")
         try:
             data = _read_settled(claimed, seen, app.limits.max_file_bytes)
         except OSError as error:  # unreadable, or vanished since it was claimed
@@ -294,6 +308,28 @@ def _take(app, folder: Path, name: str, seen: os.stat_result) -> SweepResult | N
             pass
 
 
+def _held_elsewhere(folder: Path, name: str, seen: os.stat_result) -> bool:
+    """Whether the file listed as `seen` is held by another sweep: claimed into its .processing
+    folder, placed in accepted/ or rejected/, or put back under its name. Looked up by inode along
+    the way a file moves (a directory listing carries the inodes), then by size and mtime, which a
+    rename keeps (the inode of a removed file is soon another file's)."""
+    def same(path) -> bool:
+        try:
+            now = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return (now.st_ino, now.st_size, now.st_mtime_ns) == (seen.st_ino, seen.st_size, seen.st_mtime_ns)
+
+    for place in [*(folder / PROCESSING).iterdir(), folder / ACCEPTED, folder / REJECTED]:
+        try:
+            with os.scandir(place) as entries:
+                if any(entry.inode() == seen.st_ino and same(entry.path) for entry in entries):
+                    return True
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # a token folder removed meanwhile
+    return same(folder / name)
+
+
 def _not_the_files_fault(error: BaseException) -> bool:
     """The database or the disk failed, not the file: it goes back to the folder for a later sweep."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -308,8 +344,18 @@ def _refuse(folder: Path, name: str, claimed: Path, message: str) -> SweepResult
     """A file nothing can be done with goes to rejected/ (when it is still there) with its acknowledgement."""
     document = {"file": name, "result": "refused", "batch_id": None,
                 "refused_at": _iso(dt.datetime.now(dt.timezone.utc)), "error": f"{label(name)}: {message}"}
-    moved, ack = _place(claimed if claimed.exists() else None, folder / REJECTED, name, document)
+    moved, ack = _place(claimed if os.path.lexists(claimed) else None, folder / REJECTED, name, document)
     return SweepResult(name, "refused", message, None, moved, ack, document)
+
+
+def _kind(mode: int) -> str:
+    if kinds.S_ISLNK(mode):
+        return "a symbolic link"
+    if kinds.S_ISFIFO(mode):
+        return "a named pipe"
+    if kinds.S_ISSOCK(mode):
+        return "a socket"
+    return "a device"
 
 
 def _shown(name: str) -> str:
@@ -321,10 +367,14 @@ _CHANGED = object()
 
 def _read_settled(path: Path, seen: os.stat_result, max_bytes: int):
     """The file's content; None when it is over the size limit (refused unread); _CHANGED when a
-    writer is still at it (its size or mtime moved since the sweep looked)."""
-    with open(path, "rb") as handle:
+    writer is still at it (its size or mtime moved since the sweep looked), or it is not the file
+    listed (replaced meanwhile: by a pipe, whose opening does not wait for a writer here, or a link,
+    never followed)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as handle:
         before = os.fstat(handle.fileno())
-        if (before.st_size, before.st_mtime_ns) != (seen.st_size, seen.st_mtime_ns):
+        if (before.st_ino, before.st_size, before.st_mtime_ns) != (seen.st_ino, seen.st_size, seen.st_mtime_ns) \
+                or not kinds.S_ISREG(before.st_mode):
             return _CHANGED
         if before.st_size > max_bytes:
             return None
@@ -374,15 +424,19 @@ def _place(claimed: Path | None, target_dir: Path, name: str, document: dict) ->
     for number in range(1, 100_000):
         candidate = stem + suffix if number == 1 else f"{stem}.{number}{suffix}"
         ack = target_dir / (candidate + ACK_SUFFIX)
-        if (target_dir / candidate).exists():
+        if os.path.lexists(target_dir / candidate):
             continue
         try:
             fd = os.open(ack, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             continue
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=1, default=str)
-            handle.write("\n")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(document, handle, indent=1, default=str)
+                handle.write("\n")
+        except BaseException:  # a full disk: no empty acknowledgement left to hold the name
+            ack.unlink(missing_ok=True)
+            raise
         if claimed is None:
             return None, ack
         destination = target_dir / candidate
@@ -418,7 +472,7 @@ def _split_name(name: str) -> tuple[str, str]:
 
 def _put_back(claimed: Path, original: Path) -> None:
     """Return a claimed file to the folder for a later sweep (never over a newer file of that name)."""
-    if claimed.exists() and not original.exists():
+    if os.path.lexists(claimed) and not os.path.lexists(original):
         try:
             os.rename(claimed, original)
         except FileNotFoundError:

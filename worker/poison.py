@@ -1,4 +1,4 @@
-"""When a run fails anyway: name the batch and the claim it failed on.
+"""When a run fails anyway: name the batch and the claim it failed on, or what it was doing.
 
 Every value a run reads is checked at submit, so no claim should make a run fail. Should one do it
 all the same, the operator must not be left with `error: internal` and a queue that fails every
@@ -6,6 +6,10 @@ night: the failed computation is tried again on parts of the queue (each batch
 alone, then halves of the batch that fails) until one claim is left, and the refusal names that
 batch and claim, so the batch can be withdrawn (`adjudicate withdraw`) and the rest run. Only the
 exception's type is reported: its text may carry values of the claim.
+
+A run that fails anywhere else in its work (reading the queue, the state, storing) on something
+that is no refusal (a stored row it cannot read back, a bug) is an internal error (RunBroke, exit
+70) naming what the run was doing, and the batch when it is known; it too is recorded as failed.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ log = logging.getLogger("adjudication")
 
 class RunFailed(UserError):
     """A run failed on a claim: nothing was stored, the claims stay queued."""
+
+
+class RunBroke(Exception):
+    """A run failed on something that is no claim's doing and no refusal: nothing was stored, the
+    claims stay queued (an internal error: exit code 70)."""
 
 
 # Failures that are no claim's doing, left as they are: the workers of a distributed run did not
@@ -54,6 +63,28 @@ def naming_the_claim(decider: Decider, origin: pl.DataFrame) -> Decider:
                 raise  # the whole queue decides when tried again: not a claim's doing
             raise RunFailed(_message(error, *found)) from error
     return decide_or_name
+
+
+def reported(error: BaseException, doing: str) -> BaseException:
+    """What a run that failed with `error` while `doing` (its progress stage) reports: the error
+    itself when it already says in one line what happened (a refusal, a service unavailable, the run
+    lock, the database gone, an interruption), else RunBroke naming the stage and, when known, the
+    batch (ids and the error's type only)."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    from worker.errors import Unavailable, unavailable
+    from worker.runs import LockTimeout
+    from worker.store.repository import StoredBatchUnreadable
+
+    if (not isinstance(error, Exception) or type(error).__name__ in NOT_A_CLAIM or unavailable(error) is not None
+            or isinstance(error, (UserError, Unavailable, LockTimeout, OperationalError, InterfaceError))):
+        return error
+    log.debug("run failed while %s", doing, exc_info=error)
+    if isinstance(error, StoredBatchUnreadable):
+        return RunBroke(f"run failed while {doing}: {error}; nothing was stored and the claims stay queued: "
+                        f"withdraw the batch (adjudicate withdraw {error.batch_id}) to let the others run")
+    return RunBroke(f"run failed while {doing} ({type(error).__name__}); nothing was stored and the claims stay "
+                    "queued (the traceback is logged at --log-level debug)")
 
 
 def _subset(checked: Checked, claim_pks: pl.Series) -> Checked:
@@ -89,6 +120,7 @@ def _locate(checked: Checked, origin: pl.DataFrame, fails) -> tuple[str, str | N
 
 def _message(error: Exception, batch: str, claim: str | None, batches: list[str]) -> str:
     where = f"batch {batch}, claim {claim}" if claim is not None else f"batch {batch}"
-    log.error("run failed on %s (%s)", where, type(error).__name__)
+    # INFO: the caller reports the refusal itself (the command line in one line, a scheduler in its log).
+    log.info("run failed on %s (%s)", where, type(error).__name__)
     return (f"run failed on {where} ({type(error).__name__}); nothing was stored and the claims stay queued: "
             f"withdraw the batch (adjudicate withdraw {batch}) and post it corrected, then run again")

@@ -103,13 +103,16 @@ def run_lock(engine: Engine, command: str, wait_seconds: float) -> Iterator[str]
 
 
 def unlock(engine: Engine, operator: str, note: str) -> str | None:
-    """Clear a run lock whose holder is gone (a machine that died mid-run); audited. Returns the
-    holder cleared (None when the lock was free). Refuses while the holder runs on this host."""
+    """Clear a run lock whose holder is gone (a machine that died mid-run), by an operator with the
+    operator role; audited. Returns the holder cleared (None when the lock was free). Refuses while
+    the holder runs on this host."""
+    from worker import access
     from worker.service import UserError
 
     if not note.strip():
         raise UserError("--note must say why")
     with engine.begin() as conn:
+        access.authorize(conn, operator, "operator")
         holder = conn.execute(select(t.run_lock.c.holder).where(t.run_lock.c.id == 1)).scalar()
         if holder is None:
             return None
@@ -123,10 +126,11 @@ def unlock(engine: Engine, operator: str, note: str) -> str | None:
 
 def one_line(error: BaseException) -> str:
     """What a failed run's record says: the refusal as reported, or the error's type and first line."""
+    from worker.poison import RunBroke
     from worker.service import Unavailable, UserError
 
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    if isinstance(error, (UserError, Unavailable, LockTimeout)):
+    if isinstance(error, (UserError, Unavailable, LockTimeout, RunBroke)):
         return text[:500]
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"

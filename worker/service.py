@@ -149,19 +149,29 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet, decider: Deci
     decider: how the edits are decided, here or split across workers (worker.distributed).
     max_claims_per_client_day: refuse the run, storing nothing, when more claims share a client and day.
     The run holds the run lock (waiting up to lock_wait_seconds: runs.LockTimeout). A run that fails
-    leaves a `failed` record with the one-line reason, in its own transaction. dry_run: everything is
+    leaves a `failed` record with the one-line reason, in its own transaction; a failure that is no
+    refusal is raised as poison.RunBroke, naming what the run was doing. dry_run: everything is
     decided and rolled back; a `dry-run` record and an audit entry are kept; returns a DryRun.
     """
     from worker import runs
 
     started = repository.now()
+    doing = ["taking the run lock"]
+
+    def stage(what: str, done: int, total: int) -> None:
+        doing[0] = what.removeprefix("run: ")
+        progress(what, done, total)
+
     try:
         with runs.run_lock(engine, "dry run" if dry_run else "run", lock_wait_seconds):
             started = repository.now()
-            result = _run(engine, rules, progress, decider, max_claims_per_client_day, dry_run)
+            result = _run(engine, rules, stage, decider, max_claims_per_client_day, dry_run)
     except BaseException as error:
-        runs.record_failure(engine, started, error)
-        raise
+        failure = poison.reported(error, doing[0])
+        runs.record_failure(engine, started, failure)
+        if failure is error:
+            raise
+        raise failure from error
     if not dry_run:
         return result
     run_id = runs.record_dry_run(engine, started, result.summary, operator)

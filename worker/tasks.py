@@ -65,7 +65,7 @@ def sweep_drop_folder(folder: str | None = None) -> list[dict]:
         return []
     results = intake.sweep(_app(), target)
     for result in results:
-        log.info("drop folder: %s %s %s", result.file, result.result, result.batch_id or "")
+        log.info("drop folder: %s", result.line())  # the name shown escaped: a line break starts no log line
     return [{"file": r.file, "result": r.result, "batch_id": r.batch_id} for r in results]
 
 

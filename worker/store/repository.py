@@ -197,6 +197,15 @@ def store_payload(conn: Connection, batch_id: str, claims: pl.DataFrame, fields:
     conn.execute(insert(t.batch_payloads).values(batch_id=batch_id, payload=buffer.getvalue()))
 
 
+class StoredBatchUnreadable(Exception):
+    """A stored batch's claims cannot be read back (its payload is damaged): names the batch, and
+    only the type of the error (its text may carry values of the claims)."""
+
+    def __init__(self, batch_id: str, error: Exception):
+        super().__init__(f"stored batch {batch_id} cannot be read back ({type(error).__name__})")
+        self.batch_id = batch_id
+
+
 def payloads(conn: Connection, batch_ids: list[str] | None = None, parsed: bool = False,
              received: bool = False) -> pl.DataFrame:
     """The claims of some batches (all when None) with batch_id and its queue seq: as posted
@@ -209,13 +218,20 @@ def payloads(conn: Connection, batch_ids: list[str] | None = None, parsed: bool 
         statement = statement.where(t.batches.c.batch_id.in_(batch_ids))
     read = _parsed_payload if parsed else _posted_payload
     frames = [
-        read(payload).with_columns(batch_id=pl.lit(batch_id, pl.String), batch_seq=pl.lit(seq, pl.Int64),
-                                   received_day=pl.lit(day, pl.Date))
+        _read_stored(read, batch_id, payload).with_columns(
+            batch_id=pl.lit(batch_id, pl.String), batch_seq=pl.lit(seq, pl.Int64), received_day=pl.lit(day, pl.Date))
         for batch_id, seq, day, payload in conn.execute(statement)
     ]
     schema = {"claim_pk": pl.Int64, "line": pl.Int64, **FIELDS_SCHEMA} if parsed else PAYLOAD_SCHEMA
     empty = pl.DataFrame(schema={**schema, "batch_id": pl.String, "batch_seq": pl.Int64, "received_day": pl.Date})
     return pl.concat([empty, *frames])
+
+
+def _read_stored(read, batch_id: str, payload: bytes) -> pl.DataFrame:
+    try:
+        return read(payload)
+    except Exception as error:  # noqa: BLE001 - whatever the damage, the batch is named
+        raise StoredBatchUnreadable(batch_id, error) from error
 
 
 def _posted_payload(payload: bytes) -> pl.DataFrame:
