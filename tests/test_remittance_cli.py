@@ -13,6 +13,7 @@ from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -119,10 +120,15 @@ def test_report_of_a_second_run_compares_with_the_first(dbcli):
 @given(reference=reference_sets(), groups=batches(), requeue_after=st.lists(st.booleans(), min_size=3, max_size=3))
 def test_remittances_add_up_to_the_runs_and_the_outcomes(store, tmp_path, reference, groups, requeue_after):
     """For every run: the 835s' nets (BPR02 + PLB) add up to what the run paid minus what it
-    reversed (the runs table and run_reversals), and the outcomes' paid amounts grow by what the
-    run paid; the report says the same."""
+    reversed (the runs table, `runs` and run_reversals), and the outcomes' paid amounts grow by
+    what the run paid; the report and the CSV say the same. Over the runs, the BPR02s add up to
+    paid minus reversed plus the balances providers still owe (negative nets not recovered yet)."""
+    from worker import runs
+
     _fresh(store, reference)  # reset_store registers the test operators (conftest.add_staff) again
     history_paid = Decimal(0)
+    bpr02_total = net_total = Decimal(0)
+    owed: dict[str, Decimal] = {}  # provider -> balance still owed: max(0, owed - net) run after run
     for index, group in enumerate(groups):
         # scenarios.batches: replacements and voids of paid, suspended, rejected, reversed and unknown claims
         service.submit(store, _write_csv(tmp_path / f"b{index}.csv", group), RULES, Limits(),
@@ -141,6 +147,15 @@ def test_remittances_add_up_to_the_runs_and_the_outcomes(store, tmp_path, refere
         nets = [balances((out / name).read_text()) for name in names]
         assert sum((n["bpr02"] + n["plb"] for n in nets), Decimal(0)) * 100 == run_row["paid_cents"] - reversed_cents
         assert len({n["trace"] for n in nets}) == len(nets)
+        for n in nets:
+            provider = n["trace"].split("-", 1)[1]
+            owed[provider] = max(Decimal(0), owed.get(provider, Decimal(0)) - n["net"])
+            bpr02_total += n["bpr02"]
+            net_total += n["net"]
+        assert bpr02_total == net_total + sum(owed.values(), Decimal(0))
+        listed = runs.list_runs(store).filter(pl.col("run_id") == summary.run_id).row(0, named=True)
+        assert (listed["paid_cents"], listed["reversed_cents"], listed["paid"]) == (
+            run_row["paid_cents"], reversed_cents, run_row["paid"])
         now_paid = sum((Decimal(a) for a in service.outcomes(store, history=True).get_column("paid_amount")), Decimal(0))
         assert (now_paid - history_paid) * 100 == run_row["paid_cents"]
         history_paid = now_paid
@@ -152,8 +167,16 @@ def test_remittances_add_up_to_the_runs_and_the_outcomes(store, tmp_path, refere
         csv_rows = [row for name in names for row in csv.DictReader((out / name).open())]
         assert sum(Decimal(r["paid_amount"]) for r in csv_rows if r["section"] == "net") * 100 == (
             run_row["paid_cents"] - reversed_cents)
+        # What each provider is paid: its 835's BPR02 (amount_paid where balances moved, else net).
+        paid_by_csv = {}
+        for r in csv_rows:
+            if r["section"] in ("net", "amount_paid"):
+                paid_by_csv[r["provider_id"]] = max(Decimal(0), Decimal(r["paid_amount"]))
+        assert {n["trace"].split("-", 1)[1]: n["bpr02"] for n in nets} == {
+            p: v for p, v in paid_by_csv.items() if p in {n["trace"].split("-", 1)[1] for n in nets}}
         assert {r["section"] for r in csv_rows} <= {"payment", "reversal", "pending", "rejected", "total_paid",
-                                                   "total_reversed", "net"}
+                                                   "total_reversed", "net", "balance_forward",
+                                                   "balance_forward_recovered", "amount_paid"}
 
 
 # --- opened in a browser ---------------------------------------------------------------------------

@@ -69,16 +69,20 @@ def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | No
                 raise service.UserError(f"run {run_id} decided no claim of provider {provider}")
         info = rem.RunInfo(run_id, run["finished_at"] or run["started_at"])
         lines = rem.claim_lines(decisions.lazy(), reversals.lazy()).collect().lazy()
+        totals = rem.provider_totals(lines).collect()
+        adjustments = rem.balance_forward(repo.provider_nets_before(run_id), run_id,
+                                          totals.select("provider_id", "net_cents"))
         output.mkdir(parents=True, exist_ok=True)
         if fmt == "x12":
             providers = []
-            for provider_id, _net, text in rem.x12_835(lines, repo.provider_names(), payer, info).iter_rows():
+            for provider_id, _net, text in rem.x12_835(lines, repo.provider_names(), payer, info,
+                                                       adjustments).iter_rows():
                 (output / file_name(run_id, provider_id, fmt)).write_bytes(text.encode("ascii"))
                 providers.append(provider_id)
         elif fmt == "csv":
-            providers = _csv(run_id, lines, output)
+            providers = _csv(run_id, lines, totals, adjustments, output)
         else:
-            providers = _html(run_id, lines, repo.provider_names(), payer, info, output)
+            providers = _html(run_id, lines, totals, adjustments, repo.provider_names(), payer, info, output)
         written = [(p, file_name(run_id, p, fmt)) for p in providers]
         repo.audit_many(submitter or operator, "remittance", [
             (f"run={run_id} provider={p} format={fmt}", name) for p, name in written])
@@ -98,11 +102,12 @@ def provider_remittance(engine: service.Store, run_id: int, provider: str, fmt: 
         return (Path(folder) / names[0]).read_text(encoding="utf-8")
 
 
-def _csv(run_id: int, lines: pl.LazyFrame, output: Path) -> list[str]:
+def _csv(run_id: int, lines: pl.LazyFrame, totals: pl.DataFrame, adjustments: pl.DataFrame,
+         output: Path) -> list[str]:
     """One CSV per provider, written by polars in one pass (a file per provider key)."""
     from worker.cli import safe_for_spreadsheets
 
-    rows = rem.csv_rows(lines, rem.provider_totals(lines)).collect()
+    rows = rem.csv_rows(lines, totals.lazy(), adjustments).collect()
     posted = ["provider_id", "claim_id", "adjusts", "batch_id", "client_prime", "procedure_code", "modifier"]
     guarded = rows.with_columns(safe_for_spreadsheets(rows.select(posted)).get_columns(), key=pl.col("provider_id"))
     guarded.lazy().sink_csv(pl.PartitionBy(
@@ -111,16 +116,19 @@ def _csv(run_id: int, lines: pl.LazyFrame, output: Path) -> list[str]:
     return rows.get_column("provider_id").unique(maintain_order=True).to_list()
 
 
-def _html(run_id: int, lines: pl.LazyFrame, names: pl.DataFrame, payer: rem.Payer, info: rem.RunInfo,
-          output: Path) -> list[str]:
-    totals = rem.provider_totals(lines).collect()
+def _html(run_id: int, lines: pl.LazyFrame, totals: pl.DataFrame, adjustments: pl.DataFrame, names: pl.DataFrame,
+          payer: rem.Payer, info: rem.RunInfo, output: Path) -> list[str]:
+    balances: dict[str, list[tuple[int, int]]] = {}
+    for provider_id, balance_run, cents in adjustments.iter_rows():
+        balances.setdefault(provider_id, []).append((balance_run, cents))
     sections: dict[str, dict[str, tuple[str, int]]] = {}
     for provider_id, section, rows, count in rem.html_sections(lines).iter_rows():
         sections.setdefault(provider_id, {})[section] = (rows, count)
     name_of = dict(names.filter(pl.col("provider_id").is_in(totals.get_column("provider_id").implode())).rows())
     for row in totals.iter_rows(named=True):
         page = rem.html_remittance(row["provider_id"], name_of.get(row["provider_id"]),
-                                   sections.get(row["provider_id"], {}), row, payer, info)
+                                   sections.get(row["provider_id"], {}), row, payer, info,
+                                   balances.get(row["provider_id"], []))
         (output / file_name(run_id, row["provider_id"], "html")).write_text(page, encoding="utf-8")
     return totals.get_column("provider_id").to_list()
 

@@ -674,9 +674,10 @@ class Repository:
         audit.append(self.conn, operator, action, target, note)
 
     def audit_many(self, operator: str, action: str, entries: list[tuple[str, str]]) -> None:
-        """One audit entry per (target, note): a run's remittances are thousands."""
-        for target, note in entries:
-            self.audit(operator, action, target, note)
+        """One audit entry per (target, note), in one statement: a run's remittances are thousands."""
+        from worker import audit
+
+        audit.append_many(self.conn, operator, action, entries)
 
     # what a run decided (remittances, the run report)
     def run_row(self, run_id: int) -> dict | None:
@@ -693,6 +694,9 @@ class Repository:
 
     def run_reversals(self, run_id: int) -> pl.DataFrame:
         return run_reversals(self.conn, run_id)
+
+    def provider_nets_before(self, run_id: int) -> pl.DataFrame:
+        return provider_nets_before(self.conn, run_id)
 
 
 
@@ -824,3 +828,28 @@ def run_reversals(conn: Connection, run_id: int) -> pl.DataFrame:
     if reversed_.height == 0:
         return pl.DataFrame(schema=REVERSAL_SCHEMA)
     return reversed_.hstack(_billing(conn, reversed_)).select(REVERSAL_SCHEMA.keys()).cast(REVERSAL_SCHEMA)
+
+
+NET_SCHEMA = {"run_id": pl.Int64, "provider_id": pl.String, "net_cents": pl.Int64}
+
+
+def provider_nets_before(conn: Connection, run_id: int) -> pl.DataFrame:
+    """What each run before `run_id` paid a provider minus what it took back (NET_SCHEMA), sorted
+    by provider and run, for the providers some earlier run took a payment back from: no other
+    provider can have had a negative net, so no other can carry a balance forward."""
+    a, r = t.attempts.c, t.reversals.c
+    taken = read_frame(conn, select(r.run_id, a.provider_id, func.sum(a.paid_cents))
+                       .join(t.attempts, (a.claim_pk == r.claim_pk) & (a.status == "paid"))
+                       .where(r.run_id < run_id, a.provider_id.is_not(None)).group_by(r.run_id, a.provider_id),
+                       {"run_id": pl.Int64, "provider_id": pl.String, "reversed_cents": pl.Int64})
+    if taken.height == 0:
+        return pl.DataFrame(schema=NET_SCHEMA)
+    providers = sorted(set(taken.get_column("provider_id").to_list()))
+    paid = read_frame(conn, select(a.run_id, a.provider_id, func.sum(a.paid_cents))
+                      .where(a.run_id < run_id, a.status == "paid", _in_values(conn, a.provider_id, providers))
+                      .group_by(a.run_id, a.provider_id),
+                      {"run_id": pl.Int64, "provider_id": pl.String, "paid_cents": pl.Int64})
+    return (paid.join(taken, on=["run_id", "provider_id"], how="full", coalesce=True)
+            .select("run_id", "provider_id", net_cents=pl.col("paid_cents").fill_null(0)
+                    - pl.col("reversed_cents").fill_null(0))
+            .sort("provider_id", "run_id").cast(NET_SCHEMA))
