@@ -78,6 +78,61 @@ def test_remittances_of_the_worked_example(dbcli, tmp_path):
     assert "run=1 provider=G1 format=html" in [e["target"] for e in entries]
 
 
+CORRECTION_HEADER = ("claim_id,client_prime,provider_id,staff_id,procedure_code,modifier,service_date,start_time,"
+                     "end_time,units,billed_rate,frequency,original_claim_id\n")
+
+
+def test_a_negative_balance_is_carried_forward_and_recovered_in_the_next_runs(dbcli, tmp_path):
+    """Run 2 voids both of P1's payments of run 1 (a net of -105.18): its 835 pays 0 and carries
+    the balance forward; run 3 pays P1 17.53, all recovered; run 4 pays 140.24, of which the 87.65
+    still owed is recovered. Producing run 3's remittances again after run 4 gives the same bytes."""
+    def submit_and_run(name: str, rows: list[str]) -> str:
+        (tmp_path / name).write_text(CORRECTION_HEADER + "\n".join(rows) + "\n")
+        dbcli("submit", tmp_path / name)
+        return dbcli("run").out
+
+    assert "amount reversed 105.18" in submit_and_run("voids.csv", ["V1,xyz0000a,P1,,,,,,,,,8,WX-1",
+                                                                  "V6,xyz0000a,P1,,,,,,,,,8,WX-6"])
+    submit_and_run("small.csv", ["N1,xyz0000a,P1,,OR526,NA,2026-03-03,09:00,10:00,1,,,"])
+    out = tmp_path / "remit"
+
+    def remit(run: int, fmt: str) -> Path:
+        dbcli("remittance", str(run), "--format", fmt, "--provider", "P1", "--operator", "ann", "--output", out)
+        return out / f"run-{run}-provider-P1.{ {'x12': '835'}.get(fmt, fmt) }"
+
+    second = remit(2, "x12").read_text()
+    assert validate_835(second) == []
+    assert "PLB*P1*20261231*FB:2-P1*-105.18~" in second and balances(second)["bpr02"] == 0
+    third = remit(3, "x12").read_text()
+    assert validate_835(third) == []
+    figures = balances(third)
+    assert (figures["net"], figures["plb"], figures["bpr02"]) == (Decimal("17.53"), Decimal("17.53"), 0)
+    assert "PLB*P1*20261231*FB:2-P1*17.53~" in third
+
+    submit_and_run("big.csv", ["N2,xyz0000a,P1,,OR526,NA,2026-03-04,09:00,17:00,8,,,"])
+    fourth = remit(4, "x12").read_text()
+    assert validate_835(fourth) == []
+    figures = balances(fourth)
+    assert (figures["net"], figures["plb"], figures["bpr02"]) == (Decimal("140.24"), Decimal("87.65"),
+                                                                  Decimal("52.59"))
+    assert "PLB*P1*20261231*FB:2-P1*87.65~" in fourth and "BPR*I*52.59*C*CHK" in fourth
+    assert remit(3, "x12").read_text() == third  # the balance comes from the runs before, in order
+
+    with remit(4, "csv").open() as handle:
+        rows = [(r["section"], r["adjusts"], r["paid_amount"]) for r in csv.DictReader(handle)][-5:]
+    assert rows == [("total_paid", "", "140.24"), ("total_reversed", "", "0.00"), ("net", "", "140.24"),
+                    ("balance_forward_recovered", "2-P1", "-87.65"), ("amount_paid", "", "52.59")]
+    with remit(2, "csv").open() as handle:
+        rows = [(r["section"], r["adjusts"], r["paid_amount"]) for r in csv.DictReader(handle)][-2:]
+    assert rows == [("balance_forward", "2-P1", "105.18"), ("amount_paid", "", "0.00")]
+    page = remit(4, "html").read_text()
+    assert '<b id="balance-recovered">87.65</b>' in page and '<b id="amount-paid">52.59</b>' in page
+    assert "<td>balance forward recovered</td><td>2-P1</td>" in page
+    trail = [e["target"] for e in json.loads(dbcli("audit", "--format", "json").out) if e["action"] == "remittance"]
+    assert sorted(trail) == sorted(f"run={r} provider=P1 format={f}" for r, f in (
+        (2, "x12"), (3, "x12"), (4, "x12"), (3, "x12"), (4, "csv"), (2, "csv"), (4, "html")))
+
+
 def test_remittance_and_report_refusals(dbcli, tmp_path):
     for args, message in (
         (("remittance", "1", "--format", "x12", "--operator", ""), "name the acting operator"),
