@@ -8,8 +8,8 @@ import json
 from dataclasses import dataclass, replace
 
 import polars as pl
-from sqlalchemy import (ARRAY, Connection, String, and_, any_, bindparam, delete, exists, func, insert, literal_column,
-                        select, update)
+from sqlalchemy import (ARRAY, Connection, String, and_, any_, bindparam, case, delete, exists, func, insert,
+                        literal_column, select, update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -836,17 +836,26 @@ NET_SCHEMA = {"run_id": pl.Int64, "provider_id": pl.String, "net_cents": pl.Int6
 def provider_nets_before(conn: Connection, run_id: int) -> pl.DataFrame:
     """What each run before `run_id` paid a provider minus what it took back (NET_SCHEMA), sorted
     by provider and run, for the providers some earlier run took a payment back from: no other
-    provider can have had a negative net, so no other can carry a balance forward."""
+    provider can have had a negative net, so no other can carry a balance forward. Both reads go
+    by index (reversals are few; a provider's attempts by attempts_provider_date), never through
+    every paid attempt."""
     a, r = t.attempts.c, t.reversals.c
-    taken = read_frame(conn, select(r.run_id, a.provider_id, func.sum(a.paid_cents))
-                       .join(t.attempts, (a.claim_pk == r.claim_pk) & (a.status == "paid"))
-                       .where(r.run_id < run_id, a.provider_id.is_not(None)).group_by(r.run_id, a.provider_id),
-                       {"run_id": pl.Int64, "provider_id": pl.String, "reversed_cents": pl.Int64})
+    taken_back = read_frame(conn, select(r.claim_pk, r.run_id).where(r.run_id < run_id),
+                            {"claim_pk": pl.Int64, "run_id": pl.Int64})
+    if taken_back.height == 0:
+        return pl.DataFrame(schema=NET_SCHEMA)
+    originals = read_frame(conn, select(a.claim_pk, a.provider_id, a.paid_cents).where(
+        _in_values_int(conn, a.claim_pk, taken_back.get_column("claim_pk").to_list(), "claim_pks"),
+        a.status == "paid", a.provider_id.is_not(None)),
+        {"claim_pk": pl.Int64, "provider_id": pl.String, "paid_cents": pl.Int64})
+    taken = taken_back.join(originals, on="claim_pk").group_by("run_id", "provider_id").agg(
+        reversed_cents=pl.col("paid_cents").sum())
     if taken.height == 0:
         return pl.DataFrame(schema=NET_SCHEMA)
     providers = sorted(set(taken.get_column("provider_id").to_list()))
-    paid = read_frame(conn, select(a.run_id, a.provider_id, func.sum(a.paid_cents))
-                      .where(a.run_id < run_id, a.status == "paid", _in_values(conn, a.provider_id, providers))
+    paid_cents = func.sum(case((a.status == "paid", a.paid_cents), else_=0))  # no status index: by provider
+    paid = read_frame(conn, select(a.run_id, a.provider_id, paid_cents)
+                      .where(a.run_id < run_id, _in_values(conn, a.provider_id, providers))
                       .group_by(a.run_id, a.provider_id),
                       {"run_id": pl.Int64, "provider_id": pl.String, "paid_cents": pl.Int64})
     return (paid.join(taken, on=["run_id", "provider_id"], how="full", coalesce=True)
