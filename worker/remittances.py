@@ -74,13 +74,10 @@ def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | No
                                           totals.select("provider_id", "net_cents"))
         output.mkdir(parents=True, exist_ok=True)
         if fmt == "x12":
-            providers = []
-            for provider_id, _net, text in rem.x12_835(lines, repo.provider_names(), payer, info,
-                                                       adjustments).iter_rows():
-                (output / file_name(run_id, provider_id, fmt)).write_bytes(text.encode("ascii"))
-                providers.append(provider_id)
+            providers = _write(run_id, fmt, rem.x12_835(lines, repo.provider_names(), payer, info, adjustments),
+                               output, "ascii")
         elif fmt == "csv":
-            providers = _csv(run_id, lines, totals, adjustments, output)
+            providers = _write(run_id, fmt, _csv(lines, totals, adjustments), output, "utf-8")
         else:
             providers = _html(run_id, lines, totals, adjustments, repo.provider_names(), payer, info, output)
         written = [(p, file_name(run_id, p, fmt)) for p in providers]
@@ -102,18 +99,22 @@ def provider_remittance(engine: service.Store, run_id: int, provider: str, fmt: 
         return (Path(folder) / names[0]).read_text(encoding="utf-8")
 
 
-def _csv(run_id: int, lines: pl.LazyFrame, totals: pl.DataFrame, adjustments: pl.DataFrame,
-         output: Path) -> list[str]:
-    """One CSV per provider, written by polars in one pass (a file per provider key)."""
+def _write(run_id: int, fmt: str, files: pl.DataFrame, output: Path, encoding: str) -> list[str]:
+    """Write each provider's text (columns provider_id and text) to its file; returns the providers."""
+    for provider_id, text in files.select("provider_id", "text").iter_rows():
+        (output / file_name(run_id, provider_id, fmt)).write_bytes(text.encode(encoding))
+    return files.get_column("provider_id").to_list()
+
+
+def _csv(lines: pl.LazyFrame, totals: pl.DataFrame, adjustments: pl.DataFrame) -> pl.DataFrame:
+    """Each provider's CSV text, posted values guarded against spreadsheet formulas."""
     from worker.cli import safe_for_spreadsheets
 
     rows = rem.csv_rows(lines, totals.lazy(), adjustments).collect()
     posted = ["provider_id", "claim_id", "adjusts", "batch_id", "client_prime", "procedure_code", "modifier"]
+    # A file per provider id as stored (key); the column shows it guarded.
     guarded = rows.with_columns(safe_for_spreadsheets(rows.select(posted)).get_columns(), key=pl.col("provider_id"))
-    guarded.lazy().sink_csv(pl.PartitionBy(
-        output, key="key", include_key=False,
-        file_path_provider=lambda args: file_name(run_id, args.partition_keys.item(0, 0), "csv")), maintain_order=True)
-    return rows.get_column("provider_id").unique(maintain_order=True).to_list()
+    return rem.csv_texts(guarded.lazy(), key="key").collect()
 
 
 def _html(run_id: int, lines: pl.LazyFrame, totals: pl.DataFrame, adjustments: pl.DataFrame, names: pl.DataFrame,
