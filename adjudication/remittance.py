@@ -444,9 +444,7 @@ def html_remittance(provider_id: str, name: str | None, sections: dict[str, tupl
         if not count:
             body.append('<p class="muted">None.</p>')
             continue
-        heads = "".join(f'<th class="n">{_heading(c, section)}</th>' if c in NUMERIC else f"<th>{_heading(c, section)}</th>"
-                        for c in columns)
-        body.append(f"<table><thead><tr>{heads}</tr></thead><tbody>\n{rows}</tbody></table>")
+        body.append(f"<table><thead><tr>{_table_heads(section)}</tr></thead><tbody>\n{rows}</tbody></table>")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{OFFLINE_POLICY}'
             f"<title>{escape(title)}</title>{STYLE}</head><body>\n"
             f"<h1>{escape(title)}</h1>\n"
@@ -454,6 +452,12 @@ def html_remittance(provider_id: str, name: str | None, sections: dict[str, tupl
             f"run finished {run.finished_at.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. "
             f"Trace number {escape(f'{run.run_id}-{provider_id}')}.</p>\n"
             f'<div class="cards">{cards}</div>\n' + "\n".join(body) + "\n</body></html>\n")
+
+
+@functools.cache
+def _table_heads(section: str) -> str:
+    return "".join(f'<th class="n">{_heading(c, section)}</th>' if c in NUMERIC else f"<th>{_heading(c, section)}</th>"
+                   for c in HTML_COLUMNS[section])
 
 
 def _heading(column: str, section: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -79,7 +80,8 @@ def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | No
         elif fmt == "csv":
             providers = _write(run_id, fmt, _csv(lines, totals, adjustments), output, "utf-8")
         else:
-            providers = _html(run_id, lines, totals, adjustments, repo.provider_names(), payer, info, output)
+            providers = _write(run_id, fmt, _html(lines, totals, adjustments, repo.provider_names(), payer, info),
+                               output, "utf-8")
         written = [(p, file_name(run_id, p, fmt)) for p in providers]
         repo.audit_many(submitter or operator, "remittance", [
             (f"run={run_id} provider={p} format={fmt}", name) for p, name in written])
@@ -99,11 +101,16 @@ def provider_remittance(engine: service.Store, run_id: int, provider: str, fmt: 
         return (Path(folder) / names[0]).read_text(encoding="utf-8")
 
 
-def _write(run_id: int, fmt: str, files: pl.DataFrame, output: Path, encoding: str) -> list[str]:
-    """Write each provider's text (columns provider_id and text) to its file; returns the providers."""
-    for provider_id, text in files.select("provider_id", "text").iter_rows():
+def _write(run_id: int, fmt: str, files: pl.DataFrame | Iterator[tuple[str, str]], output: Path,
+           encoding: str) -> list[str]:
+    """Write each provider's text (a frame of provider_id and text, or those pairs) to its file;
+    returns the providers, in that order."""
+    pairs = files.select("provider_id", "text").iter_rows() if isinstance(files, pl.DataFrame) else files
+    providers = []
+    for provider_id, text in pairs:
         (output / file_name(run_id, provider_id, fmt)).write_bytes(text.encode(encoding))
-    return files.get_column("provider_id").to_list()
+        providers.append(provider_id)
+    return providers
 
 
 def _csv(lines: pl.LazyFrame, totals: pl.DataFrame, adjustments: pl.DataFrame) -> pl.DataFrame:
@@ -117,8 +124,9 @@ def _csv(lines: pl.LazyFrame, totals: pl.DataFrame, adjustments: pl.DataFrame) -
     return rem.csv_texts(guarded.lazy(), key="key").collect()
 
 
-def _html(run_id: int, lines: pl.LazyFrame, totals: pl.DataFrame, adjustments: pl.DataFrame, names: pl.DataFrame,
-          payer: rem.Payer, info: rem.RunInfo, output: Path) -> list[str]:
+def _html(lines: pl.LazyFrame, totals: pl.DataFrame, adjustments: pl.DataFrame, names: pl.DataFrame,
+          payer: rem.Payer, info: rem.RunInfo) -> Iterator[tuple[str, str]]:
+    """Each provider's page (provider_id, text), made as it is written."""
     balances: dict[str, list[tuple[int, int]]] = {}
     for provider_id, balance_run, cents in adjustments.iter_rows():
         balances.setdefault(provider_id, []).append((balance_run, cents))
@@ -127,11 +135,9 @@ def _html(run_id: int, lines: pl.LazyFrame, totals: pl.DataFrame, adjustments: p
         sections.setdefault(provider_id, {})[section] = (rows, count)
     name_of = dict(names.filter(pl.col("provider_id").is_in(totals.get_column("provider_id").implode())).rows())
     for row in totals.iter_rows(named=True):
-        page = rem.html_remittance(row["provider_id"], name_of.get(row["provider_id"]),
-                                   sections.get(row["provider_id"], {}), row, payer, info,
-                                   balances.get(row["provider_id"], []))
-        (output / file_name(run_id, row["provider_id"], "html")).write_text(page, encoding="utf-8")
-    return totals.get_column("provider_id").to_list()
+        yield row["provider_id"], rem.html_remittance(row["provider_id"], name_of.get(row["provider_id"]),
+                                                      sections.get(row["provider_id"], {}), row, payer, info,
+                                                      balances.get(row["provider_id"], []))
 
 
 def report(engine: service.Store, run_id: int, fmt: str, operator: str | None) -> str:
