@@ -5,8 +5,10 @@ per original a replacement or void reversed in the run (worker.store.repository.
 REVERSAL_SCHEMA). Every claim line becomes text through polars expressions and is joined per
 provider, so a million-claim run is never turned into Python objects.
 
-The 835 per provider: ISA/GS/ST, BPR with the net (paid minus reversed; a negative net pays 0 and
-carries the balance forward in a PLB FB adjustment, so BPR02 = sum of CLP04 - sum of PLB04), TRN
+The 835 per provider: ISA/GS/ST, BPR with the amount paid (the net, paid minus reversed, less the
+provider-level adjustments of balance_forward: a negative net pays 0 and carries the balance
+forward in a PLB FB adjustment, a later positive net recovers it; BPR02 = sum of CLP04 - sum of
+PLB04), TRN
 with the trace number `RUN-PROVIDER`, the payer (N1*PR with N3/N4/PER*BL) and payee (N1*PE, REF*PQ),
 then LX and one CLP per reversal (CLP02 22, negative amounts) and per paid claim (CLP02 1), each with
 NM1*QC (the client), SVC (HC:procedure:modifier), DTM*472 and, where the billed amount exceeds the

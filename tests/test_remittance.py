@@ -238,3 +238,21 @@ def test_over_a_sequence_of_runs_the_835s_pay_the_nets_less_the_balances_still_o
             owed[provider] = max(0, owed.get(provider, 0) - net)
             history.append((run_id, provider, net))
     assert paid_total == net_total + sum(owed.values())
+
+
+def test_csv_texts_are_what_polars_write_csv_writes():
+    """The CSV files are built as text (fast); they must read as polars' own writer writes them."""
+    decisions = [decision('A,"1"\nx', rate=200000), decision("", status="suspended", reasons=["NO_ACTIVE_SPA"],
+                                                             carc=["197"]),
+                 decision("A\r3", provider="P2", status="rejected", reasons=["INVALID_RECORD:units"], carc=["16"]),
+                 decision("=1+1", modifier=" ,")]
+    lines = rem.claim_lines(pl.DataFrame(decisions, schema=DECISION_SCHEMA).lazy(),
+                            pl.DataFrame([reversal("O'1", "V1")], schema=REVERSAL_SCHEMA).lazy())
+    adjustments = pl.DataFrame([("P1", 3, 500)], schema=rem.ADJUSTMENT_SCHEMA, orient="row")
+    rows = rem.csv_rows(lines, rem.provider_totals(lines), adjustments).collect()
+    texts = dict(rem.csv_texts(rows.lazy()).collect().rows())
+    assert list(texts) == ["P1", "P2"]
+    for provider, text in texts.items():
+        assert text == rows.filter(pl.col("provider_id") == provider).write_csv()
+    assert texts["P1"].splitlines()[-2:] == ["P1,balance_forward_recovered,,3-P1,,,,,,,,,-5.00,,,",
+                                             "P1,amount_paid,,,,,,,,,,,65.12,,,"]
