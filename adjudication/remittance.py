@@ -5,8 +5,10 @@ per original a replacement or void reversed in the run (worker.store.repository.
 REVERSAL_SCHEMA). Every claim line becomes text through polars expressions and is joined per
 provider, so a million-claim run is never turned into Python objects.
 
-The 835 per provider: ISA/GS/ST, BPR with the net (paid minus reversed; a negative net pays 0 and
-carries the balance forward in a PLB FB adjustment, so BPR02 = sum of CLP04 - sum of PLB04), TRN
+The 835 per provider: ISA/GS/ST, BPR with the amount paid (the net, paid minus reversed, less the
+provider-level adjustments of balance_forward: a negative net pays 0 and carries the balance
+forward in a PLB FB adjustment, a later positive net recovers it; BPR02 = sum of CLP04 - sum of
+PLB04), TRN
 with the trace number `RUN-PROVIDER`, the payer (N1*PR with N3/N4/PER*BL) and payee (N1*PE, REF*PQ),
 then LX and one CLP per reversal (CLP02 22, negative amounts) and per paid claim (CLP02 1), each with
 NM1*QC (the client), SVC (HC:procedure:modifier), DTM*472 and, where the billed amount exceeds the
@@ -147,6 +149,55 @@ def provider_totals(lines: pl.LazyFrame) -> pl.LazyFrame:
     ).with_columns(net_cents=pl.col("paid_cents") - pl.col("reversed_cents")).sort("provider_id")
 
 
+# --- balances carried forward ------------------------------------------------------------------
+
+ADJUSTMENT_SCHEMA = {"provider_id": pl.String, "balance_run_id": pl.Int64, "plb_cents": pl.Int64}
+
+
+def balance_forward(history: pl.DataFrame, run_id: int, nets: pl.DataFrame) -> pl.DataFrame:
+    """The provider-level adjustments (PLB FB) of run `run_id`, ADJUSTMENT_SCHEMA, sorted by
+    provider and balance_run_id: the run whose negative balance each one concerns.
+
+    history: the provider's nets of the runs before (run_id, provider_id, net_cents; any provider
+    that ever had a negative net, all its runs); nets: this run's (provider_id, net_cents). A
+    negative net pays nothing and carries the balance forward (plb_cents = the net, negative,
+    naming this run). A positive net recovers the balances still outstanding, oldest first
+    (plb_cents positive, naming the run each came from), up to the net: what it cannot recover
+    carries on. So the amount paid (BPR02) is net - sum(plb_cents), never below 0, and the same
+    history always gives the same adjustments."""
+    owed: dict[str, list[list[int]]] = {}  # provider -> [[run, cents still owed], ...], oldest first
+
+    def settle(provider: str, run: int, net: int) -> list[tuple[str, int, int]]:
+        queue = owed.setdefault(provider, [])
+        if net < 0:
+            queue.append([run, -net])
+            return [(provider, run, net)]
+        recovered = []
+        while net > 0 and queue:
+            take = min(net, queue[0][1])
+            recovered.append((provider, queue[0][0], take))
+            net -= take
+            queue[0][1] -= take
+            if queue[0][1] == 0:
+                queue.pop(0)
+        return recovered
+
+    for run, provider, net in history.sort("provider_id", "run_id").select("run_id", "provider_id", "net_cents").iter_rows():
+        settle(provider, run, net)
+    concerned = nets.filter((pl.col("net_cents") < 0) | pl.col("provider_id").is_in(
+        [p for p, queue in owed.items() if queue]))
+    rows = [row for provider, net in concerned.select("provider_id", "net_cents").iter_rows()
+            for row in settle(provider, run_id, net)]
+    return pl.DataFrame(rows, schema=ADJUSTMENT_SCHEMA, orient="row").sort("provider_id", "balance_run_id")
+
+
+def adjustment_totals(adjustments: pl.DataFrame) -> pl.DataFrame:
+    """Per provider: plb_cents (the sum), and forwarded and recovered (positive amounts)."""
+    plb = pl.col("plb_cents")
+    return adjustments.group_by("provider_id").agg(
+        plb_cents=plb.sum(), forwarded_cents=-plb.filter(plb < 0).sum(), recovered_cents=plb.filter(plb > 0).sum())
+
+
 # --- X12 835 ---------------------------------------------------------------------------------
 
 def x12_safe(text: pl.Expr) -> pl.Expr:
@@ -184,25 +235,38 @@ def _claim_segments(lines: pl.LazyFrame) -> pl.LazyFrame:
     ), segments=pl.lit(4, pl.Int64) + adjusted.cast(pl.Int64))
 
 
-def x12_835(lines: pl.LazyFrame, names: pl.DataFrame, payer: Payer, run: RunInfo) -> pl.DataFrame:
-    """One 835 per provider with at least one payment or reversal: provider_id, net_cents, text."""
+def x12_835(lines: pl.LazyFrame, names: pl.DataFrame, payer: Payer, run: RunInfo,
+            adjustments: pl.DataFrame) -> pl.DataFrame:
+    """One 835 per provider with at least one payment or reversal: provider_id, net_cents, text.
+    adjustments: the run's balance_forward, one PLB FB each."""
     money = lines.filter(pl.col("section").is_in(["reversal", "payment"]))
     bodies = _claim_segments(money).group_by("provider_id", maintain_order=True).agg(
         body=pl.col("segment_text").str.join(""), segments=pl.col("segments").sum(),
         net_cents=pl.col("paid_cents").sum())
-    bodies = bodies.sort("provider_id").with_row_index("index").join(
-        names.lazy(), on="provider_id", how="left").sort("provider_id")
     when = run.finished_at.astimezone(dt.timezone.utc)
+    provider = x12_safe(pl.col("provider_id"))
+    # A PLB holds up to six adjustments (PLB03-PLB14): FB (forwarding balance) with the trace
+    # number of the run whose balance it is, and the amount.
+    pairs = adjustments.lazy().with_columns(
+        plb_segment=pl.int_range(pl.len()).over("provider_id") // 6,
+        pair=cat(pl.lit("FB:"), pl.col("balance_run_id").cast(pl.String), pl.lit("-"), provider, pl.lit("*"),
+                 scaled_text(pl.col("plb_cents"), 2)))
+    plbs = pairs.group_by("provider_id", "plb_segment", maintain_order=True).agg(
+        text=cat(pl.lit("PLB*"), provider.first(), pl.lit(f"*{when.year}1231*"), pl.col("pair").str.join("*"),
+                 pl.lit("~\n")), plb_cents=pl.col("plb_cents").sum()
+    ).group_by("provider_id", maintain_order=True).agg(
+        plb=pl.col("text").str.join(""), plb_segments=pl.len().cast(pl.Int64), plb_cents=pl.col("plb_cents").sum())
+    bodies = bodies.sort("provider_id").with_row_index("index").join(
+        names.lazy(), on="provider_id", how="left").join(plbs, on="provider_id", how="left").with_columns(
+        pl.col("plb").fill_null(""), pl.col("plb_segments", "plb_cents").fill_null(0)).sort("provider_id")
     day, short_day, clock = when.strftime("%Y%m%d"), when.strftime("%y%m%d"), when.strftime("%H%M")
     # Control numbers: run id and the provider's place among the run's providers, 9 digits.
     control = (pl.lit(run.run_id % 100_000 * 10_000, pl.Int64) + (pl.col("index").cast(pl.Int64) + 1) % 10_000)
     control9 = control.cast(pl.String).str.pad_start(9, "0")
-    provider = x12_safe(pl.col("provider_id"))
     receiver = pl.lit(_element(payer.receiver_id)) if payer.receiver_id else provider
-    net = pl.col("net_cents")
-    negative = net < 0
-    bpr = pl.when(net > 0).then(cat("BPR*I*", scaled_text(net, 2), pl.lit(f"*C*CHK************{day}~\n"))
-                                ).otherwise(pl.lit(f"BPR*H*0*C*NON************{day}~\n"))
+    pays = pl.col("net_cents") - pl.col("plb_cents")  # BPR02: never below 0 (balance_forward)
+    bpr = pl.when(pays > 0).then(cat("BPR*I*", scaled_text(pays, 2), pl.lit(f"*C*CHK************{day}~\n"))
+                                 ).otherwise(pl.lit(f"BPR*H*0*C*NON************{day}~\n"))
     sender = _element(payer.id)
     header = cat(
         pl.lit(f"ISA*00*          *00*          *ZZ*{sender[:15]:<15}*ZZ*"), receiver.str.slice(0, 15).str.pad_end(15),
@@ -219,14 +283,11 @@ def x12_835(lines: pl.LazyFrame, names: pl.DataFrame, payer: Payer, run: RunInfo
         pl.lit(f"*{_element(payer.payee_qualifier)}*"), provider, pl.lit("~\n"),
         pl.lit("REF*PQ*"), provider, pl.lit("~\nLX*1~\n"),
     )
-    plb = pl.when(negative).then(cat(
-        pl.lit("PLB*"), provider, pl.lit(f"*{when.year}1231*FB:{run.run_id}-"), provider, pl.lit("*"),
-        scaled_text(net, 2), pl.lit("~\n"))).otherwise(pl.lit(""))
-    # ST, BPR, TRN, DTM, N1, N3, N4, PER, N1, REF, LX (11), the claims, the PLB and SE.
-    segments = pl.lit(12, pl.Int64) + pl.col("segments") + negative.cast(pl.Int64)
+    # ST, BPR, TRN, DTM, N1, N3, N4, PER, N1, REF, LX (11), the claims, the PLBs and SE.
+    segments = pl.lit(12, pl.Int64) + pl.col("segments") + pl.col("plb_segments")
     trailer = cat(pl.lit("SE*"), segments.cast(pl.String), pl.lit("*0001~\nGE*1*"), control.cast(pl.String),
                             pl.lit("~\nIEA*1*"), control9, pl.lit("~\n"))
-    return bodies.select("provider_id", "net_cents", text=cat(header, pl.col("body"), plb, trailer)).collect()
+    return bodies.select("provider_id", "net_cents", text=cat(header, pl.col("body"), pl.col("plb"), trailer)).collect()
 
 
 def _element(value: str) -> str:
@@ -240,10 +301,13 @@ CSV_COLUMNS = ("provider_id", "section", "claim_id", "adjusts", "batch_id", "lin
                "modifier", "service_date", "units", "billed_amount", "paid_amount", "adjustment", "reasons", "carc")
 
 
-def csv_rows(lines: pl.LazyFrame, totals: pl.LazyFrame) -> pl.LazyFrame:
+def csv_rows(lines: pl.LazyFrame, totals: pl.LazyFrame, adjustments: pl.DataFrame) -> pl.LazyFrame:
     """Every line in CSV_COLUMNS (all text), then per provider three rows: total_paid,
-    total_reversed and net (the amount in paid_amount). Providers are interleaved: a provider's
-    rows, taken in order, are its remittance."""
+    total_reversed and net (the amount in paid_amount) and, for a provider with balance
+    adjustments, one row each (balance_forward: a negative net carried forward;
+    balance_forward_recovered: a balance of an earlier run recovered; `adjusts` names the
+    balance's trace number RUN-PROVIDER) and amount_paid (the 835's BPR02). Providers are
+    interleaved: a provider's rows, taken in order, are its remittance."""
     body = lines.select(
         "provider_id", "section", "claim_id", "adjusts", "batch_id", pl.col("line").cast(pl.String), "client_prime",
         "procedure_code", "modifier", pl.col("service_date").dt.strftime("%Y-%m-%d"), units=units_text(pl.col("units_s")),
@@ -255,7 +319,30 @@ def csv_rows(lines: pl.LazyFrame, totals: pl.LazyFrame) -> pl.LazyFrame:
     sums = [totals.select("provider_id", section=pl.lit(name), paid_amount=money_text(pl.col(column)))
             for name, column in (("total_paid", "paid_cents"), ("total_reversed", "reversed_cents"),
                                  ("net", "net_cents"))]
-    return pl.concat([body, *sums], how="diagonal_relaxed").select(CSV_COLUMNS)
+    plb = pl.col("plb_cents")
+    balances = adjustments.lazy().select(
+        "provider_id", section=pl.when(plb < 0).then(pl.lit("balance_forward")).otherwise(
+            pl.lit("balance_forward_recovered")),
+        adjusts=cat(pl.col("balance_run_id").cast(pl.String), "-", pl.col("provider_id")), paid_amount=money_text(-plb))
+    paid = adjustment_totals(adjustments).lazy().join(totals, on="provider_id").select(
+        "provider_id", section=pl.lit("amount_paid"), paid_amount=money_text(pl.col("net_cents") - plb))
+    return pl.concat([body, *sums, balances, paid], how="diagonal_relaxed").select(CSV_COLUMNS)
+
+
+def csv_field(text: pl.Expr) -> pl.Expr:
+    """A value as a CSV field, as polars' write_csv writes it: null is empty; an empty text, or
+    one holding a comma, a quote or a line break, is quoted (quotes doubled)."""
+    quoted = '"' + text.str.replace_all('"', '""', literal=True) + '"'
+    return (pl.when(text.is_null()).then(pl.lit(""))
+            .when((text == "") | text.str.contains(r'[,"\n\r]')).then(quoted).otherwise(text))
+
+
+def csv_texts(rows: pl.LazyFrame, key: str = "provider_id") -> pl.LazyFrame:
+    """Each provider's CSV file (provider_id: the `key` column, text), from csv_rows (all text),
+    the header first, in the order providers first appear."""
+    line = pl.concat_str([csv_field(pl.col(c)) for c in CSV_COLUMNS], separator=",") + "\n"
+    return rows.group_by(key, maintain_order=True).agg(text=line.str.join("")).select(
+        provider_id=key, text=",".join(CSV_COLUMNS) + "\n" + pl.col("text"))
 
 
 def html_escape(text: pl.Expr) -> pl.Expr:
@@ -328,27 +415,38 @@ def html_sections(lines: pl.LazyFrame) -> pl.DataFrame:
 
 
 def html_remittance(provider_id: str, name: str | None, sections: dict[str, tuple[str, int]], totals: dict,
-                    payer: Payer, run: RunInfo) -> str:
+                    payer: Payer, run: RunInfo, balances: list[tuple[int, int]] = ()) -> str:
     """One provider's readable remittance. sections: section -> (rows HTML, count); totals: a
-    provider_totals row."""
+    provider_totals row; balances: its balance_forward adjustments (balance_run_id, plb_cents)."""
     title = f"Remittance advice: run {run.run_id}, provider {provider_id}"
+    figures = [("total-paid", "Paid", money(totals["paid_cents"])),
+               ("total-reversed", "Reversed", money(totals["reversed_cents"])),
+               ("net", "Net", money(totals["net_cents"]))]
+    if balances:
+        forwarded = -sum(cents for _run, cents in balances if cents < 0)
+        recovered = sum(cents for _run, cents in balances if cents > 0)
+        figures += [("balance-forward", "Balance carried forward", money(forwarded))] if forwarded else []
+        figures += [("balance-recovered", "Balance forward recovered", money(recovered))] if recovered else []
+        figures += [("amount-paid", "Amount paid", money(totals["net_cents"] - sum(c for _r, c in balances)))]
+    figures += [("count-pending", "Pending claims", str(totals["pending"])),
+                ("count-rejected", "Rejected lines", str(totals["rejected"]))]
     cards = "".join(f'<div class="card"><span class="muted">{label}</span><b id="{key}">{value}</b></div>'
-                    for key, label, value in (
-                        ("total-paid", "Paid", money(totals["paid_cents"])),
-                        ("total-reversed", "Reversed", money(totals["reversed_cents"])),
-                        ("net", "Net", money(totals["net_cents"])),
-                        ("count-pending", "Pending claims", str(totals["pending"])),
-                        ("count-rejected", "Rejected lines", str(totals["rejected"]))))
+                    for key, label, value in figures)
     body = []
+    if balances:
+        rows = "".join(f"<tr><td>{'balance carried forward' if cents < 0 else 'balance forward recovered'}</td>"
+                       f"<td>{escape(f'{balance_run}-{provider_id}')}</td><td class=\"n\">{money(-cents)}</td></tr>\n"
+                       for balance_run, cents in balances)
+        body.append(f'<h2 id="balance">Balance forward ({len(balances)})</h2>')
+        body.append('<table><thead><tr><th>adjustment</th><th>balance of (trace number)</th><th class="n">amount</th>'
+                    f"</tr></thead><tbody>\n{rows}</tbody></table>")
     for section, columns in HTML_COLUMNS.items():
         rows, count = sections.get(section, ("", 0))
         body.append(f'<h2 id="{section}">{SECTION_TITLES[section]} ({count})</h2>')
         if not count:
             body.append('<p class="muted">None.</p>')
             continue
-        heads = "".join(f'<th class="n">{_heading(c, section)}</th>' if c in NUMERIC else f"<th>{_heading(c, section)}</th>"
-                        for c in columns)
-        body.append(f"<table><thead><tr>{heads}</tr></thead><tbody>\n{rows}</tbody></table>")
+        body.append(f"<table><thead><tr>{_table_heads(section)}</tr></thead><tbody>\n{rows}</tbody></table>")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{OFFLINE_POLICY}'
             f"<title>{escape(title)}</title>{STYLE}</head><body>\n"
             f"<h1>{escape(title)}</h1>\n"
@@ -356,6 +454,12 @@ def html_remittance(provider_id: str, name: str | None, sections: dict[str, tupl
             f"run finished {run.finished_at.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. "
             f"Trace number {escape(f'{run.run_id}-{provider_id}')}.</p>\n"
             f'<div class="cards">{cards}</div>\n' + "\n".join(body) + "\n</body></html>\n")
+
+
+@functools.cache
+def _table_heads(section: str) -> str:
+    return "".join(f'<th class="n">{_heading(c, section)}</th>' if c in NUMERIC else f"<th>{_heading(c, section)}</th>"
+                   for c in HTML_COLUMNS[section])
 
 
 def _heading(column: str, section: str) -> str:

@@ -30,14 +30,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from bench import bench_limits, generated
-    from sqlalchemy import insert
 
     from worker.bootstrap import App
     from worker.settings import Settings
     from adjudication.rules import load_rules
-    from worker import remittances, service
-    from worker.store import repository as repo
-    from worker.store import schema as t
+    from worker import access, remittances, service
     from worker.store.database import make_engine, upgrade
 
     payer = App(Settings()).payer
@@ -54,8 +51,7 @@ def main() -> None:
     service.load_reference(engine, data)
     service.submit(engine, data / "claims.csv", rules, bench_limits(data / "claims.csv"))
     summary = service.run(engine, rules)
-    with engine.begin() as conn:
-        conn.execute(insert(t.operators).values(name="bench", role="operator", added_at=repo.now()))
+    access.bootstrap_admin(engine, "bench")  # exports need a registered operator (any role)
     print(f"run {summary.run_id}: {summary.claims:,} claims, {summary.paid:,} paid, {summary.suspended:,} suspended, "
           f"{summary.rejected:,} rejected", flush=True)
 

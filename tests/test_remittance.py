@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from adjudication import remittance as rem
 from adjudication import run_report
 from remit_helpers import PAYER, balances, segments, validate_835
-from worker.store.repository import DECISION_SCHEMA, REVERSAL_SCHEMA
+from worker.store.repository import DECISION_SCHEMA, NET_SCHEMA, REVERSAL_SCHEMA
 
 RUN = rem.RunInfo(7, dt.datetime(2026, 3, 3, 1, 2, tzinfo=dt.timezone.utc))
 NAMES = pl.DataFrame({"provider_id": ["P1", "P2"], "name": ["Provider One", "Provider Two"]})
@@ -39,10 +39,14 @@ def reversal(claim_id, reversed_by, provider="P1", units=40000, rate=None, paid=
                 paid_cents=paid, billed_rate_s=rate, units_s=units)
 
 
-def build(decisions: list[dict], reversals: list[dict] = ()) -> dict[str, str]:
+def build(decisions: list[dict], reversals: list[dict] = (), history: list[tuple[int, str, int]] = (),
+          run: rem.RunInfo = RUN) -> dict[str, str]:
+    """The run's 835s; history: the earlier runs' nets (run_id, provider_id, net_cents)."""
     lines = rem.claim_lines(pl.DataFrame(decisions, schema=DECISION_SCHEMA).lazy(),
                             pl.DataFrame(list(reversals), schema=REVERSAL_SCHEMA).lazy())
-    return {p: text for p, _net, text in rem.x12_835(lines, NAMES, PAYER, RUN).iter_rows()}
+    adjustments = rem.balance_forward(pl.DataFrame(list(history), schema=NET_SCHEMA, orient="row"), run.run_id,
+                                      rem.provider_totals(lines).select("provider_id", "net_cents").collect())
+    return {p: text for p, _net, text in rem.x12_835(lines, NAMES, PAYER, run, adjustments).iter_rows()}
 
 
 def test_paid_claims_and_a_billed_rate_above_the_spa_rate():
@@ -78,6 +82,40 @@ def test_reversals_and_a_negative_net_carried_in_plb():
     assert ["BPR", "H", "0", "C", "NON"] == segments(text)[3][:5]
 
 
+def test_a_balance_forward_is_recovered_in_the_next_runs_with_a_positive_net():
+    # Run 3 took back 100.00 more than it paid P1, run 5 another 50.00; P2 owes nothing.
+    history = [(3, "P1", -10000), (4, "P1", 0), (5, "P1", -5000), (5, "P2", 2000)]
+    later = rem.RunInfo(8, RUN.finished_at)
+    text = build([decision("A1"), decision("A2", provider="P2")], history=history, run=later)["P1"]
+    assert validate_835(text) == []
+    figures = balances(text)  # BPR02 = sum(CLP04) - sum(PLB04)
+    assert figures["net"] == Decimal("70.12") and figures["plb"] == Decimal("70.12") and figures["bpr02"] == 0
+    assert ["PLB", "P1", "20261231", "FB:3-P1", "70.12"] in segments(text)
+    assert ["BPR", "H", "0", "C", "NON"] == segments(text)[3][:5]
+    assert "PLB" not in build([decision("A2", provider="P2")], history=history, run=later)["P2"]
+
+    # The next run recovers what is left of run 3's balance, then run 5's: oldest first, in one PLB.
+    history.append((8, "P1", 7012))
+    text = build([decision("A3", units=200000)], history=history, run=rem.RunInfo(9, RUN.finished_at))["P1"]
+    assert validate_835(text) == []
+    figures = balances(text)
+    assert figures["net"] == Decimal("350.60") and figures["bpr02"] == Decimal("350.60") - Decimal("79.88")
+    assert [s for s in segments(text) if s[0] == "PLB"] == [["PLB", "P1", "20261231", "FB:3-P1", "29.88",
+                                                             "FB:5-P1", "50"]]
+    assert segments(text)[3][:3] == ["BPR", "I", "270.72"]
+
+
+def test_a_negative_net_adds_to_the_balance_and_a_small_net_recovers_part_of_it():
+    adjustments = rem.balance_forward(pl.DataFrame([(1, "P1", -5000), (2, "P1", 1000)], schema=NET_SCHEMA,
+                                                   orient="row"), 3,
+                                      pl.DataFrame({"provider_id": ["P1", "P2"], "net_cents": [-700, -1]}))
+    assert adjustments.rows() == [("P1", 3, -700), ("P2", 3, -1)]
+    adjustments = rem.balance_forward(pl.DataFrame([(1, "P1", -5000), (2, "P1", 1000), (3, "P1", -700)],
+                                                   schema=NET_SCHEMA, orient="row"), 4,
+                                      pl.DataFrame({"provider_id": ["P1"], "net_cents": [4500]}))
+    assert adjustments.rows() == [("P1", 1, 4000), ("P1", 3, 500)]  # 200 of run 3's balance carries on
+
+
 def test_the_validator_catches_a_broken_835():
     text = build([decision("A1")])["P1"]
     assert validate_835(text.replace("DTM*472*20260302~\n", "")) != []
@@ -96,7 +134,7 @@ def test_csv_and_html_carry_payments_reversals_pending_and_rejected():
                  decision("=HYPERLINK", status="paid")]
     lines = rem.claim_lines(pl.DataFrame(decisions, schema=DECISION_SCHEMA).lazy(),
                             pl.DataFrame([reversal("O1", "V1")], schema=REVERSAL_SCHEMA).lazy())
-    rows = rem.csv_rows(lines, rem.provider_totals(lines)).collect()
+    rows = rem.csv_rows(lines, rem.provider_totals(lines), pl.DataFrame(schema=rem.ADJUSTMENT_SCHEMA)).collect()
     assert rows.get_column("section").to_list() == ["reversal", "payment", "payment", "pending", "rejected",
                                                     "total_paid", "total_reversed", "net"]
     assert rows.filter(pl.col("section") == "net").get_column("paid_amount").item() == "70.12"
@@ -179,3 +217,42 @@ def test_file_names_are_safe_and_distinct():
     assert file_name(7, "P1", "x12") == "run-7-provider-P1.835"
     odd = [file_name(7, p, "csv") for p in ("A/B", "A_B", "A B", "../x", ".hidden")]
     assert len(set(odd)) == len(odd) and all("/" not in n and n.startswith("run-7-provider-") for n in odd)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(runs(), min_size=1, max_size=5))
+def test_over_a_sequence_of_runs_the_835s_pay_the_nets_less_the_balances_still_owed(sequence):
+    """Per 835: BPR02 = sum(CLP04) - sum(PLB04) (balances checks it). Over the runs: the BPR02s
+    add up to paid - reversed plus what providers still owe (a negative balance not recovered yet),
+    as a provider's running balance max(0, owed - net) says."""
+    history: list[tuple[int, str, int]] = []
+    owed: dict[str, int] = {}
+    paid_total = net_total = 0
+    for run_id, (decisions, reversals) in enumerate(sequence, start=1):
+        files = build(decisions, reversals, history, rem.RunInfo(run_id, RUN.finished_at))
+        for provider, text in files.items():
+            figures = balances(text)
+            net = int(figures["net"] * 100)
+            paid_total += int(figures["bpr02"] * 100)
+            net_total += net
+            owed[provider] = max(0, owed.get(provider, 0) - net)
+            history.append((run_id, provider, net))
+    assert paid_total == net_total + sum(owed.values())
+
+
+def test_csv_texts_are_what_polars_write_csv_writes():
+    """The CSV files are built as text (fast); they must read as polars' own writer writes them."""
+    decisions = [decision('A,"1"\nx', rate=200000), decision("", status="suspended", reasons=["NO_ACTIVE_SPA"],
+                                                             carc=["197"]),
+                 decision("A\r3", provider="P2", status="rejected", reasons=["INVALID_RECORD:units"], carc=["16"]),
+                 decision("=1+1", modifier=" ,")]
+    lines = rem.claim_lines(pl.DataFrame(decisions, schema=DECISION_SCHEMA).lazy(),
+                            pl.DataFrame([reversal("O'1", "V1")], schema=REVERSAL_SCHEMA).lazy())
+    adjustments = pl.DataFrame([("P1", 3, 500)], schema=rem.ADJUSTMENT_SCHEMA, orient="row")
+    rows = rem.csv_rows(lines, rem.provider_totals(lines), adjustments).collect()
+    texts = dict(rem.csv_texts(rows.lazy()).collect().rows())
+    assert list(texts) == ["P1", "P2"]
+    for provider, text in texts.items():
+        assert text == rows.filter(pl.col("provider_id") == provider).write_csv()
+    assert texts["P1"].splitlines()[-2:] == ["P1,balance_forward_recovered,,3-P1,,,,,,,,,-5.00,,,",
+                                             "P1,amount_paid,,,,,,,,,,,65.12,,,"]

@@ -13,6 +13,7 @@ from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -77,6 +78,61 @@ def test_remittances_of_the_worked_example(dbcli, tmp_path):
     assert "run=1 provider=G1 format=html" in [e["target"] for e in entries]
 
 
+CORRECTION_HEADER = ("claim_id,client_prime,provider_id,staff_id,procedure_code,modifier,service_date,start_time,"
+                     "end_time,units,billed_rate,frequency,original_claim_id\n")
+
+
+def test_a_negative_balance_is_carried_forward_and_recovered_in_the_next_runs(dbcli, tmp_path):
+    """Run 2 voids both of P1's payments of run 1 (a net of -105.18): its 835 pays 0 and carries
+    the balance forward; run 3 pays P1 17.53, all recovered; run 4 pays 140.24, of which the 87.65
+    still owed is recovered. Producing run 3's remittances again after run 4 gives the same bytes."""
+    def submit_and_run(name: str, rows: list[str]) -> str:
+        (tmp_path / name).write_text(CORRECTION_HEADER + "\n".join(rows) + "\n")
+        dbcli("submit", tmp_path / name)
+        return dbcli("run").out
+
+    assert "amount reversed 105.18" in submit_and_run("voids.csv", ["V1,xyz0000a,P1,,,,,,,,,8,WX-1",
+                                                                  "V6,xyz0000a,P1,,,,,,,,,8,WX-6"])
+    submit_and_run("small.csv", ["N1,xyz0000a,P1,,OR526,NA,2026-03-03,09:00,10:00,1,,,"])
+    out = tmp_path / "remit"
+
+    def remit(run: int, fmt: str) -> Path:
+        dbcli("remittance", str(run), "--format", fmt, "--provider", "P1", "--operator", "ann", "--output", out)
+        return out / f"run-{run}-provider-P1.{ {'x12': '835'}.get(fmt, fmt) }"
+
+    second = remit(2, "x12").read_text()
+    assert validate_835(second) == []
+    assert "PLB*P1*20261231*FB:2-P1*-105.18~" in second and balances(second)["bpr02"] == 0
+    third = remit(3, "x12").read_text()
+    assert validate_835(third) == []
+    figures = balances(third)
+    assert (figures["net"], figures["plb"], figures["bpr02"]) == (Decimal("17.53"), Decimal("17.53"), 0)
+    assert "PLB*P1*20261231*FB:2-P1*17.53~" in third
+
+    submit_and_run("big.csv", ["N2,xyz0000a,P1,,OR526,NA,2026-03-04,09:00,17:00,8,,,"])
+    fourth = remit(4, "x12").read_text()
+    assert validate_835(fourth) == []
+    figures = balances(fourth)
+    assert (figures["net"], figures["plb"], figures["bpr02"]) == (Decimal("140.24"), Decimal("87.65"),
+                                                                  Decimal("52.59"))
+    assert "PLB*P1*20261231*FB:2-P1*87.65~" in fourth and "BPR*I*52.59*C*CHK" in fourth
+    assert remit(3, "x12").read_text() == third  # the balance comes from the runs before, in order
+
+    with remit(4, "csv").open() as handle:
+        rows = [(r["section"], r["adjusts"], r["paid_amount"]) for r in csv.DictReader(handle)][-5:]
+    assert rows == [("total_paid", "", "140.24"), ("total_reversed", "", "0.00"), ("net", "", "140.24"),
+                    ("balance_forward_recovered", "2-P1", "-87.65"), ("amount_paid", "", "52.59")]
+    with remit(2, "csv").open() as handle:
+        rows = [(r["section"], r["adjusts"], r["paid_amount"]) for r in csv.DictReader(handle)][-2:]
+    assert rows == [("balance_forward", "2-P1", "105.18"), ("amount_paid", "", "0.00")]
+    page = remit(4, "html").read_text()
+    assert '<b id="balance-recovered">87.65</b>' in page and '<b id="amount-paid">52.59</b>' in page
+    assert "<td>balance forward recovered</td><td>2-P1</td>" in page
+    trail = [e["target"] for e in json.loads(dbcli("audit", "--format", "json").out) if e["action"] == "remittance"]
+    assert sorted(trail) == sorted(f"run={r} provider=P1 format={f}" for r, f in (
+        (2, "x12"), (3, "x12"), (4, "x12"), (3, "x12"), (4, "csv"), (2, "csv"), (4, "html")))
+
+
 def test_remittance_and_report_refusals(dbcli, tmp_path):
     for args, message in (
         (("remittance", "1", "--format", "x12", "--operator", ""), "name the acting operator"),
@@ -119,10 +175,15 @@ def test_report_of_a_second_run_compares_with_the_first(dbcli):
 @given(reference=reference_sets(), groups=batches(), requeue_after=st.lists(st.booleans(), min_size=3, max_size=3))
 def test_remittances_add_up_to_the_runs_and_the_outcomes(store, tmp_path, reference, groups, requeue_after):
     """For every run: the 835s' nets (BPR02 + PLB) add up to what the run paid minus what it
-    reversed (the runs table and run_reversals), and the outcomes' paid amounts grow by what the
-    run paid; the report says the same."""
+    reversed (the runs table, `runs` and run_reversals), and the outcomes' paid amounts grow by
+    what the run paid; the report and the CSV say the same. Over the runs, the BPR02s add up to
+    paid minus reversed plus the balances providers still owe (negative nets not recovered yet)."""
+    from worker import runs
+
     _fresh(store, reference)  # reset_store registers the test operators (conftest.add_staff) again
     history_paid = Decimal(0)
+    bpr02_total = net_total = Decimal(0)
+    owed: dict[str, Decimal] = {}  # provider -> balance still owed: max(0, owed - net) run after run
     for index, group in enumerate(groups):
         # scenarios.batches: replacements and voids of paid, suspended, rejected, reversed and unknown claims
         service.submit(store, _write_csv(tmp_path / f"b{index}.csv", group), RULES, Limits(),
@@ -141,6 +202,15 @@ def test_remittances_add_up_to_the_runs_and_the_outcomes(store, tmp_path, refere
         nets = [balances((out / name).read_text()) for name in names]
         assert sum((n["bpr02"] + n["plb"] for n in nets), Decimal(0)) * 100 == run_row["paid_cents"] - reversed_cents
         assert len({n["trace"] for n in nets}) == len(nets)
+        for n in nets:
+            provider = n["trace"].split("-", 1)[1]
+            owed[provider] = max(Decimal(0), owed.get(provider, Decimal(0)) - n["net"])
+            bpr02_total += n["bpr02"]
+            net_total += n["net"]
+        assert bpr02_total == net_total + sum(owed.values(), Decimal(0))
+        listed = runs.list_runs(store).filter(pl.col("run_id") == summary.run_id).row(0, named=True)
+        assert (listed["paid_cents"], listed["reversed_cents"], listed["paid"]) == (
+            run_row["paid_cents"], reversed_cents, run_row["paid"])
         now_paid = sum((Decimal(a) for a in service.outcomes(store, history=True).get_column("paid_amount")), Decimal(0))
         assert (now_paid - history_paid) * 100 == run_row["paid_cents"]
         history_paid = now_paid
@@ -152,8 +222,16 @@ def test_remittances_add_up_to_the_runs_and_the_outcomes(store, tmp_path, refere
         csv_rows = [row for name in names for row in csv.DictReader((out / name).open())]
         assert sum(Decimal(r["paid_amount"]) for r in csv_rows if r["section"] == "net") * 100 == (
             run_row["paid_cents"] - reversed_cents)
+        # What each provider is paid: its 835's BPR02 (amount_paid where balances moved, else net).
+        paid_by_csv = {}
+        for r in csv_rows:
+            if r["section"] in ("net", "amount_paid"):
+                paid_by_csv[r["provider_id"]] = max(Decimal(0), Decimal(r["paid_amount"]))
+        assert {n["trace"].split("-", 1)[1]: n["bpr02"] for n in nets} == {
+            p: v for p, v in paid_by_csv.items() if p in {n["trace"].split("-", 1)[1] for n in nets}}
         assert {r["section"] for r in csv_rows} <= {"payment", "reversal", "pending", "rejected", "total_paid",
-                                                   "total_reversed", "net"}
+                                                   "total_reversed", "net", "balance_forward",
+                                                   "balance_forward_recovered", "amount_paid"}
 
 
 # --- opened in a browser ---------------------------------------------------------------------------

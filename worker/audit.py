@@ -69,13 +69,27 @@ def _serialize(conn: Connection) -> None:
 
 def append(conn: Connection, operator: str, action: str, target: str, note: str) -> None:
     """Add one entry, inside the caller's transaction (it is kept only if the action is)."""
+    append_many(conn, operator, action, [(target, note)])
+
+
+def append_many(conn: Connection, operator: str, action: str, entries: list[tuple[str, str]]) -> None:
+    """Add one entry per (target, note), chained in that order, in one statement (a run's
+    remittances are thousands of entries), inside the caller's transaction."""
+    if not entries:
+        return
     _serialize(conn)
     head = conn.execute(select(t.audit.c.id, t.audit.c.hash).order_by(t.audit.c.id.desc()).limit(1)).first()
     os_user, host = origin()
-    entry = {"id": (head.id + 1) if head else 1, "at": dt.datetime.now(dt.timezone.utc), "operator": operator,
-             "action": action, "target": target, "note": note, "os_user": os_user, "host": host}
-    prev_hash = head.hash if head else GENESIS
-    conn.execute(insert(t.audit).values(**entry, prev_hash=prev_hash, hash=entry_hash(entry, prev_hash)))
+    at = dt.datetime.now(dt.timezone.utc)
+    next_id, prev_hash = ((head.id + 1) if head else 1), (head.hash if head else GENESIS)
+    rows = []
+    for target, note in entries:
+        entry = {"id": next_id, "at": at, "operator": operator, "action": action, "target": target, "note": note,
+                 "os_user": os_user, "host": host}
+        digest = entry_hash(entry, prev_hash)
+        rows.append({**entry, "prev_hash": prev_hash, "hash": digest})
+        next_id, prev_hash = next_id + 1, digest
+    conn.execute(insert(t.audit), rows)
 
 
 def trail(engine: Engine) -> pl.DataFrame:

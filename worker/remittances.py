@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -69,16 +70,18 @@ def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | No
                 raise service.UserError(f"run {run_id} decided no claim of provider {provider}")
         info = rem.RunInfo(run_id, run["finished_at"] or run["started_at"])
         lines = rem.claim_lines(decisions.lazy(), reversals.lazy()).collect().lazy()
+        totals = rem.provider_totals(lines).collect()
+        adjustments = rem.balance_forward(repo.provider_nets_before(run_id), run_id,
+                                          totals.select("provider_id", "net_cents"))
         output.mkdir(parents=True, exist_ok=True)
         if fmt == "x12":
-            providers = []
-            for provider_id, _net, text in rem.x12_835(lines, repo.provider_names(), payer, info).iter_rows():
-                (output / file_name(run_id, provider_id, fmt)).write_bytes(text.encode("ascii"))
-                providers.append(provider_id)
+            providers = _write(run_id, fmt, rem.x12_835(lines, repo.provider_names(), payer, info, adjustments),
+                               output, "ascii")
         elif fmt == "csv":
-            providers = _csv(run_id, lines, output)
+            providers = _write(run_id, fmt, _csv(lines, totals, adjustments), output, "utf-8")
         else:
-            providers = _html(run_id, lines, repo.provider_names(), payer, info, output)
+            providers = _write(run_id, fmt, _html(lines, totals, adjustments, repo.provider_names(), payer, info),
+                               output, "utf-8")
         written = [(p, file_name(run_id, p, fmt)) for p in providers]
         repo.audit_many(submitter or operator, "remittance", [
             (f"run={run_id} provider={p} format={fmt}", name) for p, name in written])
@@ -98,31 +101,43 @@ def provider_remittance(engine: service.Store, run_id: int, provider: str, fmt: 
         return (Path(folder) / names[0]).read_text(encoding="utf-8")
 
 
-def _csv(run_id: int, lines: pl.LazyFrame, output: Path) -> list[str]:
-    """One CSV per provider, written by polars in one pass (a file per provider key)."""
+def _write(run_id: int, fmt: str, files: pl.DataFrame | Iterator[tuple[str, str]], output: Path,
+           encoding: str) -> list[str]:
+    """Write each provider's text (a frame of provider_id and text, or those pairs) to its file;
+    returns the providers, in that order."""
+    pairs = files.select("provider_id", "text").iter_rows() if isinstance(files, pl.DataFrame) else files
+    providers = []
+    for provider_id, text in pairs:
+        (output / file_name(run_id, provider_id, fmt)).write_bytes(text.encode(encoding))
+        providers.append(provider_id)
+    return providers
+
+
+def _csv(lines: pl.LazyFrame, totals: pl.DataFrame, adjustments: pl.DataFrame) -> pl.DataFrame:
+    """Each provider's CSV text, posted values guarded against spreadsheet formulas."""
     from worker.cli import safe_for_spreadsheets
 
-    rows = rem.csv_rows(lines, rem.provider_totals(lines)).collect()
+    rows = rem.csv_rows(lines, totals.lazy(), adjustments).collect()
     posted = ["provider_id", "claim_id", "adjusts", "batch_id", "client_prime", "procedure_code", "modifier"]
+    # A file per provider id as stored (key); the column shows it guarded.
     guarded = rows.with_columns(safe_for_spreadsheets(rows.select(posted)).get_columns(), key=pl.col("provider_id"))
-    guarded.lazy().sink_csv(pl.PartitionBy(
-        output, key="key", include_key=False,
-        file_path_provider=lambda args: file_name(run_id, args.partition_keys.item(0, 0), "csv")), maintain_order=True)
-    return rows.get_column("provider_id").unique(maintain_order=True).to_list()
+    return rem.csv_texts(guarded.lazy(), key="key").collect()
 
 
-def _html(run_id: int, lines: pl.LazyFrame, names: pl.DataFrame, payer: rem.Payer, info: rem.RunInfo,
-          output: Path) -> list[str]:
-    totals = rem.provider_totals(lines).collect()
+def _html(lines: pl.LazyFrame, totals: pl.DataFrame, adjustments: pl.DataFrame, names: pl.DataFrame,
+          payer: rem.Payer, info: rem.RunInfo) -> Iterator[tuple[str, str]]:
+    """Each provider's page (provider_id, text), made as it is written."""
+    balances: dict[str, list[tuple[int, int]]] = {}
+    for provider_id, balance_run, cents in adjustments.iter_rows():
+        balances.setdefault(provider_id, []).append((balance_run, cents))
     sections: dict[str, dict[str, tuple[str, int]]] = {}
     for provider_id, section, rows, count in rem.html_sections(lines).iter_rows():
         sections.setdefault(provider_id, {})[section] = (rows, count)
     name_of = dict(names.filter(pl.col("provider_id").is_in(totals.get_column("provider_id").implode())).rows())
     for row in totals.iter_rows(named=True):
-        page = rem.html_remittance(row["provider_id"], name_of.get(row["provider_id"]),
-                                   sections.get(row["provider_id"], {}), row, payer, info)
-        (output / file_name(run_id, row["provider_id"], "html")).write_text(page, encoding="utf-8")
-    return totals.get_column("provider_id").to_list()
+        yield row["provider_id"], rem.html_remittance(row["provider_id"], name_of.get(row["provider_id"]),
+                                                      sections.get(row["provider_id"], {}), row, payer, info,
+                                                      balances.get(row["provider_id"], []))
 
 
 def report(engine: service.Store, run_id: int, fmt: str, operator: str | None) -> str:

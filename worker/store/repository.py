@@ -8,8 +8,8 @@ import json
 from dataclasses import dataclass, replace
 
 import polars as pl
-from sqlalchemy import (ARRAY, Connection, String, and_, any_, bindparam, delete, exists, func, insert, literal_column,
-                        select, update)
+from sqlalchemy import (ARRAY, Connection, String, and_, any_, bindparam, case, delete, exists, func, insert,
+                        literal_column, select, update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -705,9 +705,10 @@ class Repository:
         audit.append(self.conn, operator, action, target, note)
 
     def audit_many(self, operator: str, action: str, entries: list[tuple[str, str]]) -> None:
-        """One audit entry per (target, note): a run's remittances are thousands."""
-        for target, note in entries:
-            self.audit(operator, action, target, note)
+        """One audit entry per (target, note), in one statement: a run's remittances are thousands."""
+        from worker import audit
+
+        audit.append_many(self.conn, operator, action, entries)
 
     # what a run decided (remittances, the run report)
     def run_row(self, run_id: int) -> dict | None:
@@ -724,6 +725,9 @@ class Repository:
 
     def run_reversals(self, run_id: int) -> pl.DataFrame:
         return run_reversals(self.conn, run_id)
+
+    def provider_nets_before(self, run_id: int) -> pl.DataFrame:
+        return provider_nets_before(self.conn, run_id)
 
 
 
@@ -855,3 +859,37 @@ def run_reversals(conn: Connection, run_id: int) -> pl.DataFrame:
     if reversed_.height == 0:
         return pl.DataFrame(schema=REVERSAL_SCHEMA)
     return reversed_.hstack(_billing(conn, reversed_)).select(REVERSAL_SCHEMA.keys()).cast(REVERSAL_SCHEMA)
+
+
+NET_SCHEMA = {"run_id": pl.Int64, "provider_id": pl.String, "net_cents": pl.Int64}
+
+
+def provider_nets_before(conn: Connection, run_id: int) -> pl.DataFrame:
+    """What each run before `run_id` paid a provider minus what it took back (NET_SCHEMA), sorted
+    by provider and run, for the providers some earlier run took a payment back from: no other
+    provider can have had a negative net, so no other can carry a balance forward. Both reads go
+    by index (reversals are few; a provider's attempts by attempts_provider_date), never through
+    every paid attempt."""
+    a, r = t.attempts.c, t.reversals.c
+    taken_back = read_frame(conn, select(r.claim_pk, r.run_id).where(r.run_id < run_id),
+                            {"claim_pk": pl.Int64, "run_id": pl.Int64})
+    if taken_back.height == 0:
+        return pl.DataFrame(schema=NET_SCHEMA)
+    originals = read_frame(conn, select(a.claim_pk, a.provider_id, a.paid_cents).where(
+        _in_values_int(conn, a.claim_pk, taken_back.get_column("claim_pk").to_list(), "claim_pks"),
+        a.status == "paid", a.provider_id.is_not(None)),
+        {"claim_pk": pl.Int64, "provider_id": pl.String, "paid_cents": pl.Int64})
+    taken = taken_back.join(originals, on="claim_pk").group_by("run_id", "provider_id").agg(
+        reversed_cents=pl.col("paid_cents").sum())
+    if taken.height == 0:
+        return pl.DataFrame(schema=NET_SCHEMA)
+    providers = sorted(set(taken.get_column("provider_id").to_list()))
+    paid_cents = func.sum(case((a.status == "paid", a.paid_cents), else_=0))  # no status index: by provider
+    paid = read_frame(conn, select(a.run_id, a.provider_id, paid_cents)
+                      .where(a.run_id < run_id, _in_values(conn, a.provider_id, providers))
+                      .group_by(a.run_id, a.provider_id),
+                      {"run_id": pl.Int64, "provider_id": pl.String, "paid_cents": pl.Int64})
+    return (paid.join(taken, on=["run_id", "provider_id"], how="full", coalesce=True)
+            .select("run_id", "provider_id", net_cents=pl.col("paid_cents").fill_null(0)
+                    - pl.col("reversed_cents").fill_null(0))
+            .sort("provider_id", "run_id").cast(NET_SCHEMA))
