@@ -18,16 +18,16 @@ FIXTURES = ROOT / "fixtures"
 ADJUDICATE = Path(sys.executable).with_name("adjudicate")
 
 
-# HYPOTHESIS_PROFILE=long: a campaign (README, "Tests"): property tests run LONG_SCALE times their
-# usual examples, and hypothesis prints the blob that reproduces a failure.
-LONG_SCALE = 20
+# HYPOTHESIS_PROFILE=long: a campaign (README, "Tests"): property tests run HYPOTHESIS_SCALE (default
+# 20) times their usual examples, and hypothesis prints the blob that reproduces a failure.
+LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 hypothesis.settings.register_profile("long", print_blob=True)
-hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+hypothesis.settings.load_profile("long" if LONG else "default")
 
 
 def examples(count: int) -> int:
     """A property test's number of examples: `count`, scaled up under HYPOTHESIS_PROFILE=long."""
-    return count * LONG_SCALE if os.environ.get("HYPOTHESIS_PROFILE") == "long" else count
+    return count * int(os.environ.get("HYPOTHESIS_SCALE", 20)) if LONG else count
 
 
 @dataclass
