@@ -8,7 +8,7 @@ import io
 import shutil
 from decimal import Decimal
 
-from conftest import FIXTURES
+from conftest import FIXTURES, ROOT
 from remit_helpers import balances
 from test_cli import write
 
@@ -290,7 +290,8 @@ def test_reasons_are_listed_in_the_order_of_the_edit_table(ready, tmp_path):
     write(reference / "providers.csv", "provider_id,name,kind,start_date,end_date\nP1,Provider One,psw,,2026-03-01\n")
     write(reference / "plans.csv", "plan_id,client_prime,start_date,end_date,status,monthly_hours\n"
                                    "POC1,xyz0000a,2026-01-01,2026-12-31,accepted,6\n")
-    write(reference / "spas.csv", SPAS_HEADER + "A,POC1,P1,SE49,OR526,NA,2026-01-01,2026-12-31,6,month,17.53,accepted\n")
+    write(reference / "spas.csv",
+          SPAS_HEADER + "A,POC1,P1,SE49,OR526,NA,2026-01-01,2026-12-31,6,month,17.53,accepted\n")
     ready("reference", "load", reference)
     ready("submit", claims_file(tmp_path, "2.csv", "O2,xyz0000a,P1,,OR526,NA,2026-03-02,09:00,13:00,4,,,",
                                 "U1,nobody0a,P7,,OR526,NA,2026-03-02,09:00,13:00,4,,,"), "--received", "2027-03-03")
@@ -304,19 +305,23 @@ def test_reasons_are_listed_in_the_order_of_the_edit_table(ready, tmp_path):
 
 
 def test_the_rules_file_sets_timely_filing_days_and_the_in_home_and_residential_lists(ready, tmp_path):
-    default = (FIXTURES.parent / "adjudication" / "default_rules.toml").read_text()
-    rules = write(tmp_path / "rules.toml", default.replace("timely_filing_days = 365", "timely_filing_days = 30")
-                  .replace('residential_service_elements = ["SE50", "SE158"]', 'residential_service_elements = ["SE158"]'))
-    assert default != rules.read_text()
+    text = (ROOT / "adjudication" / "default_rules.toml").read_text()
+    for default, deployed in (("timely_filing_days = 365", "timely_filing_days = 30"),
+                              ('residential_service_elements = ["SE50", "SE158"]',
+                               'residential_service_elements = ["SE158"]')):
+        assert default in text
+        text = text.replace(default, deployed)
+    rules = write(tmp_path / "rules.toml", text)
     reference = tmp_path / "ref"
     reference.mkdir()
-    both = ("B2,POC1,P3,SE50,OR542,,2026-01-01,2026-12-31,31,month,150.00,accepted\n")  # overlaps the SE49 SPAs
-    write(reference / "spas.csv", SPAS_HEADER + both)
+    # A SE50 SPA over the whole year of the worked example's SE49 SPAs.
+    write(reference / "spas.csv",
+          SPAS_HEADER + "B2,POC1,P3,SE50,OR542,,2026-01-01,2026-12-31,31,month,150.00,accepted\n")
     assert ready("reference", "load", reference, ok=False).code == 1  # SE50 is residential by default
     ready("--rules", rules, "reference", "load", reference)  # not in this deployment
-    ready("--rules", rules, "submit", claims_file(tmp_path, "c.csv", "T1,xyz0000a,P1,,OR526,NA,2026-03-01,09:00,10:00,1,,,",
-                                                  "T2,xyz0000a,P1,,OR526,NA,2026-03-02,09:00,10:00,1,,,"),
-          "--received", "2026-04-01")  # 31 and 30 days later
+    claims = claims_file(tmp_path, "c.csv", "T1,xyz0000a,P1,,OR526,NA,2026-03-01,09:00,10:00,1,,,",
+                         "T2,xyz0000a,P1,,OR526,NA,2026-03-02,09:00,10:00,1,,,")
+    ready("--rules", rules, "submit", claims, "--received", "2026-04-01")  # 31 and 30 days later
     ready("--rules", rules, "run")
     rows = latest(ready)
     assert (decided(rows["T1"]), decided(rows["T2"])) == (("suspended", "TIMELY_FILING", "29", "A", "0.00"),
