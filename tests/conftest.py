@@ -10,11 +10,24 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import hypothesis
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 ADJUDICATE = Path(sys.executable).with_name("adjudicate")
+
+
+# HYPOTHESIS_PROFILE=long: a campaign (README, "Tests"): property tests run HYPOTHESIS_SCALE (default
+# 20) times their usual examples, and hypothesis prints the blob that reproduces a failure.
+LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
+hypothesis.settings.register_profile("long", print_blob=True)
+hypothesis.settings.load_profile("long" if LONG else "default")
+
+
+def examples(count: int) -> int:
+    """A property test's number of examples: `count`, scaled up under HYPOTHESIS_PROFILE=long."""
+    return count * int(os.environ.get("HYPOTHESIS_SCALE", 20)) if LONG else count
 
 
 @dataclass

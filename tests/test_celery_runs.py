@@ -17,10 +17,12 @@ from hypothesis import strategies as st
 
 from adjudication.rules import load_rules
 from adjudication.shards import sharded
-from conftest import ADJUDICATE, FIXTURES, ROOT, Cli, require_server
+from conftest import ADJUDICATE, FIXTURES, ROOT, Cli, examples, require_server
 from engine_helpers import RunByRun
 from scenarios import batches, reference_sets
 from test_engine_properties import check_one_run_per_batch
+from test_store_properties import check_stored_runs
+from worker import bootstrap
 from worker.celery_app import make_celery
 from worker.distributed import CeleryShards, leftovers, redis_client
 from worker.settings import Settings
@@ -155,13 +157,32 @@ def worked_example_shards(count: int):
                  pl.DataFrame(schema={"claim_pk": pl.Int64, "code": pl.String}), count)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(reference=reference_sets(clients=CLIENTS), groups=batches(max_claims=30, clients=CLIENTS),
        count=st.integers(1, 5))
 def test_runs_decided_by_the_workers_equal_the_sequential_reference(celery_app, reference, groups, count):
     runner = RunByRun(reference, RULES, sharded(count, CeleryShards(celery_app, timeout=60)))
     check_one_run_per_batch(runner, reference, groups)
+
+
+def test_stored_runs_through_the_workers_equal_the_sequential_reference(celery_app, store, db_url, tmp_path):
+    """The path of `adjudicate --broker URL run` (bootstrap.App.run: the shards decided by the worker)
+    on the store, SQLite and PostgreSQL: batches of replacements and voids (of paid, suspended,
+    unknown and reversed claims, of another client or provider), received dates at the timely
+    filing boundary, enrollment boundaries, re-queues and overrides between runs, as the sequential
+    reference decides them."""
+    @settings(max_examples=examples(12), deadline=None, suppress_health_check=list(HealthCheck))
+    @given(reference=reference_sets(clients=CLIENTS), groups=batches(max_claims=30, clients=CLIENTS),
+           count=st.integers(1, 5), data=st.data())
+    def check(reference, groups, count, data):
+        app = bootstrap.build(database_url=db_url, broker_url=BROKER, run_shards=count, run_timeout_seconds=120)
+        try:
+            check_stored_runs(store, tmp_path, reference, groups, data, app.run)
+        finally:
+            app.engine.dispose()
+
+    check()
 
 
 def test_a_run_with_an_unreachable_broker_refuses_in_one_line(ready):

@@ -18,7 +18,7 @@ from sqlalchemy import insert, select, update
 from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA
 from adjudication.reference import Located
 from adjudication.rules import load_rules
-from conftest import OPERATOR, reset_store
+from conftest import OPERATOR, examples, reset_store
 from scenarios import batches, reference_sets
 from sequential import adjudicate_sequentially
 from adjudication.claim_file import Limits
@@ -73,8 +73,13 @@ def _assert_as_sequential(store, order: list[dict], reference) -> None:
     expected = adjudicate_sequentially(order, reference, RULES)
     stored = _stored(store)
     assert len(stored) == len(order)
+    # The claim id of the replacement or void that reversed each reversed claim (by claim_pk).
+    reversed_by = {o["reverses"]: e["claim_id"].strip() for e, o in zip(order, expected) if o["reverses"]}
     for entry, outcome in zip(order, expected):
         got = stored[entry["key"]]
+        assert got["adjusts"] == (outcome["adjusts"] or ""), entry
+        paying = outcome["status"] == "paid" and entry["claim_pk"] in reversed_by
+        assert got["reversed_by"] == (reversed_by[entry["claim_pk"]] if paying else ""), entry
         assert got["status"] == outcome["status"], entry
         assert got["reasons"] == ";".join(outcome["reasons"]), entry
         assert got["carc"] == ";".join(outcome["carc"]), entry
@@ -85,50 +90,57 @@ def _assert_as_sequential(store, order: list[dict], reference) -> None:
 
 
 def test_store_equals_the_sequential_reference(store, tmp_path):
-    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=examples(25), deadline=None, suppress_health_check=list(HealthCheck))
     @given(reference=reference_sets(), groups=batches(), data=st.data())
     def check(reference, groups, data):
-        _fresh(store, reference)
-        order: list[dict] = []  # queue entries for the reference, keyed like the store's attempts
-        attempts: dict[tuple, int] = {}
-        pk_of: dict[tuple, int] = {}
-        for index, group in enumerate(groups):
-            submitted = service.submit(store, _write_csv(tmp_path / f"b{index}.csv", group), RULES,
-                                       Limits(), received=_received(group))
-            if not submitted.new:
-                continue  # the same content again is a no-op
-            for line, row in enumerate(group, start=2):
-                key = (submitted.batch_id, line)
-                pk_of[key] = len(pk_of) + 1
-                attempts[key] = 1
-                order.append({**row, "claim_pk": pk_of[key], "key": (*key, 1)})
-            service.run(store, RULES)
-            suspended = [r for r in service.outcomes(store, status="suspended").iter_rows(named=True)]
-            if suspended and data.draw(st.booleans()):
-                chosen = data.draw(st.sampled_from(suspended))
-                key = (chosen["batch_id"], chosen["line"])
-                row = [o for o in order if o["claim_pk"] == pk_of[key]][-1]  # waivers so far stay
-                waivable = sorted(set(chosen["reasons"].split(";")) & RULES.waivable)
-                waived = set(row.get("waived", ()))
-                if waivable and data.draw(st.booleans()):
-                    code = data.draw(st.sampled_from(waivable))
-                    service.override(store, chosen["claim_id"], code, OPERATOR, "test", RULES)
-                    waived.add(code)
-                else:
-                    service.requeue(store, service.Selection(claim_ids=(chosen["claim_id"],)), OPERATOR, "test")
-                attempts[key] += 1
-                order.append({**row, "waived": waived, "key": (*key, attempts[key])})
-                service.run(store, RULES)
-        _assert_as_sequential(store, order, reference)
+        check_stored_runs(store, tmp_path, reference, groups, data, lambda: service.run(store, RULES))
 
     check()
+
+
+def check_stored_runs(store, folder: Path, reference, groups: list[list[dict]], data, run) -> None:
+    """Submit `groups` one batch at a time into an empty `store` holding `reference`, `run()` after
+    each, re-queue or override (waiving one of its codes) a suspended claim now and then and `run()`
+    again; then every stored attempt must be the sequential reference's."""
+    _fresh(store, reference)
+    order: list[dict] = []  # queue entries for the reference, keyed like the store's attempts
+    attempts: dict[tuple, int] = {}
+    pk_of: dict[tuple, int] = {}
+    for index, group in enumerate(groups):
+        submitted = service.submit(store, _write_csv(folder / f"b{index}.csv", group), RULES,
+                                   Limits(), received=_received(group))
+        if not submitted.new:
+            continue  # the same content again is a no-op
+        for line, row in enumerate(group, start=2):
+            key = (submitted.batch_id, line)
+            pk_of[key] = len(pk_of) + 1
+            attempts[key] = 1
+            order.append({**row, "claim_pk": pk_of[key], "key": (*key, 1)})
+        run()
+        suspended = [r for r in service.outcomes(store, status="suspended").iter_rows(named=True)]
+        if suspended and data.draw(st.booleans()):
+            chosen = data.draw(st.sampled_from(suspended))
+            key = (chosen["batch_id"], chosen["line"])
+            row = [o for o in order if o["claim_pk"] == pk_of[key]][-1]  # waivers so far stay
+            waivable = sorted(set(chosen["reasons"].split(";")) & RULES.waivable)
+            waived = set(row.get("waived", ()))
+            if waivable and data.draw(st.booleans()):
+                code = data.draw(st.sampled_from(waivable))
+                service.override(store, chosen["claim_id"], code, OPERATOR, "test", RULES)
+                waived.add(code)
+            else:
+                service.requeue(store, service.Selection(claim_ids=(chosen["claim_id"],)), OPERATOR, "test")
+            attempts[key] += 1
+            order.append({**row, "waived": waived, "key": (*key, attempts[key])})
+            run()
+    _assert_as_sequential(store, order, reference)
 
 
 def test_batches_stored_without_parsed_fields_are_parsed_by_the_run(store, tmp_path):
     """A payload written before submit kept the parsed fields (posted texts only), or by another
     parse version, still runs, and the outcome is the sequential reference's, whichever of the
     batches are of the old kind."""
-    @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=examples(10), deadline=None, suppress_health_check=list(HealthCheck))
     @given(reference=reference_sets(), groups=batches(), data=st.data())
     def check(reference, groups, data):
         _fresh(store, reference)
@@ -178,7 +190,7 @@ def test_a_payload_keeps_the_typed_fields_and_only_the_texts_that_were_padded():
 def test_withdrawn_batches_are_as_if_never_posted(store, tmp_path):
     """Claims of withdrawn batches are not adjudicated and hold no claim id: the run's outcome is
     the sequential reference's on the other batches alone."""
-    @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=examples(15), deadline=None, suppress_health_check=list(HealthCheck))
     @given(reference=reference_sets(), groups=batches(), data=st.data())
     def check(reference, groups, data):
         _fresh(store, reference)
