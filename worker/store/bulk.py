@@ -12,16 +12,41 @@ def insert_frame(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
     """Insert every row of `frame` (columns named as the table's) inside the caller's transaction."""
     if frame.height == 0:
         return
-    columns = frame.columns
     if conn.dialect.name == "postgresql":
-        _copy(conn, table, frame)
+        _copy(conn, table.name, frame)
         return
+    _sqlite_executemany(conn, _insert_sql(table.name, frame.columns), frame)
+
+
+def upsert_frame(conn: Connection, table: Table, frame: pl.DataFrame, key: str) -> None:
+    """Insert the rows of `frame`, updating every column of a stored row with the same `key`."""
+    if frame.height == 0:
+        return
+    updates = ", ".join(f"{c} = excluded.{c}" for c in frame.columns if c != key)
+    if conn.dialect.name == "postgresql":
+        # COPY into a scratch table, then one statement: the upsert costs no per-row round trip.
+        staged = f"staged_{table.name}"
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {staged} (LIKE {table.name} INCLUDING DEFAULTS)")
+        _copy(conn, staged, frame)
+        columns = ", ".join(frame.columns)
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {staged} "
+                             f"ON CONFLICT ({key}) DO UPDATE SET {updates}")
+        conn.exec_driver_sql(f"DROP TABLE {staged}")
+        return
+    _sqlite_executemany(conn, f"{_insert_sql(table.name, frame.columns)} ON CONFLICT ({key}) DO UPDATE SET {updates}",
+                        frame)
+
+
+def _insert_sql(table: str, columns: list[str]) -> str:
+    return f'INSERT INTO {table} ({", ".join(columns)}) VALUES ({", ".join("?" * len(columns))})'
+
+
+def _sqlite_executemany(conn: Connection, sql: str, frame: pl.DataFrame) -> None:
     # SQLite stores dates as ISO text and booleans as 0/1, the way SQLAlchemy reads them back.
     frame = frame.with_columns(
         [pl.col(c).dt.strftime("%Y-%m-%d") for c, t in frame.schema.items() if t == pl.Date]
         + [pl.col(c).cast(pl.Int8) for c, t in frame.schema.items() if t == pl.Boolean]
     )
-    sql = f'INSERT INTO {table.name} ({", ".join(columns)}) VALUES ({", ".join("?" * len(columns))})'
     cursor = conn.connection.driver_connection.cursor()
     try:
         cursor.executemany(sql, rows_of(frame))
@@ -34,13 +59,13 @@ def rows_of(frame: pl.DataFrame):
     return zip(*(column.to_list() for column in frame.iter_columns()))
 
 
-def _copy(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
+def _copy(conn: Connection, table: str, frame: pl.DataFrame) -> None:
     buffer = io.BytesIO()
     frame.write_csv(buffer, include_header=False, null_value="\\N", quote_style="non_numeric")
     cursor = conn.connection.driver_connection.cursor()
     try:
         with cursor.copy(
-            f"COPY {table.name} ({', '.join(frame.columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
+            f"COPY {table} ({', '.join(frame.columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
         ) as copy:
             copy.write(buffer.getvalue())
     finally:
