@@ -1,7 +1,8 @@
 """Reference data (providers, plans, CM enrollments, SPAs): parsing, the load rules, engine frames.
 
 A load is all-or-nothing: rows are parsed and the merged result checked before anything is
-stored, and the first problem is reported with its file, line and field.
+stored, and the first problem is reported with its file, line and field. Rows are held as polars
+frames and checked column-wise (a reference load of a large payer is a few hundred thousand rows).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import io
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Iterable, Literal
+from typing import Annotated, Iterable, Literal, get_args, get_origin
 
 import polars as pl
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
+from adjudication.claims import scaled_number
 from adjudication.decimals import to_scaled
 from adjudication.engine import PROVIDER_SCHEMA, ReferenceFrames
 from adjudication.rules import Rules, load_rules
@@ -123,121 +125,251 @@ FILES: dict[str, type[_Row]] = {
 }
 # A non-negative amount: pydantic's Decimal accepts negatives, so these are checked by name.
 NON_NEGATIVE = {"monthly_hours", "units", "rate"}
+DATES = ("start_date", "end_date")
+# The frame of one file's rows: the model's fields (dates as dates, everything else as the text
+# pydantic's JSON dump gives, amounts exact) and `line`, the row's line in the file it was loaded
+# from (null for rows already stored).
+SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    name: {f: pl.Date if f in DATES else pl.String for f in model.model_fields} | {"line": pl.Int64}
+    for name, model in FILES.items()
+}
+SCHEMAS_BY_MODEL = {model: SCHEMAS[name] for name, model in FILES.items()}
+ATTRS = {"providers.csv": "providers", "plans.csv": "plans", "enrollments.csv": "enrollments", "spas.csv": "spas"}
+KEYS = {"providers.csv": "provider_id", "plans.csv": "plan_id", "spas.csv": "spa_id"}
 
 
-@dataclass(frozen=True)
-class Located:
-    """A parsed row and where it came from (None for rows already stored)."""
+def _empty(name: str) -> pl.DataFrame:
+    return pl.DataFrame(schema=SCHEMAS[name])
 
-    row: _Row
-    file: str | None = None
-    line: int | None = None
+
+def rows_frame(name: str, rows: Iterable[dict], lines: Iterable[int | None] | None = None) -> pl.DataFrame:
+    """A file's frame from rows as pydantic's JSON dump gives them (`lines`: null when omitted)."""
+    schema = SCHEMAS[name]
+    rows = list(rows)
+    lines = list(lines) if lines is not None else [None] * len(rows)
+    texts = {f: pl.String for f in schema if f != "line"} | {"line": pl.Int64}
+    frame = pl.DataFrame([{**row, "line": line} for row, line in zip(rows, lines)], schema=texts, orient="row")
+    return frame.with_columns(pl.col(f).str.to_date("%Y-%m-%d") for f in DATES)
 
 
 @dataclass(frozen=True)
 class ReferenceSet:
-    providers: dict[str, Located] = field(default_factory=dict)
-    plans: dict[str, Located] = field(default_factory=dict)
-    enrollments: tuple[Located, ...] = ()
-    spas: dict[str, Located] = field(default_factory=dict)
+    """Reference rows, one frame per file (SCHEMAS), in the order a load meets them: stored rows
+    first, a loaded row in the place of the stored one it replaces, new ones after."""
+    providers: pl.DataFrame = field(default_factory=lambda: _empty("providers.csv"))
+    plans: pl.DataFrame = field(default_factory=lambda: _empty("plans.csv"))
+    enrollments: pl.DataFrame = field(default_factory=lambda: _empty("enrollments.csv"))
+    spas: pl.DataFrame = field(default_factory=lambda: _empty("spas.csv"))
 
     @classmethod
     def from_rows(cls, providers: Iterable[Provider], plans: Iterable[Plan], enrollments: Iterable[Enrollment],
                   spas: Iterable[Spa]) -> ReferenceSet:
-        return cls(
-            providers={p.provider_id: Located(p) for p in providers},
-            plans={p.plan_id: Located(p) for p in plans},
-            enrollments=tuple(Located(e) for e in enrollments),
-            spas={s.spa_id: Located(s) for s in spas},
-        )
+        return cls(*(rows_frame(name, (row.model_dump(mode="json") for row in rows))
+                     for name, rows in zip(FILES, (providers, plans, enrollments, spas))))
+
+    def of(self, name: str) -> pl.DataFrame:
+        return getattr(self, ATTRS[name])
 
     def rows(self, name: str) -> list[_Row]:
-        held = {"providers.csv": self.providers, "plans.csv": self.plans, "spas.csv": self.spas}.get(name)
-        located = held.values() if held is not None else self.enrollments
-        return [item.row for item in located]
+        return [FILES[name].model_validate(row) for row in self.of(name).drop("line").iter_rows(named=True)]
 
     def frames(self) -> ReferenceFrames:
-        plans = self.rows("plans.csv")
-        client_of = {p.plan_id: p.client_prime for p in plans}
+        plans = self.plans.with_columns(monthly_hours_s=scaled(self.plans.get_column("monthly_hours")))
         return ReferenceFrames(
-            plans=pl.DataFrame(
-                [(p.plan_id, p.client_prime, p.start_date, p.end_date, p.status, to_scaled(p.monthly_hours))
-                 for p in plans],
-                schema={"plan_id": pl.String, "client_prime": pl.String, "start_date": pl.Date,
-                        "end_date": pl.Date, "status": pl.String, "monthly_hours_s": pl.Int64},
-                orient="row",
-            ),
-            enrollments=pl.DataFrame(
-                [(e.client_prime, e.start_date, e.end_date) for e in self.rows("enrollments.csv")],
-                schema={"client_prime": pl.String, "start_date": pl.Date, "end_date": pl.Date},
-                orient="row",
-            ),
-            providers=pl.DataFrame(
-                [(p.provider_id, p.start_date, p.end_date) for p in self.rows("providers.csv")],
-                schema=PROVIDER_SCHEMA, orient="row",
-            ),
-            spas=pl.DataFrame(
-                [(s.spa_id, s.plan_id, client_of.get(s.plan_id), s.provider_id, s.procedure_code, s.modifier,
-                  s.start_date, s.end_date, to_scaled(s.units), s.unit_period, to_scaled(s.rate), s.status)
-                 for s in self.rows("spas.csv")],
-                schema={"spa_id": pl.String, "plan_id": pl.String, "client_prime": pl.String,
-                        "provider_id": pl.String, "procedure_code": pl.String, "modifier": pl.String,
-                        "start_date": pl.Date, "end_date": pl.Date, "units_s": pl.Int64,
-                        "unit_period": pl.String, "rate_s": pl.Int64, "status": pl.String},
-                orient="row",
-            ),
+            plans=plans.select("plan_id", "client_prime", "start_date", "end_date", "status", "monthly_hours_s"),
+            enrollments=self.enrollments.select("client_prime", "start_date", "end_date"),
+            providers=self.providers.select(*PROVIDER_SCHEMA).cast(PROVIDER_SCHEMA),
+            spas=self.spas.with_columns(units_s=scaled(self.spas.get_column("units")),
+                                        rate_s=scaled(self.spas.get_column("rate")))
+            .join(self.plans.select("plan_id", "client_prime"), on="plan_id", how="left", maintain_order="left")
+            .select("spa_id", "plan_id", "client_prime", "provider_id", "procedure_code", "modifier", "start_date",
+                    "end_date", "units_s", "unit_period", "rate_s", "status"),
         )
 
 
-def parse_file(name: str, text: str) -> list[Located]:
-    """Parse one reference CSV (header = line 1); ReferenceLoadError on the first bad row."""
+def scaled(texts: pl.Series) -> pl.Series:
+    """Exact decimal texts x10^4: vectorized for plain numbers, exact Decimal parsing for the rest."""
+    fast = texts.to_frame("v").select(scaled_number("v")).to_series().alias(texts.name)
+    odd = fast.is_null() & texts.is_not_null()
+    if odd.any():
+        fast = fast.scatter(odd.arg_true(), [to_scaled(v) for v in texts.filter(odd)])
+    return fast
+
+
+# --- reading a file ---------------------------------------------------------------------------
+
+# The ASCII characters str.strip removes; a value with a non-ASCII character at either end is left
+# to pydantic (Python and the Rust pydantic-core disagree on some Unicode spaces).
+ASCII_SPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
+NON_ASCII_END = r"^[^\x00-\x7f]|[^\x00-\x7f]$"
+DATE_TEXT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# An amount whose exact decimal text is itself (no sign, exponent or leading zero; at most 4 places).
+AMOUNT_TEXT = r"^(0|[1-9][0-9]{0,13})(\.[0-9]{1,4})?$"
+# A whole field in quotes with no quote inside ('""' for an empty text): what the csv module reads as
+# the text between the quotes. A field holding a comma or a line break in quotes is split apart by
+# the fast reading and so holds a lone quote: such a file is read by the csv module.
+SIMPLE_QUOTED = r'^"([^"]*)"$'
+
+
+def parse_file(name: str, text: str) -> pl.DataFrame:
+    """Parse one reference CSV (header = line 1) into its frame; ReferenceLoadError on the first bad row.
+
+    Columns are checked whole; a row they cannot vouch for (anything but the plain form of a value)
+    is validated by its pydantic model, in line order, so the first problem and its message are the
+    model's.
+    """
     model = FILES[name]
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    try:
-        header = [h.strip() for h in (reader.fieldnames or [])]
-    except csv.Error as error:
-        raise ReferenceLoadError(name, 1, "(header)", f"not readable as CSV: {error}") from None
-    reader.fieldnames = header
-    needed = [n for n, f in model.model_fields.items() if f.is_required()]
-    for column in needed:
+    header, raw, broken = _raw(name, text)
+    for column in (n for n, f in model.model_fields.items() if f.is_required()):
         if column not in header:
             raise ReferenceLoadError(name, 1, column, "column is missing from the header")
-    rows: list[Located] = []
-    for record in _records(name, reader):
-        line = reader.line_num
-        if None in record:
-            raise ReferenceLoadError(name, line, header[-1] if header else "?", "row has more fields than the header")
-        try:
-            row = model.model_validate(record)
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = str(first["loc"][0]) if first["loc"] else _model_field(first["msg"], model)
-            raise ReferenceLoadError(name, line, where, first["msg"].removeprefix("Value error, ")) from None
-        for column in NON_NEGATIVE & set(model.model_fields):
-            if getattr(row, column) < 0:
-                raise ReferenceLoadError(name, line, column, "must not be negative")
-        rows.append(Located(row, name, line))
+    values, plain = _plain_values(model, raw)
+    doubtful = raw.filter(~plain)
+    fixed = []
+    for record in doubtful.iter_rows(named=True):
+        line = record.pop("line")
+        fixed.append((_validated(name, model, line, record), line))
+    if broken is not None:
+        raise broken
+    rows = values.filter(plain).select(*SCHEMAS[name])
+    if fixed:
+        rows = pl.concat([rows, rows_frame(name, (row.model_dump(mode="json") for row, _ in fixed),
+                                           (line for _, line in fixed))]).sort("line")
     return rows
 
 
-def _records(name: str, reader: csv.DictReader):
-    """The reader's records; a CSV structure error (a field over the csv module's size limit, a NUL)
-    becomes a ReferenceLoadError naming the line it was found on."""
-    while True:
-        try:
-            yield next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            # line_num counts the lines read before the one that failed.
-            raise ReferenceLoadError(name, reader.line_num + 1, "(record)", f"not readable as CSV: {error}") from None
+def _validated(name: str, model: type[_Row], line: int, record: dict) -> _Row:
+    try:
+        row = model.model_validate(record)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = str(first["loc"][0]) if first["loc"] else _model_field(first["msg"], model)
+        raise ReferenceLoadError(name, line, where, first["msg"].removeprefix("Value error, ")) from None
+    for column in (c for c in model.model_fields if c in NON_NEGATIVE):
+        if getattr(row, column) < 0:
+            raise ReferenceLoadError(name, line, column, "must not be negative")
+    return row
 
 
 def _model_field(message: str, model: type[_Row]) -> str:
     return "end_date" if "end_date" in message else next(iter(model.model_fields))
 
 
-def read_dir(folder: Path) -> dict[str, list[Located]]:
+def _raw(name: str, text: str) -> tuple[list[str], pl.DataFrame, ReferenceLoadError | None]:
+    """The header, the records up to the first one that cannot be read (the model's fields present in
+    the header as text, null where a short row has no field, and `line`), and the error that stopped
+    the reading (raised once the rows before it are found good), as csv.DictReader reads the file."""
+    lines = _plain_lines(text)
+    if lines is None:
+        return _raw_by_csv_module(name, text)
+    header = [h.strip() for h in lines[0].split(",")] if lines[0] else []
+    fields = [f for f in FILES[name].model_fields if f in header]
+    index = {h: i for i, h in enumerate(header)}  # a repeated column: the last one, as DictReader
+    split = (pl.Series("text", lines[1:], dtype=pl.String).to_frame().with_row_index("line", offset=2)
+             .filter(pl.col("text") != "").with_columns(pl.col("text").str.split(",")))
+    if '"' in text:
+        field = pl.element()
+        if split.select(pl.col("text").list.eval(field.str.contains('"') & ~field.str.contains(SIMPLE_QUOTED))
+                        .list.any().any()).item():
+            return _raw_by_csv_module(name, text)
+        split = split.with_columns(pl.col("text").list.eval(field.str.replace(SIMPLE_QUOTED, "${1}")))
+    broken = None
+    longer = split.filter(pl.col("text").list.len() > len(header)).get_column("line")
+    if len(longer):
+        broken = ReferenceLoadError(name, longer[0], header[-1] if header else "?",
+                                    "row has more fields than the header")
+        split = split.filter(pl.col("line") < longer[0])
+    raw = split.select(*(pl.col("text").list.get(index[f], null_on_oob=True).alias(f) for f in fields),
+                       pl.col("line").cast(pl.Int64))
+    return header, raw, broken
+
+
+def _plain_lines(text: str) -> list[str] | None:
+    """The file's lines when the csv module would split them on commas (no NUL, lone carriage return,
+    over-long line or quoted header); None otherwise."""
+    text = text.replace("\r\n", "\n")
+    if "\x00" in text or "\r" in text:
+        return None
+    lines = text.split("\n")
+    if max(map(len, lines)) >= csv.field_size_limit() or '"' in lines[0]:
+        return None
+    return lines
+
+
+def _raw_by_csv_module(name: str, text: str) -> tuple[list[str], pl.DataFrame, ReferenceLoadError | None]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+    except csv.Error as error:
+        raise ReferenceLoadError(name, 1, "(header)", f"not readable as CSV: {error}") from None
+    reader.fieldnames = header
+    fields = [f for f in FILES[name].model_fields if f in header]
+    records, broken = [], None
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            # line_num counts the lines read before the one that failed.
+            broken = ReferenceLoadError(name, reader.line_num + 1, "(record)", f"not readable as CSV: {error}")
+            break
+        if None in record:
+            broken = ReferenceLoadError(name, reader.line_num, header[-1] if header else "?",
+                                        "row has more fields than the header")
+            break
+        records.append([record[f] for f in fields] + [reader.line_num])
+    raw = pl.DataFrame(records, schema={f: pl.String for f in fields} | {"line": pl.Int64}, orient="row")
+    return header, raw, broken
+
+
+def _plain_values(model: type[_Row], raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+    """The rows' values where the columns can tell them (as the model would), and which rows those are."""
+    values, oks = [], []
+    for name, info in model.model_fields.items():
+        if name not in raw.columns:
+            values.append(pl.lit(info.default, dtype=SCHEMAS_BY_MODEL[model][name]).alias(name))
+            continue
+        text = pl.col(name)
+        stripped = text.str.strip_chars(ASCII_SPACE)
+        strips = ~stripped.str.contains(NON_ASCII_END)
+        kind = _kind(name, info)
+        if kind == "literal":
+            value, ok = text, text.is_in(list(get_args(info.annotation)))
+        elif kind == "date":
+            value = text.str.to_date("%Y-%m-%d", strict=False)
+            ok = text.str.contains(DATE_TEXT) & ~text.str.starts_with("0000") & value.is_not_null()
+        elif kind == "optional date":
+            value = pl.when(stripped != "").then(stripped.str.to_date("%Y-%m-%d", strict=False))
+            ok = strips & ((stripped == "") | (stripped.str.contains(DATE_TEXT) & ~stripped.str.starts_with("0000")
+                                                & value.is_not_null()))
+        elif kind == "amount":
+            value, ok = stripped, stripped.str.contains(AMOUNT_TEXT)
+        elif kind == "required":
+            value, ok = stripped, strips & (stripped != "")
+        else:
+            value, ok = stripped, strips
+        values.append(value.alias(name))
+        oks.append((text.is_not_null() & ok).alias(name))
+    frame = raw.select(*values, "line")
+    plain = raw.select(pl.all_horizontal(oks) if oks else pl.lit(True)).to_series()
+    # The models' own check: an end before its start.
+    start, end = pl.col("start_date"), pl.col("end_date")
+    plain = plain & frame.select(~(end < start).fill_null(False)).to_series()
+    return frame, plain
+
+
+def _kind(name: str, info) -> str:
+    if get_origin(info.annotation) is Literal:
+        return "literal"
+    if name in NON_NEGATIVE:
+        return "amount"
+    if name in DATES:
+        return "date" if info.is_required() else "optional date"
+    return "required" if info.is_required() else "text"
+
+
+def read_dir(folder: Path) -> dict[str, pl.DataFrame]:
     """The reference files present in `folder`, parsed (a file left out is simply absent)."""
     found = {}
     for name in FILES:
@@ -251,122 +383,122 @@ def read_dir(folder: Path) -> dict[str, list[Located]]:
     return found
 
 
-def merge(current: ReferenceSet, loaded: dict[str, list[Located]], rules: Rules | None = None) -> ReferenceSet:
+# --- a load merged into what is stored, and its rules -----------------------------------------
+
+def merge(current: ReferenceSet, loaded: dict[str, pl.DataFrame], rules: Rules | None = None) -> ReferenceSet:
     """Upsert providers, plans and SPAs by id; replace the enrollments of every client in the new file.
 
     Checks the merged whole and raises ReferenceLoadError naming the new row that breaks a rule
     (`rules`: the in-home and residential service elements; the default rules when None).
     """
     updates = {}
-    for name, key, attr in (("providers.csv", "provider_id", "providers"), ("plans.csv", "plan_id", "plans"),
-                            ("spas.csv", "spa_id", "spas")):
+    for name, key in KEYS.items():
         if name not in loaded:
             continue
-        merged = dict(getattr(current, attr))
-        seen: set[str] = set()
-        for item in loaded[name]:
-            ident = getattr(item.row, key)
-            if ident in seen:
-                raise ReferenceLoadError(name, item.line, key, f"{ident} appears twice in the file")
-            seen.add(ident)
-            merged[ident] = item
-        updates[attr] = merged
+        new = loaded[name]
+        twice = new.filter(~pl.col(key).is_first_distinct())
+        if twice.height:
+            raise ReferenceLoadError(name, twice["line"][0], key, f"{twice[key][0]} appears twice in the file")
+        old = current.of(name).with_row_index("pos")
+        # A replaced row keeps its place; new ones follow in the file's order.
+        new = (new.with_row_index("pos", offset=old.height).join(old.select(key, stored="pos"), on=key, how="left",
+                                                                 maintain_order="left")
+               .with_columns(pl.coalesce("stored", "pos").alias("pos")).drop("stored"))
+        updates[ATTRS[name]] = (pl.concat([old.filter(~pl.col(key).is_in(new.get_column(key).implode())), new])
+                                .sort("pos").drop("pos"))
     if "enrollments.csv" in loaded:
         new = loaded["enrollments.csv"]
-        replaced = {item.row.client_prime for item in new}
-        kept = tuple(item for item in current.enrollments if item.row.client_prime not in replaced)
-        updates["enrollments"] = kept + tuple(new)
+        kept = current.enrollments.filter(~pl.col("client_prime").is_in(new.get_column("client_prime").implode()))
+        updates["enrollments"] = pl.concat([kept, new])
     result = replace(current, **updates)
     _check(result, rules or load_rules())
     return result
 
 
-def _blame(first: Located, second: Located) -> Located:
-    """The row to name for a conflict: the newly loaded one, the later line when both are new."""
-    if first.line is None:
-        return second
-    if second.line is None:
-        return first
-    return max(first, second, key=lambda item: item.line)
-
-
 def _check(reference: ReferenceSet, rules: Rules) -> None:
-    for item in reference.spas.values():
-        spa = item.row
-        if item.line is None:
-            continue
-        if spa.plan_id not in reference.plans:
-            raise ReferenceLoadError(item.file, item.line, "plan_id", f"unknown plan_id {spa.plan_id}")
-        if spa.provider_id not in reference.providers:
-            raise ReferenceLoadError(item.file, item.line, "provider_id", f"unknown provider_id {spa.provider_id}")
+    """The first broken rule, in the order of the rules below and, within one, in the order the
+    rows were met (ReferenceSet); the row blamed is the loaded one, the later line when both are."""
+    plans = reference.plans.with_row_index("pos")
+    spas = reference.spas.with_row_index("pos")
+    new = spas.filter(pl.col("line").is_not_null())
+    unknown = new.with_columns(
+        no_plan=~pl.col("plan_id").is_in(plans.get_column("plan_id").implode()),
+        no_provider=~pl.col("provider_id").is_in(reference.providers.get_column("provider_id").implode()),
+    ).filter(pl.col("no_plan") | pl.col("no_provider"))
+    if unknown.height:
+        first = unknown.row(0, named=True)
+        column = "plan_id" if first["no_plan"] else "provider_id"
+        raise ReferenceLoadError("spas.csv", first["line"], column, f"unknown {column} {first[column]}")
 
-    for item in reference.spas.values():
-        plan = reference.plans.get(item.row.plan_id)
-        if plan is None or (item.line is None and plan.line is None):
-            continue
-        spa = item.row
-        for side in ("start_date", "end_date"):
-            if not plan.row.start_date <= getattr(spa, side) <= plan.row.end_date:
-                blamed = item if item.line is not None else plan
-                raise ReferenceLoadError(blamed.file, blamed.line, side,
-                                         f"SPA {spa.spa_id} is not inside the dates of its plan {plan.row.plan_id}")
-    _no_in_home_and_residential_overlap(reference, rules)
+    outside = (spas.join(plans.select("plan_id", plan_start="start_date", plan_end="end_date", plan_line="line"),
+                         on="plan_id")
+               .filter(pl.col("line").is_not_null() | pl.col("plan_line").is_not_null())
+               .with_columns(**{side: ~pl.col(side).is_between("plan_start", "plan_end") for side in DATES})
+               .filter(pl.col("start_date") | pl.col("end_date")).sort("pos"))
+    if outside.height:
+        first = outside.row(0, named=True)
+        side = "start_date" if first["start_date"] else "end_date"
+        file, line = ("spas.csv", first["line"]) if first["line"] is not None else ("plans.csv", first["plan_line"])
+        raise ReferenceLoadError(file, line, side,
+                                 f"SPA {first['spa_id']} is not inside the dates of its plan {first['plan_id']}")
+    _no_in_home_and_residential_overlap(plans, spas, rules)
 
-    accepted_plans: dict[str, list[Located]] = {}
-    for item in reference.plans.values():
-        if item.row.status == "accepted":
-            accepted_plans.setdefault(item.row.client_prime, []).append(item)
-    for items in accepted_plans.values():
-        _no_overlap(items, "accepted plan {other} of the same client covers overlapping dates")
-
-    accepted_spas: dict[tuple, list[Located]] = {}
-    for item in reference.spas.values():
-        s = item.row
-        if s.status == "accepted":
-            accepted_spas.setdefault((s.plan_id, s.provider_id, s.procedure_code, s.modifier), []).append(item)
-    for items in accepted_spas.values():
-        _no_overlap(items, "accepted SPA {other} of the same plan, provider, procedure and modifier overlaps")
+    accepted = pl.col("status") == "accepted"
+    _no_overlap(plans.filter(accepted), ["client_prime"], "plans.csv", "plan_id",
+                "accepted plan {other} of the same client covers overlapping dates")
+    _no_overlap(spas.filter(accepted), ["plan_id", "provider_id", "procedure_code", "modifier"], "spas.csv", "spa_id",
+                "accepted SPA {other} of the same plan, provider, procedure and modifier overlaps")
 
 
-def _no_overlap(items: list[Located], message: str) -> None:
-    items = sorted(items, key=lambda item: item.row.start_date)
-    for index, item in enumerate(items):
-        for other in items[index + 1:]:
-            if other.row.start_date > item.row.end_date:
-                break
-            if (item.line is None) and (other.line is None):
-                continue
-            blamed = _blame(item, other)
-            partner = other if blamed is item else item
-            ident = getattr(partner.row, "spa_id", None) or getattr(partner.row, "plan_id")
-            raise ReferenceLoadError(blamed.file, blamed.line, "start_date", message.format(other=ident))
+def _blamed(first: str, second: str) -> pl.Expr:
+    """True where the row to name for a conflict is `first` (prefix of its columns), not `second`:
+    the newly loaded one; when both are, the later line (`first` on the same line)."""
+    a, b = pl.col(f"{first}line"), pl.col(f"{second}line")
+    return b.is_null() | (a.is_not_null() & (a >= b))
 
 
-def _no_in_home_and_residential_overlap(reference: ReferenceSet, rules: Rules) -> None:
+def _raise_pair(pairs: pl.DataFrame, file: str, ident: str, message: str) -> None:
+    """Raise for the first of `pairs` (columns of both rows: unprefixed and `o_`), if any."""
+    if not pairs.height:
+        return
+    first = pairs.row(0, named=True)
+    me, other = ("", "o_") if first["blame_first"] else ("o_", "")
+    raise ReferenceLoadError(file, first[f"{me}line"], "start_date", message.format(other=first[f"{other}{ident}"]))
+
+
+def _no_overlap(items: pl.DataFrame, group: list[str], file: str, ident: str, message: str) -> None:
+    """No two rows of one group overlap, unless both were stored. Groups are taken in the order their
+    first row was met, and a group's rows by start date (then as met)."""
+    items = items.sort("start_date", "pos").with_columns(rank=pl.int_range(pl.len()),
+                                                         group_pos=pl.col("pos").min().over(group))
+    others = items.select(*group, *(pl.col(c).alias(f"o_{c}") for c in ("rank", "start_date", "line", ident)))
+    pairs = (items.join(others, on=group)
+             .filter((pl.col("rank") < pl.col("o_rank")) & (pl.col("o_start_date") <= pl.col("end_date"))
+                     & (pl.col("line").is_not_null() | pl.col("o_line").is_not_null()))
+             .sort("group_pos", "rank", "o_rank")
+             .with_columns(blame_first=_blamed("", "o_")))
+    _raise_pair(pairs, file, ident, message)
+
+
+def _no_in_home_and_residential_overlap(plans: pl.DataFrame, spas: pl.DataFrame, rules: Rules) -> None:
     """One client's accepted SPAs under accepted plans may not be in-home and residential on one
     day, except an in-home SPA ending on the day a residential one starts (moving day, seed 000:
     in-home services earlier that day can still be billed)."""
-    by_client: dict[str, tuple[list[Located], list[Located]]] = {}
-    for item in reference.spas.values():
-        plan = reference.plans.get(item.row.plan_id)
-        if item.row.status != "accepted" or plan is None or plan.row.status != "accepted":
-            continue
-        element = item.row.service_element
-        kinds = by_client.setdefault(plan.row.client_prime, ([], []))
-        if element in rules.in_home_service_elements:
-            kinds[0].append(item)
-        elif element in rules.residential_service_elements:
-            kinds[1].append(item)
-    for in_home, residential in by_client.values():
-        for home in in_home:
-            for stay in residential:
-                if not home.row.overlaps(stay.row) or home.row.end_date == stay.row.start_date:
-                    continue
-                if home.line is None and stay.line is None:
-                    continue
-                blamed = _blame(home, stay)
-                partner = stay if blamed is home else home
-                raise ReferenceLoadError(
-                    blamed.file, blamed.line, "start_date",
-                    f"accepted in-home and residential SPAs of one client overlap ({partner.row.spa_id}); only an "
-                    f"in-home SPA ending on the day the residential one starts may")
+    in_home = pl.col("service_element").is_in(sorted(rules.in_home_service_elements))
+    residential = pl.col("service_element").is_in(sorted(rules.residential_service_elements)) & ~in_home
+    accepted = (spas.filter(pl.col("status") == "accepted")
+                .join(plans.filter(pl.col("status") == "accepted").select("plan_id", "client_prime"), on="plan_id")
+                .sort("pos"))
+    clients = accepted.select("client_prime").unique(maintain_order=True).with_row_index("client_rank")
+    homes = accepted.filter(in_home).join(clients, on="client_prime")
+    stays = accepted.filter(residential).select("client_prime", *(pl.col(c).alias(f"o_{c}") for c in
+                                                                 ("pos", "line", "spa_id", "start_date", "end_date")))
+    pairs = (homes.join(stays, on="client_prime")
+             .filter((pl.col("start_date") <= pl.col("o_end_date")) & (pl.col("o_start_date") <= pl.col("end_date"))
+                     & (pl.col("end_date") != pl.col("o_start_date"))
+                     & (pl.col("line").is_not_null() | pl.col("o_line").is_not_null()))
+             .sort("client_rank", "pos", "o_pos")
+             .with_columns(blame_first=_blamed("", "o_")))
+    _raise_pair(pairs, "spas.csv", "spa_id",
+                "accepted in-home and residential SPAs of one client overlap ({other}); only an in-home SPA ending "
+                "on the day the residential one starts may")

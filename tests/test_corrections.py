@@ -175,7 +175,7 @@ def test_provider_enrollment():
     """Unknown provider or outside its enrollment (both ends inclusive): PROVIDER_NOT_ENROLLED (B7)."""
     base = reference()
     providers = [Provider(provider_id="P1", name="P1", kind="psw", start_date=dt.date(2026, 3, 2),
-                          end_date=dt.date(2026, 3, 3)), *[l.row for k, l in base.providers.items() if k != "P1"]]
+                          end_date=dt.date(2026, 3, 3)), *[p for p in base.rows("providers.csv") if p.provider_id != "P1"]]
     spas = [*standard_spas(), spa("P9", "NA", spa_id="P9-NA")]
     ref = ReferenceSet.from_rows(providers, [plan()], [enrollment()], spas)
     rows = [claim(1, date="2026-03-01"), claim(2, date="2026-03-02"), claim(3, date="2026-03-03"),

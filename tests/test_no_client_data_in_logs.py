@@ -12,7 +12,6 @@ import re
 
 import polars as pl
 
-from conftest import FIXTURES
 
 COLUMNS = ["claim_id", "client_prime", "provider_id", "staff_id", "procedure_code", "modifier", "service_date",
            "start_time", "end_time", "units", "billed_rate"]

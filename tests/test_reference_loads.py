@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adjudication.engine import ReferenceFrames
-from adjudication.reference import Located, ReferenceLoadError, ReferenceSet, merge
+from adjudication.reference import ReferenceLoadError, ReferenceSet, merge
 from conftest import reset_store
 from scenarios import reference_sets
 from worker.store import repository as repo
@@ -20,19 +20,20 @@ KEYS = {"plans": ["plan_id"], "enrollments": ["client_prime", "start_date", "end
 
 
 @st.composite
-def loads(draw) -> dict[str, list[Located]]:
+def loads(draw) -> dict[str, pl.DataFrame]:
     """Some rows of a random reference set, as a load brings them: ids shared with what is stored
     (upserts, overlapping plans and SPAs), SPAs whose plan or provider is elsewhere or nowhere."""
     drawn = draw(reference_sets(clients=draw(st.lists(st.sampled_from(CLIENTS), min_size=1, max_size=3,
                                                       unique=True))))
     loaded = {}
     for name in draw(st.lists(st.sampled_from(FILES), min_size=1, max_size=4, unique=True)):
-        rows = [row for row in drawn.rows(name) if draw(st.integers(0, 3))]
-        loaded[name] = [Located(row, name, line) for line, row in enumerate(rows, start=2)]
+        frame = drawn.of(name)
+        rows = frame.filter(pl.Series([bool(draw(st.integers(0, 3))) for _ in range(frame.height)], dtype=pl.Boolean))
+        loaded[name] = rows.with_columns(line=pl.int_range(2, rows.height + 2, dtype=pl.Int64))
     return loaded
 
 
-def _outcome(current: ReferenceSet, loaded: dict[str, list[Located]]) -> str | None:
+def _outcome(current: ReferenceSet, loaded: dict[str, pl.DataFrame]) -> str | None:
     try:
         merge(current, loaded)
     except ReferenceLoadError as error:
@@ -50,10 +51,10 @@ def test_a_load_is_checked_against_only_the_rows_it_can_conflict_with(store):
     def check(stored, loaded):
         reset_store(store)
         with store.begin() as conn:
-            repo.save_reference(conn, {name: [Located(row) for row in stored.rows(name)] for name in FILES})
+            repo.save_reference(conn, {name: stored.of(name) for name in FILES})
             partial = repo.reference_set(conn, loaded)
             assert _outcome(partial, loaded) == _outcome(repo.reference_set(conn), loaded)
-            assert len(partial.plans) + len(partial.spas) <= len(stored.plans) + len(stored.spas)
+            assert partial.plans.height + partial.spas.height <= stored.plans.height + stored.spas.height
 
     check()
 
@@ -63,7 +64,7 @@ def test_the_snapshot_runs_read_equals_the_tables_after_every_load(store):
     @given(first=reference_sets(clients=CLIENTS), later=st.lists(loads(), min_size=1, max_size=3))
     def check(first, later):
         reset_store(store)
-        for loaded in [{name: [Located(row, name, 2) for row in first.rows(name)] for name in FILES}, *later]:
+        for loaded in [{name: first.of(name).with_columns(line=pl.lit(2, pl.Int64)) for name in FILES}, *later]:
             with store.begin() as conn:
                 if _outcome(repo.reference_set(conn, loaded), loaded) is not None:
                     continue  # refused: nothing stored

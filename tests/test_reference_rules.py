@@ -25,7 +25,8 @@ def spa(spa_id: str, element: str, start: str, end: str, status: str = "accepted
 
 def test_provider_enrollment_dates_are_optional_and_checked():
     ref = load(spa("S1", "SE49", "2026-01-01", "2026-12-31"))
-    assert ref.providers["G1"].row.end_date.isoformat() == "2026-06-30" and ref.providers["P1"].row.start_date is None
+    providers = {p.provider_id: p for p in ref.rows("providers.csv")}
+    assert providers["G1"].end_date.isoformat() == "2026-06-30" and providers["P1"].start_date is None
     frame = ref.frames().providers
     assert frame.columns == ["provider_id", "start_date", "end_date"] and frame.height == 2
     with pytest.raises(ReferenceLoadError, match="providers.csv line 2, field end_date"):
@@ -52,7 +53,7 @@ def test_in_home_and_residential_may_overlap_only_on_moving_day():
     """An in-home SPA may end on the day a residential SPA starts (seed 000); not a day later, and
     not the other way round."""
     moving = load(spa("S1", "SE49", "2026-01-01", "2026-03-15") + spa("S2", "SE50", "2026-03-15", "2026-12-31"))
-    assert set(moving.spas) == {"S1", "S2"}
+    assert set(moving.spas.get_column("spa_id")) == {"S1", "S2"}
     with pytest.raises(ReferenceLoadError, match="spas.csv line 3, field start_date: accepted in-home and "
                                                  "residential SPAs of one client overlap \\(S1\\)"):
         load(spa("S1", "SE151", "2026-01-01", "2026-03-16") + spa("S2", "SE158", "2026-03-15", "2026-12-31"))

@@ -4,7 +4,6 @@ every 835 passes pyx12 and balances, and the readable forms carry the same amoun
 from __future__ import annotations
 
 import datetime as dt
-import io
 from decimal import Decimal
 
 import polars as pl

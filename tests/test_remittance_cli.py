@@ -17,7 +17,6 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import insert, select
 
 from adjudication.claim_file import Limits
 from adjudication.rules import load_rules
@@ -27,7 +26,6 @@ from scenarios import batches, reference_sets
 from test_store_properties import _fresh, _write_csv
 from worker import remittances, service
 from worker.store import repository as repo
-from worker.store import schema as t
 
 CLAIMS = FIXTURES / "worked_example" / "claims.csv"
 RULES = load_rules()

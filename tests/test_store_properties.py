@@ -13,10 +13,9 @@ from pathlib import Path
 import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, update
 
 from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA
-from adjudication.reference import Located
 from adjudication.rules import load_rules
 from conftest import OPERATOR, examples, reset_store
 from scenarios import batches, reference_sets
@@ -63,9 +62,8 @@ def _fresh(store, reference) -> None:
     """An empty store holding `reference`."""
     reset_store(store)
     with store.begin() as conn:
-        repo.save_reference(conn, {
-            name: [Located(row) for row in reference.rows(name)]
-            for name in ("providers.csv", "plans.csv", "enrollments.csv", "spas.csv")})
+        repo.save_reference(conn, {name: reference.of(name)
+                                   for name in ("providers.csv", "plans.csv", "enrollments.csv", "spas.csv")})
 
 
 def _assert_as_sequential(store, order: list[dict], reference) -> None:

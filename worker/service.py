@@ -9,7 +9,6 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from worker.store import repository
 from worker.store.repository import EXPORT_SCHEMA, OutcomeFilter, Queue, Repository, queue_clients, run_state
 from worker.store.unit_of_work import UnitOfWork, unit_of_work
 from worker import access, audit, poison
-from worker.errors import Unavailable, UserError  # re-exported: adapters catch service.UserError
+from worker.errors import Unavailable, UserError  # noqa: F401 (re-exported: adapters catch service.UserError, service.Unavailable)
 
 log = logging.getLogger("adjudication")
 

@@ -18,15 +18,40 @@ def insert_frame(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
     if frame.height == 0:
         return
     if conn.dialect.name == "postgresql":
-        _copy(conn, table, frame)
+        _copy(conn, table.name, frame)
         return
+    _sqlite_executemany(conn, _insert_sql(table.name, frame.columns), frame)
+
+
+def upsert_frame(conn: Connection, table: Table, frame: pl.DataFrame, key: str) -> None:
+    """Insert the rows of `frame`, updating every column of a stored row with the same `key`."""
+    if frame.height == 0:
+        return
+    updates = ", ".join(f"{c} = excluded.{c}" for c in frame.columns if c != key)
+    if conn.dialect.name == "postgresql":
+        # COPY into a scratch table, then one statement: the upsert costs no per-row round trip.
+        staged = f"staged_{table.name}"
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {staged} (LIKE {table.name} INCLUDING DEFAULTS)")
+        _copy(conn, staged, frame)
+        columns = ", ".join(frame.columns)
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {staged} "
+                             f"ON CONFLICT ({key}) DO UPDATE SET {updates}")
+        conn.exec_driver_sql(f"DROP TABLE {staged}")
+        return
+    _sqlite_executemany(conn, f"{_insert_sql(table.name, frame.columns)} ON CONFLICT ({key}) DO UPDATE SET {updates}",
+                        frame)
+
+
+def _insert_sql(table: str, columns: list[str]) -> str:
+    return f'INSERT INTO {table} ({", ".join(columns)}) VALUES ({", ".join("?" * len(columns))})'
+
+
+def _sqlite_executemany(conn: Connection, sql: str, frame: pl.DataFrame) -> None:
     # SQLite stores dates as ISO text and booleans as 0/1, the way SQLAlchemy reads them back.
     frame = frame.with_columns(
         [pl.col(c).dt.strftime("%Y-%m-%d") for c, t in frame.schema.items() if t == pl.Date]
         + [pl.col(c).cast(pl.Int8) for c, t in frame.schema.items() if t == pl.Boolean]
     )
-    columns = frame.columns
-    sql = f'INSERT INTO {table.name} ({", ".join(columns)}) VALUES ({", ".join("?" * len(columns))})'
     cursor = conn.connection.driver_connection.cursor()
     try:
         for part in frame.iter_slices(SLICE_ROWS):
@@ -40,11 +65,11 @@ def rows_of(frame: pl.DataFrame):
     return zip(*(column.to_list() for column in frame.iter_columns()))
 
 
-def _copy(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
+def _copy(conn: Connection, table: str, frame: pl.DataFrame) -> None:
     cursor = conn.connection.driver_connection.cursor()
     try:
         with cursor.copy(
-            f"COPY {table.name} ({', '.join(frame.columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
+            f"COPY {table} ({', '.join(frame.columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
         ) as copy:
             for part in frame.iter_slices(SLICE_ROWS):
                 buffer = io.BytesIO()

@@ -10,15 +10,12 @@ from dataclasses import dataclass, replace
 import polars as pl
 from sqlalchemy import (ARRAY, Connection, String, and_, any_, bindparam, case, delete, exists, func, insert,
                         literal_column, select, update)
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA, OPTIONAL_COLUMNS, PARSE_VERSION, as_read, parse_fields, scaled_number
-from adjudication.decimals import to_scaled
+from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA, OPTIONAL_COLUMNS, PARSE_VERSION, as_read, parse_fields
 from adjudication.engine import LEDGER_SCHEMA, PROVIDER_SCHEMA, ReferenceFrames
-from adjudication.reference import Enrollment, Located, Plan, Provider, ReferenceSet, Spa
+from adjudication.reference import ATTRS, KEYS, SCHEMAS, ReferenceSet, scaled
 from worker.store import schema as t
-from worker.store.bulk import insert_frame, read_frame
+from worker.store.bulk import insert_frame, read_frame, upsert_frame
 
 
 def now() -> dt.datetime:
@@ -27,34 +24,36 @@ def now() -> dt.datetime:
 
 # --- reference data -------------------------------------------------------------------------
 
-def reference_set(conn: Connection, loaded: dict[str, list[Located]] | None = None) -> ReferenceSet:
+def reference_set(conn: Connection, loaded: dict[str, pl.DataFrame] | None = None) -> ReferenceSet:
     """The stored reference rows: all of them, or only those a load of `loaded` could conflict
     with. `reference.merge` checks a load's SPAs against the plans and providers they name, its
     plans against the other plans of their clients, and its SPAs against the other SPAs of their
     plans; it never checks enrollments. Reading only those rows keeps a small load on a large
     store small (every stored row was checked when it was loaded)."""
-    def rows(table, model, where=None):
-        statement = select(table) if where is None else select(table).where(where)
-        return [model.model_validate(dict(r._mapping)) for r in conn.execute(statement)]
+    def rows(table, name, where=None):
+        schema = {c: d for c, d in SCHEMAS[name].items() if c != "line"}
+        statement = select(*[table.c[c] for c in schema])
+        frame = read_frame(conn, statement if where is None else statement.where(where), schema)
+        return frame.with_columns(line=pl.lit(None, dtype=pl.Int64))
 
     if loaded is None:
-        return ReferenceSet.from_rows(rows(t.providers, Provider), rows(t.plans, Plan),
-                                      rows(t.enrollments, Enrollment), rows(t.spas, Spa))
-    new_spas = [item.row for item in loaded.get("spas.csv", [])]
-    spa_plans = sorted({s.plan_id for s in new_spas})
+        return ReferenceSet(rows(t.providers, "providers.csv"), rows(t.plans, "plans.csv"),
+                            rows(t.enrollments, "enrollments.csv"), rows(t.spas, "spas.csv"))
+    new_spas = loaded.get("spas.csv", ReferenceSet().spas)
+    spa_plans = sorted(set(new_spas.get_column("plan_id")))
     # Every plan and SPA of the clients the load touches: a SPA must lie inside its plan, and one
     # client's in-home and residential SPAs (across plans) must not overlap.
-    clients = {item.row.client_prime for item in loaded.get("plans.csv", [])}
+    clients = set(loaded.get("plans.csv", ReferenceSet().plans).get_column("client_prime"))
     clients |= set(conn.execute(select(t.plans.c.client_prime).where(
         _in_values(conn, t.plans.c.plan_id, spa_plans, "plans"))).scalars())
-    plans = rows(t.plans, Plan, _in_values(conn, t.plans.c.client_prime, sorted(clients), "clients"))
-    client_plans = sorted({p.plan_id for p in plans} | set(spa_plans))
-    return ReferenceSet.from_rows(
-        rows(t.providers, Provider,
-             _in_values(conn, t.providers.c.provider_id, sorted({s.provider_id for s in new_spas}), "providers")),
+    plans = rows(t.plans, "plans.csv", _in_values(conn, t.plans.c.client_prime, sorted(clients), "clients"))
+    client_plans = sorted(set(plans.get_column("plan_id")) | set(spa_plans))
+    return ReferenceSet(
+        rows(t.providers, "providers.csv",
+             _in_values(conn, t.providers.c.provider_id, sorted(set(new_spas.get_column("provider_id"))), "providers")),
         plans,
-        [],
-        rows(t.spas, Spa, _in_values(conn, t.spas.c.plan_id, client_plans, "spa_plans")),
+        ReferenceSet().enrollments,
+        rows(t.spas, "spas.csv", _in_values(conn, t.spas.c.plan_id, client_plans, "spa_plans")),
     )
 
 
@@ -82,16 +81,14 @@ def _snapshot(conn: Connection) -> ReferenceFrames | None:
     return ReferenceFrames(**{name: pl.read_parquet(io.BytesIO(stored[name])) for name in REFERENCE_FRAMES})
 
 
-def _store_reference_snapshot(conn: Connection, loaded: dict[str, list[Located]]) -> None:
-    """The snapshot after a load: the stored one with the loaded rows in place of those they replace
-    (as `save_reference` does to the tables), so a small load costs little on a large store; built
-    from the tables when there is none yet."""
-    old = _snapshot(conn)
+def _store_reference_snapshot(conn: Connection, loaded: dict[str, pl.DataFrame], old: ReferenceFrames | None) -> None:
+    """The snapshot after a load: the one before it (`old`) with the loaded rows in place of those
+    they replace (as `save_reference` does to the tables), so a small load costs little on a large
+    store; built from the tables when there was none."""
     if old is None:
         frames = _reference_from_tables(conn)
     else:
-        new = ReferenceSet.from_rows([], *[[item.row for item in loaded.get(name, [])]
-                                           for name in ("plans.csv", "enrollments.csv", "spas.csv")]).frames()
+        new = ReferenceSet(**{ATTRS[name]: frame for name, frame in loaded.items()}).frames()
 
         def replaced(name: str, key: str) -> pl.DataFrame:
             kept = getattr(old, name).filter(~pl.col(key).is_in(getattr(new, name).get_column(key).implode()))
@@ -118,15 +115,6 @@ def _reference_from_tables(conn: Connection) -> ReferenceFrames:
     def frame(table, schema):
         return read_frame(conn, select(*[table.c[c] for c in schema]), schema)
 
-    def scaled(frame: pl.DataFrame, column: str) -> pl.Series:
-        """Stored decimal text x10^4: vectorized for plain numbers, exact Decimal parsing for the rest."""
-        texts = frame.get_column(column)
-        fast = frame.select(scaled_number(column)).to_series()
-        odd = fast.is_null() & texts.is_not_null()
-        if odd.any():
-            fast = fast.scatter(odd.arg_true(), [to_scaled(v) for v in texts.filter(odd)])
-        return fast
-
     plans = frame(t.plans, {"plan_id": pl.String, "client_prime": pl.String, "start_date": pl.Date,
                             "end_date": pl.Date, "status": pl.String, "monthly_hours": pl.String})
     spas = frame(t.spas, {"spa_id": pl.String, "plan_id": pl.String, "provider_id": pl.String,
@@ -134,46 +122,30 @@ def _reference_from_tables(conn: Connection) -> ReferenceFrames:
                           "end_date": pl.Date, "units": pl.String, "unit_period": pl.String, "rate": pl.String,
                           "status": pl.String})
     return ReferenceFrames(
-        plans=plans.with_columns(monthly_hours_s=scaled(plans, "monthly_hours")).drop("monthly_hours"),
+        plans=plans.with_columns(monthly_hours_s=scaled(plans.get_column("monthly_hours"))).drop("monthly_hours"),
         enrollments=frame(t.enrollments, {"client_prime": pl.String, "start_date": pl.Date, "end_date": pl.Date}),
-        spas=spas.with_columns(units_s=scaled(spas, "units"), rate_s=scaled(spas, "rate"))
+        spas=spas.with_columns(units_s=scaled(spas.get_column("units")), rate_s=scaled(spas.get_column("rate")))
         .join(plans.select("plan_id", "client_prime"), on="plan_id", how="left", maintain_order="left")
         .select("spa_id", "plan_id", "client_prime", "provider_id", "procedure_code", "modifier", "start_date",
                 "end_date", "units_s", "unit_period", "rate_s", "status"),
     )
 
 
-def _upsert(conn: Connection, table, rows: list[dict], key: str) -> None:
-    if not rows:
-        return
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = dialect_insert(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=[key], set_={c: statement.excluded[c] for c in rows[0] if c != key}
-    )
-    conn.execute(statement, rows)
-
-
-def save_reference(conn: Connection, loaded: dict[str, list[Located]]) -> None:
+def save_reference(conn: Connection, loaded: dict[str, pl.DataFrame]) -> None:
     """Store what a load brought: upserts by id, enrollments replaced per client (checked already)."""
-    def dumped(name):
-        return [item.row.model_dump(mode="json") for item in loaded.get(name, [])]
-
-    _upsert(conn, t.providers, [{**r, **_dates(r)} for r in dumped("providers.csv")], "provider_id")
-    _upsert(conn, t.plans, [{**r, **_dates(r)} for r in dumped("plans.csv")], "plan_id")
-    _upsert(conn, t.spas, [{**r, **_dates(r)} for r in dumped("spas.csv")], "spa_id")
+    old = _snapshot(conn)
+    if old is None and not any(conn.execute(select(column).limit(1)).first()
+                               for column in (t.plans.c.plan_id, t.enrollments.c.id)):  # SPAs need plans
+        old = ReferenceSet().frames()  # an empty store: the load is the whole reference
+    for name, table in (("providers.csv", t.providers), ("plans.csv", t.plans), ("spas.csv", t.spas)):
+        if name in loaded:
+            upsert_frame(conn, table, loaded[name].drop("line"), KEYS[name])
     if "enrollments.csv" in loaded:
-        rows = [{**r, **_dates(r)} for r in dumped("enrollments.csv")]
-        clients = sorted({r["client_prime"] for r in rows})
-        for chunk in chunks(clients):
-            conn.execute(delete(t.enrollments).where(t.enrollments.c.client_prime.in_(chunk)))
-        if rows:
-            conn.execute(insert(t.enrollments), rows)
-    _store_reference_snapshot(conn, loaded)
-
-
-def _dates(row: dict) -> dict:
-    return {k: row[k] and dt.date.fromisoformat(row[k]) for k in ("start_date", "end_date")}
+        rows = loaded["enrollments.csv"].drop("line")
+        clients = sorted(set(rows.get_column("client_prime")))
+        conn.execute(delete(t.enrollments).where(_in_values(conn, t.enrollments.c.client_prime, clients, "clients")))
+        insert_frame(conn, t.enrollments, rows)
+    _store_reference_snapshot(conn, loaded, old)
 
 
 # --- queue ---------------------------------------------------------------------------------
@@ -580,10 +552,10 @@ class Repository:
         self.conn.execute(update(t.run_lock).where(t.run_lock.c.id == 1).values(holder=t.run_lock.c.holder))
 
     # reference
-    def reference_set(self, loaded: dict[str, list[Located]]) -> ReferenceSet:
+    def reference_set(self, loaded: dict[str, pl.DataFrame]) -> ReferenceSet:
         return reference_set(self.conn, loaded)
 
-    def save_reference(self, loaded: dict[str, list[Located]]) -> None:
+    def save_reference(self, loaded: dict[str, pl.DataFrame]) -> None:
         save_reference(self.conn, loaded)
 
     def reference_frames(self, clients: list[str]) -> ReferenceFrames:
