@@ -75,10 +75,10 @@ def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | No
                                           totals.select("provider_id", "net_cents"))
         output.mkdir(parents=True, exist_ok=True)
         if fmt == "x12":
-            providers = _write(run_id, fmt, rem.x12_835(lines, repo.provider_names(), payer, info, adjustments),
-                               output, "ascii")
+            texts = rem.x12_835(lines, repo.provider_names(), payer, info, adjustments)
+            providers = _write(run_id, fmt, texts.select("provider_id", "text").iter_rows(), output, "ascii")
         elif fmt == "csv":
-            providers = _write(run_id, fmt, _csv(lines, totals, adjustments), output, "utf-8")
+            providers = _write(run_id, fmt, _csv(lines, totals, adjustments).iter_rows(), output, "utf-8")
         else:
             providers = _write(run_id, fmt, _html(lines, totals, adjustments, repo.provider_names(), payer, info),
                                output, "utf-8")
@@ -101,13 +101,11 @@ def provider_remittance(engine: service.Store, run_id: int, provider: str, fmt: 
         return (Path(folder) / names[0]).read_text(encoding="utf-8")
 
 
-def _write(run_id: int, fmt: str, files: pl.DataFrame | Iterator[tuple[str, str]], output: Path,
-           encoding: str) -> list[str]:
-    """Write each provider's text (a frame of provider_id and text, or those pairs) to its file;
-    returns the providers, in that order."""
-    pairs = files.select("provider_id", "text").iter_rows() if isinstance(files, pl.DataFrame) else files
+def _write(run_id: int, fmt: str, files: Iterator[tuple[str, str]], output: Path, encoding: str) -> list[str]:
+    """Write each provider's text ((provider_id, text) pairs) to its file; returns the providers, in
+    that order."""
     providers = []
-    for provider_id, text in pairs:
+    for provider_id, text in files:
         (output / file_name(run_id, provider_id, fmt)).write_bytes(text.encode(encoding))
         providers.append(provider_id)
     return providers
