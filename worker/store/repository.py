@@ -747,6 +747,12 @@ _ATTEMPT_FIELDS = {"claim_pk": pl.Int64, "batch_id": pl.String, "claim_id": pl.S
                    "paid_units_s": pl.Int64, "paid_cents": pl.Int64, "adjusts": pl.String,
                    "provider_id": pl.String, "client_prime": pl.String, "procedure_code": pl.String,
                    "modifier": pl.String, "service_date": pl.Date}
+# What only the attempt knows. A run's other columns are its claims' fields, which run_state copied
+# from the claims as parsed at submit: run_decisions takes them from there (_claims_of), so a
+# million-claim run is read as 8 columns instead of 16 (about half the time on SQLite, whose driver
+# makes a Python object of every value).
+_DECIDED_FIELDS = {"claim_pk": pl.Int64, "status": pl.String, "reasons": pl.String, "carc": pl.String,
+                   "spa_id": pl.String, "paid_units_s": pl.Int64, "paid_cents": pl.Int64, "adjusts": pl.String}
 
 
 def run_row(conn: Connection, run_id: int) -> dict | None:
@@ -766,27 +772,30 @@ def provider_names(conn: Connection) -> pl.DataFrame:
                       {"provider_id": pl.String, "name": pl.String})
 
 
-def _billing(conn: Connection, rows: pl.DataFrame) -> pl.DataFrame:
-    """units_s and billed_rate_s of the claims `rows` names (claim_pk, batch_id), aligned with it."""
-    claims = payloads(conn, rows.get_column("batch_id").unique().to_list(), parsed=True).select(
-        "claim_pk", units_s="units_s", billed_rate_s="rate_s").sort("claim_pk")
+def _claims_of(conn: Connection, claim_pks: pl.Series, batch_ids: list[str], columns: list[str]) -> pl.DataFrame:
+    """`columns` of the claims `claim_pks` names (all in batches `batch_ids`), as parsed at submit and
+    aligned with claim_pks: any of batch_id, line, the parsed fields (claims.FIELDS_SCHEMA), and
+    service_date (the parsed day, as attempts store it) and billed_rate_s (the parsed rate)."""
+    claims = payloads(conn, batch_ids, parsed=True).sort("claim_pk")
     # Each batch's claims are in claim_pk order: each row's claim is found by binary search (a hash
     # join of a million rows costs several times more).
-    at = claims.get_column("claim_pk").search_sorted(rows.get_column("claim_pk")).clip(0, max(claims.height - 1, 0))
-    if claims.height == 0 or not claims.get_column("claim_pk").gather(at).equals(
-            rows.get_column("claim_pk"), check_names=False):
+    at = claims.get_column("claim_pk").search_sorted(claim_pks).clip(0, max(claims.height - 1, 0))
+    if claims.height == 0 or not claims.get_column("claim_pk").gather(at).equals(claim_pks, check_names=False):
         raise AssertionError("attempts name claims their batches do not hold")
-    return claims.drop("claim_pk").select(pl.all().gather(at))
+    return claims.select(pl.col("service_day").alias("service_date"), pl.col("rate_s").alias("billed_rate_s"),
+                         pl.exclude("service_date", "rate_s")).select(pl.col(columns).gather(at))
 
 
 def run_decisions(conn: Connection, run_id: int) -> pl.DataFrame:
     """Every claim the run decided (its attempt of that run), in adjudication order: DECISION_SCHEMA."""
     a = t.attempts.c
-    decided = read_frame(conn, select(*[a[c] for c in _ATTEMPT_FIELDS]).where(a.run_id == run_id)
-                         .order_by(a.run_row), _ATTEMPT_FIELDS)
+    decided = read_frame(conn, select(*[a[c] for c in _DECIDED_FIELDS]).where(a.run_id == run_id)
+                         .order_by(a.run_row), _DECIDED_FIELDS)
     if decided.height == 0:
         return pl.DataFrame(schema=DECISION_SCHEMA)
-    decided = decided.hstack(_billing(conn, decided))
+    batch_ids = list(conn.execute(select(a.batch_id).where(a.run_id == run_id).distinct()).scalars())
+    decided = decided.hstack(_claims_of(conn, decided.get_column("claim_pk"), batch_ids, [
+        c for c in DECISION_SCHEMA if c not in decided.columns and c != "first_suspended"]))
     started = conn.execute(select(t.runs.c.started_at).where(t.runs.c.run_id == run_id)).scalar()
     again = decided.filter(pl.col("status") == "suspended").get_column("claim_pk").to_list()
     first = _first_suspended(conn, run_id, again)
@@ -830,7 +839,9 @@ def run_reversals(conn: Connection, run_id: int) -> pl.DataFrame:
     reversed_ = read_frame(conn, statement, {**fields, "reversed_by": pl.String})
     if reversed_.height == 0:
         return pl.DataFrame(schema=REVERSAL_SCHEMA)
-    return reversed_.hstack(_billing(conn, reversed_)).select(REVERSAL_SCHEMA.keys()).cast(REVERSAL_SCHEMA)
+    billing = _claims_of(conn, reversed_.get_column("claim_pk"), reversed_.get_column("batch_id").unique().to_list(),
+                         ["units_s", "billed_rate_s"])
+    return reversed_.hstack(billing).select(REVERSAL_SCHEMA.keys()).cast(REVERSAL_SCHEMA)
 
 
 NET_SCHEMA = {"run_id": pl.Int64, "provider_id": pl.String, "net_cents": pl.Int64}
