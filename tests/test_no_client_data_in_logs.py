@@ -65,3 +65,32 @@ def test_client_prime_numbers_never_reach_a_log_or_a_message(ready, tmp_path):
     text = "\n".join(seen)
     assert "refused" in text and "INFO" in text  # logging was on, refusals were printed
     assert PRIME.findall(text) == [], PRIME.findall(text)[:5]
+
+
+def test_a_database_error_is_told_by_kind_and_code_never_by_the_value_it_refused(db_url):
+    """The command line's last resort for a database error (worker.errors.database_error): the
+    drivers' texts quote the refused value; the line printed does not."""
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from worker.errors import database_error
+    from worker.store.database import make_engine
+
+    engine = make_engine(db_url)
+    value = primes(1)[0]
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE held (id TEXT PRIMARY KEY, n INTEGER)"))
+        conn.execute(text("INSERT INTO held VALUES (:v, 1)"), {"v": value})
+    refused = ["INSERT INTO held VALUES (:v, 2)"]  # the same key again: every driver quotes it
+    if engine.dialect.name == "postgresql":
+        refused.append("INSERT INTO held VALUES ('x', CAST(:v AS INTEGER))")  # not a number: quoted too
+    for statement in refused:
+        with pytest.raises(DBAPIError) as caught, engine.begin() as conn:
+            conn.execute(text(statement), {"v": value})
+        assert value in str(caught.value) or engine.dialect.name == "sqlite"  # the driver's text holds it
+        line = database_error(caught.value)
+        assert value not in line and "\n" not in line
+        assert line.split()[0] in ("IntegrityError", "UniqueViolation", "InvalidTextRepresentation")
+        assert "(" in line  # the code: SQLSTATE or SQLite's error name
+    engine.dispose()

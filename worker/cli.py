@@ -560,8 +560,12 @@ def watch(
             except Exception as error:  # noqa: BLE001 - a long-running watcher reports and tries again
                 if once:
                     raise
-                err.print(f"error: sweep failed ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-                          f"trying again in {wait:g} s", markup=False)
+                # The kind only: an unexpected error's text can quote a value read from a file.
+                from sqlalchemy.exc import DBAPIError
+                from worker.errors import database_error
+
+                kind = database_error(error) if isinstance(error, DBAPIError) else type(error).__name__
+                err.print(f"error: sweep failed ({kind}); trying again in {wait:g} s", markup=False)
                 results = []
             for result in results:
                 out.print(result.line(), markup=False)
@@ -751,7 +755,7 @@ def main() -> None:
     from adjudication.reference import ReferenceLoadError
     from adjudication.rules import RulesError
     from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
-    from worker.errors import Unavailable, unavailable
+    from worker.errors import Unavailable, database_error, unavailable
     from pydantic import ValidationError
 
     from worker.poison import RunBroke
@@ -800,9 +804,8 @@ def main() -> None:
     except (typer.Exit, click.exceptions.Exit, SystemExit) as done:
         code = getattr(done, "exit_code", getattr(done, "code", 0))
         sys.exit(code)
-    except DBAPIError as error:
-        first = str(error.orig).splitlines()[0] if error.orig else type(error).__name__
-        err.print(f"error: unavailable: database: {first}", markup=False)
+    except DBAPIError as error:  # the error's kind and code: the driver's text can quote a value
+        err.print(f"error: unavailable: database: {database_error(error)}", markup=False)
         sys.exit(EXIT_UNAVAILABLE)
     except Exception as error:  # noqa: BLE001 - the promise is one line, not a traceback
         logging.getLogger("adjudication").debug("internal error", exc_info=True)

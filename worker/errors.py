@@ -27,3 +27,14 @@ def unavailable(error: BaseException) -> str | None:
         error = getattr(error, "orig", None) or error.__cause__ or error.__context__
         seen += 1
     return None
+
+
+def database_error(error: BaseException) -> str:
+    """A database error in one line that is safe to print and log: the driver's error type, its code
+    (PostgreSQL's SQLSTATE, SQLite's error name) and the constraint it names, never the driver's
+    text, which can quote the value it refused (a client's data)."""
+    orig = getattr(error, "orig", None) or error
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
+    constraint = getattr(getattr(orig, "diag", None), "constraint_name", None)
+    return (type(orig).__name__ + (f" ({code})" if code else "")
+            + (f" on constraint {constraint}" if constraint else ""))
