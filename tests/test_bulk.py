@@ -23,7 +23,8 @@ scratch = Table("bulk_scratch", metadata, Column("n", Integer, nullable=False), 
 SCHEMA = {"n": pl.Int32, "big": pl.Int64, "text": pl.String, "other": pl.String, "day": pl.Date}
 
 # Texts a claim file can hold (PostgreSQL refuses NUL), with the ones CSV treats specially made likely.
-texts = st.one_of(st.none(), st.sampled_from(["", "\\N", "NULL", ",", '"', '""', "a,b", "x\ny", "\r\n", " ", "é"]),
+texts = st.one_of(st.none(), st.sampled_from(["", "\\N", "NULL", ",", '"', '""', "a,b", "x\ny", "\r\n", " ", "é",
+                                              "\ufeffx", "12", "2026-01-02", "%s", "%%"]),
                   st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12))
 rows = st.lists(st.tuples(st.none() | st.integers(-2**62, 2**62), texts, texts,
                           st.none() | st.dates(dt.date(1900, 1, 1), dt.date(2200, 12, 31))), max_size=40)
@@ -39,10 +40,18 @@ def test_rows_come_back_as_written(db_url, rows):
             metadata.drop_all(conn)
             metadata.create_all(conn)
             insert_frame(conn, scratch, frame)
-            back = read_frame(conn, select(*scratch.c).order_by(scratch.c.n.desc()), SCHEMA)
+            # A text column first (a byte-order mark opening the data must stay), a number bound
+            # (COPY on PostgreSQL), then a text bound (the driver's cursor).
+            columns = [scratch.c.text, *[c for c in scratch.c if c.name != "text"]]
+            schema = {c.name: SCHEMA[c.name] for c in columns}
+            back = read_frame(conn, select(*columns).where(scratch.c.n >= 1).order_by(scratch.c.n.desc()), schema)
+            named = read_frame(conn, select(*columns).where(scratch.c.n >= 1, scratch.c.other != "\x01")
+                               .order_by(scratch.c.n.desc()), schema)
     finally:
         engine.dispose()
-    assert back.to_dicts() == frame.reverse().to_dicts()
+    expected = frame.filter(pl.col("n") >= 1).reverse().select(list(schema))
+    assert back.to_dicts() == expected.to_dicts()
+    assert named.to_dicts() == expected.filter(pl.col("other") != "\x01").to_dicts()
 
 
 def test_a_single_column_of_nulls_keeps_its_rows(db_url):
@@ -60,3 +69,40 @@ def test_a_single_column_of_nulls_keeps_its_rows(db_url):
         engine.dispose()
     for column, back in read.items():
         assert back.get_column(column).to_list() == frame.get_column(column).to_list()
+
+
+def test_postgresql_reads_through_copy_only_what_copy_can_carry(pg_url):
+    """COPY takes no bound parameters (psycopg writes them into the statement, which the server logs
+    when it fails): a select naming ids or names is read through the cursor."""
+    import datetime as dt
+
+    from worker.store.bulk import _copy_out_reads
+
+    engine = make_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            assert _copy_out_reads(conn, {"run_id": 7, "day": dt.date(2026, 1, 1)}, SCHEMA)
+            assert not _copy_out_reads(conn, {"run_id": 7, "claim_id": "C1"}, SCHEMA)
+            assert not _copy_out_reads(conn, {"ids": [1, 2]}, SCHEMA)
+            assert not _copy_out_reads(conn, {}, {**SCHEMA, "at": pl.Datetime("us", "UTC")})
+            conn.exec_driver_sql("SET DateStyle = 'German'")
+            assert not _copy_out_reads(conn, {}, SCHEMA)
+    finally:
+        engine.dispose()
+
+
+def test_a_text_opening_the_data_keeps_its_byte_order_mark(db_url):
+    """A CSV reader drops a byte-order mark at the start of its input: the first value read must
+    keep one it holds (a rejected record's claim id can start with one)."""
+    engine = make_engine(db_url)
+    frame = pl.DataFrame({"n": [1, 2], "big": [5, None], "text": ["\ufeffC1", "\ufeff"], "other": ["", None],
+                          "day": [None, dt.date(2026, 1, 2)]}, schema=SCHEMA)
+    try:
+        with engine.begin() as conn:
+            metadata.create_all(conn)
+            insert_frame(conn, scratch, frame)
+            back = read_frame(conn, select(scratch.c.text, scratch.c.n).where(scratch.c.n >= 1).order_by(scratch.c.n),
+                              {"text": pl.String, "n": pl.Int32})
+    finally:
+        engine.dispose()
+    assert back.get_column("text").to_list() == ["\ufeffC1", "\ufeff"]

@@ -328,3 +328,41 @@ def test_report_and_remittance_render_offline_in_chromium(tmp_path):
     assert page.fetching == []
     assert [url for url in requested if not url.startswith("file://") and not CHROMIUM_OWN.match(url)] == []
     assert shot.stat().st_size > 10_000
+
+
+def test_a_run_is_read_back_as_its_attempts_hold_it_when_its_batch_was_kept_by_another_parse(dbcli, tmp_path):
+    """run_decisions takes a claim's fields from its batch as parsed at submit, which is what the
+    run copied into the attempts; a batch kept by another PARSE_VERSION is parsed again when read,
+    perhaps differently, so then the attempts' own copies are read. Here the batch is rewritten as
+    an older version kept it (no parsed fields) with one posted provider id changed: the remittance
+    still names the provider the attempt holds."""
+    import io
+
+    from sqlalchemy import select, update
+
+    from worker.store import schema as t
+    from worker.store.database import make_engine
+
+    engine = make_engine(dbcli.db)
+    try:
+        with engine.begin() as conn:
+            before = repo.run_decisions(conn, 1)
+            batch_id, payload = conn.execute(select(t.batch_payloads.c.batch_id, t.batch_payloads.c.payload)).one()
+            stored = pl.read_parquet(io.BytesIO(payload))
+            older = stored.select(pl.exclude(f"^{repo.PARSED.replace('.', '[.]')}.*$")).with_columns(
+                provider_id=pl.when(pl.col("provider_id") == "P1").then(pl.lit("PX")).otherwise(pl.col("provider_id")))
+            assert older.width < stored.width and (older.get_column("provider_id") == "PX").any()
+            kept = io.BytesIO()
+            older.write_parquet(kept)
+            conn.execute(update(t.batch_payloads).where(t.batch_payloads.c.batch_id == batch_id)
+                         .values(payload=kept.getvalue()))
+        with engine.connect() as conn:
+            after = repo.run_decisions(conn, 1)
+            reparsed = repo.payloads(conn, [batch_id], parsed=True)
+    finally:
+        engine.dispose()
+    assert (reparsed.get_column("provider_id") == "PX").any()  # a parse now would say PX
+    assert after.equals(before) and (after.get_column("provider_id") == "P1").any()
+    out = tmp_path / "again"
+    dbcli("remittance", "1", "--format", "x12", "--operator", "ann", "--output", out)
+    assert (out / "run-1-provider-P1.835").exists() and not (out / "run-1-provider-PX.835").exists()

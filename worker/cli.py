@@ -808,6 +808,9 @@ def main() -> None:
         err.print(f"error: unavailable: database: {database_error(error)}", markup=False)
         sys.exit(EXIT_UNAVAILABLE)
     except Exception as error:  # noqa: BLE001 - the promise is one line, not a traceback
+        if type(error).__module__.split(".")[0] in ("psycopg", "sqlite3"):  # raised by the bulk reads and writes
+            err.print(f"error: unavailable: database: {database_error(error)}", markup=False)
+            sys.exit(EXIT_UNAVAILABLE)
         logging.getLogger("adjudication").debug("internal error", exc_info=True)
         # The type only: the text of an unexpected error may quote stored values (a client's data).
         err.print(f"error: internal: {type(error).__name__} (the traceback is logged at --log-level debug)",

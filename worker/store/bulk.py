@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 
 import polars as pl
@@ -87,12 +88,12 @@ def read_frame(conn: Connection, statement: Select, schema: dict) -> pl.DataFram
 
     Rows come straight from the driver's cursor: building SQLAlchemy Row objects for a million
     claims costs more than the query. PostgreSQL sends them as CSV (COPY ... TO STDOUT), which
-    polars parses without a Python object per row.
+    polars parses without a Python object per row, where _copy_out can.
     """
     compiled = statement.compile(dialect=conn.dialect)
     params = compiled.params
     sql = str(compiled)
-    if conn.dialect.name == "postgresql" and all(d in _CSV_TYPES for d in schema.values()):
+    if conn.dialect.name == "postgresql" and _copy_out_reads(conn, params, schema):
         return _copy_out(conn, sql, params, schema)
     if conn.dialect.name == "sqlite":
         positional = compiled.positiontup or []
@@ -117,14 +118,28 @@ def read_frame(conn: Connection, statement: Select, schema: dict) -> pl.DataFram
 _CSV_TYPES = (pl.String, pl.Int64, pl.Int32, pl.Date)
 
 
+def _copy_out_reads(conn: Connection, params: dict, schema: dict) -> bool:
+    """Whether _copy_out can read this select: columns of _CSV_TYPES; parameters that are numbers or
+    dates only, because COPY takes no bound parameters: psycopg writes them into the statement's
+    text, which the server logs when the statement fails (ids and names stay bound parameters);
+    and a session that writes UTF-8 and ISO dates, which is what polars reads."""
+    info = conn.connection.driver_connection.info
+    return (all(d in _CSV_TYPES for d in schema.values())
+            and all(isinstance(v, (int, dt.date)) for v in params.values())
+            and info.encoding == "utf-8" and (info.parameter_status("DateStyle") or "").startswith("ISO"))
+
+
 def _copy_out(conn: Connection, sql: str, params: dict, schema: dict) -> pl.DataFrame:
-    """The rows of a select, written by PostgreSQL as CSV and read by polars. In PostgreSQL's CSV a
-    NULL is an empty field and an empty text is "", which polars reads back as null and '' (a row of
-    one NULL column is an empty line, which polars keeps as a null row; tests/test_bulk.py)."""
+    """The rows of a select, written by PostgreSQL as CSV and read by polars. Every value is quoted
+    (FORCE_QUOTE: a text is never taken for anything else, a byte-order mark at its start is kept);
+    a NULL is an empty field, unquoted, which polars reads back as null (a row of one NULL column is
+    an empty line, which polars keeps as a null row); tests/test_bulk.py."""
     buffer = io.BytesIO()
     cursor = conn.connection.driver_connection.cursor()
     try:
-        with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+        # Without parameters psycopg leaves the text as it is: SQLAlchemy's %% must become % here.
+        statement = f"COPY ({sql if params else sql % ()}) TO STDOUT WITH (FORMAT csv, FORCE_QUOTE *)"
+        with cursor.copy(statement, params or None) as copy:
             for data in copy:
                 buffer.write(data)
     finally:

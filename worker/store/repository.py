@@ -179,10 +179,11 @@ class StoredBatchUnreadable(Exception):
 
 
 def payloads(conn: Connection, batch_ids: list[str] | None = None, parsed: bool = False,
-             received: bool = False) -> pl.DataFrame:
+             received: bool = False, parsed_at_submit: bool = False) -> pl.DataFrame:
     """The claims of some batches (all when None) with batch_id and its queue seq: as posted
     (PAYLOAD_SCHEMA), or parsed (claim_pk, line and FIELDS_SCHEMA); received: with the batch's
-    received date as `received_day` (not read by migrations that predate the column)."""
+    received date as `received_day` (not read by migrations that predate the column);
+    parsed_at_submit: only the batches that keep the fields as this PARSE_VERSION parsed them."""
     received_date = t.batches.c.received_date if received else literal_column("NULL")
     statement = select(t.batches.c.batch_id, t.batches.c.seq, received_date, t.batch_payloads.c.payload).join(
         t.batch_payloads, t.batch_payloads.c.batch_id == t.batches.c.batch_id)
@@ -193,6 +194,7 @@ def payloads(conn: Connection, batch_ids: list[str] | None = None, parsed: bool 
         _read_stored(read, batch_id, payload).with_columns(
             batch_id=pl.lit(batch_id, pl.String), batch_seq=pl.lit(seq, pl.Int64), received_day=pl.lit(day, pl.Date))
         for batch_id, seq, day, payload in conn.execute(statement)
+        if not parsed_at_submit or _keeps_parsed(payload)
     ]
     schema = {"claim_pk": pl.Int64, "line": pl.Int64, **FIELDS_SCHEMA} if parsed else PAYLOAD_SCHEMA
     empty = pl.DataFrame(schema={**schema, "batch_id": pl.String, "batch_seq": pl.Int64, "received_day": pl.Date})
@@ -214,9 +216,15 @@ def _posted_payload(payload: bytes) -> pl.DataFrame:
         PAYLOAD_SCHEMA.keys()).cast(PAYLOAD_SCHEMA)
 
 
+def _keeps_parsed(payload: bytes) -> bool:
+    """Whether a stored batch keeps its fields as this PARSE_VERSION parsed them at submit."""
+    stored = pl.read_parquet_schema(io.BytesIO(payload))
+    return PARSED + "service_day" in stored and all(c in stored for c in OPTIONAL_COLUMNS)
+
+
 def _parsed_payload(payload: bytes) -> pl.DataFrame:
     stored = pl.read_parquet_schema(io.BytesIO(payload))
-    if PARSED + "service_day" in stored and all(c in stored for c in OPTIONAL_COLUMNS):
+    if _keeps_parsed(payload):
         columns = [PARSED + c if PARSED + c in stored else c for c in FIELDS_SCHEMA]
         frame = pl.read_parquet(io.BytesIO(payload), columns=["claim_pk", "line", *columns]).select(
             "claim_pk", "line",
@@ -750,7 +758,8 @@ _ATTEMPT_FIELDS = {"claim_pk": pl.Int64, "batch_id": pl.String, "claim_id": pl.S
 # What only the attempt knows. A run's other columns are its claims' fields, which run_state copied
 # from the claims as parsed at submit: run_decisions takes them from there (_claims_of), so a
 # million-claim run is read as 8 columns instead of 16 (about half the time on SQLite, whose driver
-# makes a Python object of every value).
+# makes a Python object of every value). Not from a batch kept under another PARSE_VERSION: it is
+# parsed again when read, perhaps not as the run read it; the attempts' own copies are read then.
 _DECIDED_FIELDS = {"claim_pk": pl.Int64, "status": pl.String, "reasons": pl.String, "carc": pl.String,
                    "spa_id": pl.String, "paid_units_s": pl.Int64, "paid_cents": pl.Int64, "adjusts": pl.String}
 
@@ -772,11 +781,15 @@ def provider_names(conn: Connection) -> pl.DataFrame:
                       {"provider_id": pl.String, "name": pl.String})
 
 
-def _claims_of(conn: Connection, claim_pks: pl.Series, batch_ids: list[str], columns: list[str]) -> pl.DataFrame:
-    """`columns` of the claims `claim_pks` names (all in batches `batch_ids`), as parsed at submit and
-    aligned with claim_pks: any of batch_id, line, the parsed fields (claims.FIELDS_SCHEMA), and
-    service_date (the parsed day, as attempts store it) and billed_rate_s (the parsed rate)."""
-    claims = payloads(conn, batch_ids, parsed=True).sort("claim_pk")
+def _claims_of(conn: Connection, claim_pks: pl.Series, batch_ids: list[str], columns: list[str],
+               parsed_at_submit: bool = False) -> pl.DataFrame | None:
+    """`columns` of the claims `claim_pks` names (all in batches `batch_ids`), as parsed and aligned
+    with claim_pks: any of batch_id, line, the parsed fields (claims.FIELDS_SCHEMA), and
+    service_date (the parsed day, as attempts store it) and billed_rate_s (the parsed rate).
+    parsed_at_submit: None when a batch does not keep its fields as this PARSE_VERSION parsed them."""
+    claims = payloads(conn, batch_ids, parsed=True, parsed_at_submit=parsed_at_submit).sort("claim_pk")
+    if parsed_at_submit and claims.get_column("batch_id").n_unique() < len(set(batch_ids)):
+        return None
     # Each batch's claims are in claim_pk order: each row's claim is found by binary search (a hash
     # join of a million rows costs several times more).
     at = claims.get_column("claim_pk").search_sorted(claim_pks).clip(0, max(claims.height - 1, 0))
@@ -786,6 +799,15 @@ def _claims_of(conn: Connection, claim_pks: pl.Series, batch_ids: list[str], col
                          pl.exclude("service_date", "rate_s")).select(pl.col(columns).gather(at))
 
 
+def _batches_of(conn: Connection, claim_pks: pl.Series) -> list[str]:
+    """The batches holding these claims (a batch holds claim_pks first_pk .. first_pk + claims - 1),
+    found in the batches table, not by reading the attempts again."""
+    batches = read_frame(conn, select(t.batches.c.first_pk, t.batches.c.batch_id),
+                         {"first_pk": pl.Int64, "batch_id": pl.String}).sort("first_pk")
+    at = (batches.get_column("first_pk").search_sorted(claim_pks.unique(), side="right") - 1).clip(0).unique()
+    return batches.get_column("batch_id").gather(at).to_list()
+
+
 def run_decisions(conn: Connection, run_id: int) -> pl.DataFrame:
     """Every claim the run decided (its attempt of that run), in adjudication order: DECISION_SCHEMA."""
     a = t.attempts.c
@@ -793,9 +815,14 @@ def run_decisions(conn: Connection, run_id: int) -> pl.DataFrame:
                          .order_by(a.run_row), _DECIDED_FIELDS)
     if decided.height == 0:
         return pl.DataFrame(schema=DECISION_SCHEMA)
-    batch_ids = list(conn.execute(select(a.batch_id).where(a.run_id == run_id).distinct()).scalars())
-    decided = decided.hstack(_claims_of(conn, decided.get_column("claim_pk"), batch_ids, [
-        c for c in DECISION_SCHEMA if c not in decided.columns and c != "first_suspended"]))
+    claim_pks, batch_ids = decided.get_column("claim_pk"), _batches_of(conn, decided.get_column("claim_pk"))
+    claims = _claims_of(conn, claim_pks, batch_ids, [c for c in DECISION_SCHEMA if c not in decided.columns
+                                                     and c != "first_suspended"], parsed_at_submit=True)
+    if claims is None:  # a batch kept under another PARSE_VERSION: the attempts' own copies
+        copies = {c: d for c, d in _ATTEMPT_FIELDS.items() if c not in decided.columns}
+        claims = read_frame(conn, select(*[a[c] for c in copies]).where(a.run_id == run_id).order_by(a.run_row),
+                            copies).hstack(_claims_of(conn, claim_pks, batch_ids, ["units_s", "billed_rate_s"]))
+    decided = decided.hstack(claims)
     started = conn.execute(select(t.runs.c.started_at).where(t.runs.c.run_id == run_id)).scalar()
     again = decided.filter(pl.col("status") == "suspended").get_column("claim_pk").to_list()
     first = _first_suspended(conn, run_id, again)
