@@ -811,8 +811,16 @@ def _batches_of(conn: Connection, claim_pks: pl.Series) -> list[str]:
 def run_decisions(conn: Connection, run_id: int) -> pl.DataFrame:
     """Every claim the run decided (its attempt of that run), in adjudication order: DECISION_SCHEMA."""
     a = t.attempts.c
-    decided = read_frame(conn, select(*[a[c] for c in _DECIDED_FIELDS]).where(a.run_id == run_id)
-                         .order_by(a.run_row), _DECIDED_FIELDS)
+    started = conn.execute(select(t.runs.c.started_at).where(t.runs.c.run_id == run_id)).scalar()
+    if started is None:
+        return pl.DataFrame(schema=DECISION_SCHEMA)
+    # The run's rows carry the month it started in (UTC); the months either side as well, in case a
+    # database wrote it in another time zone. On PostgreSQL only those partitions are read.
+    month = _utc(started).astimezone(dt.timezone.utc).date().replace(day=1)
+    of_run = (a.run_id == run_id, a.run_month >= (month - dt.timedelta(days=1)).replace(day=1),
+              a.run_month <= _next_month(month))
+    decided = read_frame(conn, select(*[a[c] for c in _DECIDED_FIELDS]).where(*of_run).order_by(a.run_row),
+                         _DECIDED_FIELDS)
     if decided.height == 0:
         return pl.DataFrame(schema=DECISION_SCHEMA)
     claim_pks, batch_ids = decided.get_column("claim_pk"), _batches_of(conn, decided.get_column("claim_pk"))
@@ -820,10 +828,9 @@ def run_decisions(conn: Connection, run_id: int) -> pl.DataFrame:
                                                      and c != "first_suspended"], parsed_at_submit=True)
     if claims is None:  # a batch kept under another PARSE_VERSION: the attempts' own copies
         copies = {c: d for c, d in _ATTEMPT_FIELDS.items() if c not in decided.columns}
-        claims = read_frame(conn, select(*[a[c] for c in copies]).where(a.run_id == run_id).order_by(a.run_row),
+        claims = read_frame(conn, select(*[a[c] for c in copies]).where(*of_run).order_by(a.run_row),
                             copies).hstack(_claims_of(conn, claim_pks, batch_ids, ["units_s", "billed_rate_s"]))
     decided = decided.hstack(claims)
-    started = conn.execute(select(t.runs.c.started_at).where(t.runs.c.run_id == run_id)).scalar()
     again = decided.filter(pl.col("status") == "suspended").get_column("claim_pk").to_list()
     first = _first_suspended(conn, run_id, again)
     decided = decided.join(first, on="claim_pk", how="left", maintain_order="left")
