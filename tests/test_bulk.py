@@ -12,7 +12,7 @@ import datetime as dt
 import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import BigInteger, Column, Date, Integer, MetaData, String, Table, select
+from sqlalchemy import BigInteger, Column, Date, Integer, MetaData, String, Table, literal_column, select
 
 from worker.store.bulk import insert_frame, read_frame
 from worker.store.database import make_engine
@@ -65,10 +65,14 @@ def test_a_single_column_of_nulls_keeps_its_rows(db_url):
             insert_frame(conn, scratch, frame)
             read = {column: read_frame(conn, select(scratch.c[column]).order_by(scratch.c.n), {column: SCHEMA[column]})
                     for column in ("big", "text", "day")}
+            # No parameter at all, and a % in the statement (the driver leaves such a text as it is).
+            percent = read_frame(conn, select(scratch.c.n, literal_column("'100%'").label("p")).order_by(scratch.c.n),
+                                 {"n": pl.Int32, "p": pl.String})
     finally:
         engine.dispose()
     for column, back in read.items():
         assert back.get_column(column).to_list() == frame.get_column(column).to_list()
+    assert percent.get_column("p").to_list() == ["100%"] * 3
 
 
 def test_postgresql_reads_through_copy_only_what_copy_can_carry(pg_url):

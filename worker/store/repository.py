@@ -194,7 +194,7 @@ def payloads(conn: Connection, batch_ids: list[str] | None = None, parsed: bool 
         _read_stored(read, batch_id, payload).with_columns(
             batch_id=pl.lit(batch_id, pl.String), batch_seq=pl.lit(seq, pl.Int64), received_day=pl.lit(day, pl.Date))
         for batch_id, seq, day, payload in conn.execute(statement)
-        if not parsed_at_submit or _keeps_parsed(payload)
+        if not parsed_at_submit or _read_stored(_keeps_parsed, batch_id, payload)
     ]
     schema = {"claim_pk": pl.Int64, "line": pl.Int64, **FIELDS_SCHEMA} if parsed else PAYLOAD_SCHEMA
     empty = pl.DataFrame(schema={**schema, "batch_id": pl.String, "batch_seq": pl.Int64, "received_day": pl.Date})
@@ -802,7 +802,8 @@ def _claims_of(conn: Connection, claim_pks: pl.Series, batch_ids: list[str], col
 def _batches_of(conn: Connection, claim_pks: pl.Series) -> list[str]:
     """The batches holding these claims (a batch holds claim_pks first_pk .. first_pk + claims - 1),
     found in the batches table, not by reading the attempts again."""
-    batches = read_frame(conn, select(t.batches.c.first_pk, t.batches.c.batch_id),
+    # A batch of no claims (one migration 0003 carried over) shares its first_pk with the next one.
+    batches = read_frame(conn, select(t.batches.c.first_pk, t.batches.c.batch_id).where(t.batches.c.claims > 0),
                          {"first_pk": pl.Int64, "batch_id": pl.String}).sort("first_pk")
     at = (batches.get_column("first_pk").search_sorted(claim_pks.unique(), side="right") - 1).clip(0).unique()
     return batches.get_column("batch_id").gather(at).to_list()
@@ -826,6 +827,7 @@ def run_decisions(conn: Connection, run_id: int) -> pl.DataFrame:
     claim_pks, batch_ids = decided.get_column("claim_pk"), _batches_of(conn, decided.get_column("claim_pk"))
     claims = _claims_of(conn, claim_pks, batch_ids, [c for c in DECISION_SCHEMA if c not in decided.columns
                                                      and c != "first_suspended"], parsed_at_submit=True)
+    # Units and billed rates, which attempts do not carry, come from the batch whatever its version.
     if claims is None:  # a batch kept under another PARSE_VERSION: the attempts' own copies
         copies = {c: d for c, d in _ATTEMPT_FIELDS.items() if c not in decided.columns}
         claims = read_frame(conn, select(*[a[c] for c in copies]).where(*of_run).order_by(a.run_row),
