@@ -133,8 +133,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     name: {f: pl.Date if f in DATES else pl.String for f in model.model_fields} | {"line": pl.Int64}
     for name, model in FILES.items()
 }
-SCHEMAS_BY_MODEL = {model: SCHEMAS[name] for name, model in FILES.items()}
-ATTRS = {"providers.csv": "providers", "plans.csv": "plans", "enrollments.csv": "enrollments", "spas.csv": "spas"}
+ATTRS = {name: name.removesuffix(".csv") for name in FILES}  # a ReferenceSet's attribute for each file
 KEYS = {"providers.csv": "provider_id", "plans.csv": "plan_id", "spas.csv": "spa_id"}
 
 
@@ -223,7 +222,7 @@ def parse_file(name: str, text: str) -> pl.DataFrame:
     for column in (n for n, f in model.model_fields.items() if f.is_required()):
         if column not in header:
             raise ReferenceLoadError(name, 1, column, "column is missing from the header")
-    values, plain = _plain_values(model, raw)
+    values, plain = _plain_values(model, SCHEMAS[name], raw)
     doubtful = raw.filter(~plain)
     fixed = []
     for record in doubtful.iter_rows(named=True):
@@ -323,12 +322,12 @@ def _raw_by_csv_module(name: str, text: str) -> tuple[list[str], pl.DataFrame, R
     return header, raw, broken
 
 
-def _plain_values(model: type[_Row], raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+def _plain_values(model: type[_Row], schema: dict, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
     """The rows' values where the columns can tell them (as the model would), and which rows those are."""
     values, oks = [], []
     for name, info in model.model_fields.items():
         if name not in raw.columns:
-            values.append(pl.lit(info.default, dtype=SCHEMAS_BY_MODEL[model][name]).alias(name))
+            values.append(pl.lit(info.default, dtype=schema[name]).alias(name))
             continue
         text = pl.col(name)
         stripped = text.str.strip_chars(ASCII_SPACE)

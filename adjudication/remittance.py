@@ -237,7 +237,7 @@ def _claim_segments(lines: pl.LazyFrame) -> pl.LazyFrame:
 
 def x12_835(lines: pl.LazyFrame, names: pl.DataFrame, payer: Payer, run: RunInfo,
             adjustments: pl.DataFrame) -> pl.DataFrame:
-    """One 835 per provider with at least one payment or reversal: provider_id, net_cents, text.
+    """One 835 per provider with at least one payment or reversal: provider_id, text.
     adjustments: the run's balance_forward, one PLB FB each."""
     money = lines.filter(pl.col("section").is_in(["reversal", "payment"]))
     bodies = _claim_segments(money).group_by("provider_id", maintain_order=True).agg(
@@ -287,7 +287,7 @@ def x12_835(lines: pl.LazyFrame, names: pl.DataFrame, payer: Payer, run: RunInfo
     segments = pl.lit(12, pl.Int64) + pl.col("segments") + pl.col("plb_segments")
     trailer = cat(pl.lit("SE*"), segments.cast(pl.String), pl.lit("*0001~\nGE*1*"), control.cast(pl.String),
                             pl.lit("~\nIEA*1*"), control9, pl.lit("~\n"))
-    return bodies.select("provider_id", "net_cents", text=cat(header, pl.col("body"), pl.col("plb"), trailer)).collect()
+    return bodies.select("provider_id", text=cat(header, pl.col("body"), pl.col("plb"), trailer)).collect()
 
 
 def _element(value: str) -> str:
@@ -417,17 +417,17 @@ def html_sections(lines: pl.LazyFrame) -> pl.DataFrame:
 def html_remittance(provider_id: str, name: str | None, sections: dict[str, tuple[str, int]], totals: dict,
                     payer: Payer, run: RunInfo, balances: list[tuple[int, int]] = ()) -> str:
     """One provider's readable remittance. sections: section -> (rows HTML, count); totals: a
-    provider_totals row; balances: its balance_forward adjustments (balance_run_id, plb_cents)."""
+    provider_totals row, with the provider's adjustment_totals when it has balances; balances: its
+    balance_forward adjustments (balance_run_id, plb_cents)."""
     title = f"Remittance advice: run {run.run_id}, provider {provider_id}"
     figures = [("total-paid", "Paid", money(totals["paid_cents"])),
                ("total-reversed", "Reversed", money(totals["reversed_cents"])),
                ("net", "Net", money(totals["net_cents"]))]
     if balances:
-        forwarded = -sum(cents for _run, cents in balances if cents < 0)
-        recovered = sum(cents for _run, cents in balances if cents > 0)
+        forwarded, recovered = totals["forwarded_cents"], totals["recovered_cents"]
         figures += [("balance-forward", "Balance carried forward", money(forwarded))] if forwarded else []
         figures += [("balance-recovered", "Balance forward recovered", money(recovered))] if recovered else []
-        figures += [("amount-paid", "Amount paid", money(totals["net_cents"] - sum(c for _r, c in balances)))]
+        figures += [("amount-paid", "Amount paid", money(totals["net_cents"] - totals["plb_cents"]))]
     figures += [("count-pending", "Pending claims", str(totals["pending"])),
                 ("count-rejected", "Rejected lines", str(totals["rejected"]))]
     cards = "".join(f'<div class="card"><span class="muted">{label}</span><b id="{key}">{value}</b></div>'

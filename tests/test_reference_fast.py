@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import reference_oracle as oracle
-from adjudication.reference import (FILES, Enrollment, Plan, Provider, ReferenceLoadError, ReferenceSet, Spa, merge,
+from adjudication.reference import (ATTRS, FILES, KEYS, Enrollment, Plan, Provider, ReferenceLoadError, ReferenceSet, Spa, merge,
                                     parse_file, rows_frame)
 from adjudication.rules import load_rules
 
@@ -138,13 +138,27 @@ def test_every_value_of_every_field_parses_as_its_model_reads_it():
                             [item.line for item in expected])), (name, column, form)
 
 
-def test_the_bench_shaped_file_takes_the_fast_reading():
-    """Plain and '""'-quoted fields split on commas; a comma in quotes goes to the csv module."""
+def test_the_bench_shaped_file_takes_the_fast_reading(monkeypatch):
+    """Plain and '""'-quoted fields split on commas (the csv module is never called); a comma in
+    quotes goes to the csv module."""
+    from adjudication import reference
+
     header = "spa_id,plan_id,provider_id,service_element,procedure_code,modifier,start_date,end_date,units," \
              "unit_period,rate,status\n"
-    text = header + 'S1,PL1,P1,SE49,T1016,"",2026-01-01,2026-12-31,8,total,25.00,accepted\n' \
-                    'S2,PL1,P1,"SE49, in home",OR526,NA,2026-01-01,2026-12-31,8,total,25.00,accepted\n'
-    rows = parse_file("spas.csv", text)
+    plain = header + 'S1,PL1,P1,SE49,T1016,"",2026-01-01,2026-12-31,8,total,25.00,accepted\n'
+    quoted = plain + 'S2,PL1,P1,"SE49, in home",OR526,NA,2026-01-01,2026-12-31,8,total,25.00,accepted\n'
+    by_csv_module = reference._raw_by_csv_module
+    called = []
+
+    def counted(name, text):
+        called.append(text)
+        return by_csv_module(name, text)
+
+    monkeypatch.setattr(reference, "_raw_by_csv_module", counted)
+    assert parse_file("spas.csv", plain).get_column("modifier").to_list() == [""]
+    assert called == []
+    rows = parse_file("spas.csv", quoted)
+    assert called == [quoted]
     assert rows.get_column("modifier").to_list() == ["", "NA"]
     assert rows.get_column("service_element").to_list() == ["SE49", "SE49, in home"]
 
@@ -191,7 +205,6 @@ def rows(draw, name: str, coherent: bool = False):
                                                                                         "pending"])))
 
 
-KEY = {"providers.csv": "provider_id", "plans.csv": "plan_id", "spas.csv": "spa_id"}
 
 
 @st.composite
@@ -205,14 +218,14 @@ def stored_and_loaded(draw):
                           monthly_hours="300") for p, c in (("PL1", "c1"), ("PL2", "c1"), ("PL3", "c2"))]
         if coherent and name == "providers.csv":
             drawn = [Provider(provider_id=p, name="n", kind="psw") for p in ("P1", "P2")]
-        if name in KEY:
-            drawn = list({getattr(row, KEY[name]): row for row in drawn}.values())
+        if name in KEYS:
+            drawn = list({getattr(row, KEYS[name]): row for row in drawn}.values())
         stored[name] = drawn
     loaded = {}
     for name in draw(st.lists(st.sampled_from(list(FILES)), min_size=1, max_size=4, unique=True)):
         drawn = draw(st.lists(rows(name, coherent), max_size=8))
-        if name in KEY and draw(st.integers(0, 3)):
-            drawn = list({getattr(row, KEY[name]): row for row in drawn}.values())  # mostly no repeated id
+        if name in KEYS and draw(st.integers(0, 3)):
+            drawn = list({getattr(row, KEYS[name]): row for row in drawn}.values())  # mostly no repeated id
         same_line = draw(st.integers(0, 4)) == 0  # as tests load whole sets: every row on line 2
         loaded[name] = [(row, 2 if same_line else line) for line, row in enumerate(drawn, start=2)]
     return stored, loaded
@@ -244,8 +257,9 @@ def assert_merged_as_row_by_row(stored: dict[str, list], loaded: dict[str, list[
         assert got == expected
         return got
     assert not isinstance(got, str), got
-    for name, attr in (("providers.csv", "providers"), ("plans.csv", "plans"), ("spas.csv", "spas")):
-        assert got.of(name).equals(frame(name, [(item.row, item.line) for item in getattr(expected, attr).values()]))
+    for name in KEYS:
+        expected_rows = getattr(expected, ATTRS[name]).values()
+        assert got.of(name).equals(frame(name, [(item.row, item.line) for item in expected_rows]))
     assert got.enrollments.equals(frame("enrollments.csv", [(item.row, item.line) for item in expected.enrollments]))
     return None
 

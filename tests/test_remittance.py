@@ -45,7 +45,7 @@ def build(decisions: list[dict], reversals: list[dict] = (), history: list[tuple
                             pl.DataFrame(list(reversals), schema=REVERSAL_SCHEMA).lazy())
     adjustments = rem.balance_forward(pl.DataFrame(list(history), schema=NET_SCHEMA, orient="row"), run.run_id,
                                       rem.provider_totals(lines).select("provider_id", "net_cents").collect())
-    return {p: text for p, _net, text in rem.x12_835(lines, NAMES, PAYER, run, adjustments).iter_rows()}
+    return dict(rem.x12_835(lines, NAMES, PAYER, run, adjustments).iter_rows())
 
 
 def test_paid_claims_and_a_billed_rate_above_the_spa_rate():

@@ -561,10 +561,9 @@ def watch(
                 if once:
                     raise
                 # The kind only: an unexpected error's text can quote a value read from a file.
-                from sqlalchemy.exc import DBAPIError
                 from worker.errors import database_error
 
-                kind = database_error(error) if isinstance(error, DBAPIError) else type(error).__name__
+                kind = database_error(error) or type(error).__name__
                 err.print(f"error: sweep failed ({kind}); trying again in {wait:g} s", markup=False)
                 results = []
             for result in results:
@@ -754,7 +753,7 @@ def main() -> None:
     from adjudication.claim_file import ClaimFileError
     from adjudication.reference import ReferenceLoadError
     from adjudication.rules import RulesError
-    from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+    from sqlalchemy.exc import OperationalError, ProgrammingError
     from worker.errors import Unavailable, database_error, unavailable
     from pydantic import ValidationError
 
@@ -804,12 +803,9 @@ def main() -> None:
     except (typer.Exit, click.exceptions.Exit, SystemExit) as done:
         code = getattr(done, "exit_code", getattr(done, "code", 0))
         sys.exit(code)
-    except DBAPIError as error:  # the error's kind and code: the driver's text can quote a value
-        err.print(f"error: unavailable: database: {database_error(error)}", markup=False)
-        sys.exit(EXIT_UNAVAILABLE)
     except Exception as error:  # noqa: BLE001 - the promise is one line, not a traceback
-        if type(error).__module__.split(".")[0] in ("psycopg", "sqlite3"):  # raised by the bulk reads and writes
-            err.print(f"error: unavailable: database: {database_error(error)}", markup=False)
+        if (kind := database_error(error)) is not None:  # its kind and code: the driver's text can quote a value
+            err.print(f"error: unavailable: database: {kind}", markup=False)
             sys.exit(EXIT_UNAVAILABLE)
         logging.getLogger("adjudication").debug("internal error", exc_info=True)
         # The type only: the text of an unexpected error may quote stored values (a client's data).

@@ -368,13 +368,13 @@ _CHANGED = object()
 def _read_settled(path: Path, seen: os.stat_result, max_bytes: int):
     """The file's content; None when it is over the size limit (refused unread); _CHANGED when a
     writer is still at it (its size or mtime moved since the sweep looked), or it is not the file
-    listed (replaced meanwhile: by a pipe, whose opening does not wait for a writer here, or a link,
-    never followed)."""
+    listed (replaced meanwhile by another file or a pipe, whose opening does not wait for a writer
+    here; `seen` is a regular file, so another inode is all it takes). A link is never followed: its
+    opening fails (ELOOP) and the caller refuses it as unreadable."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with open(fd, "rb") as handle:
         before = os.fstat(handle.fileno())
-        if (before.st_ino, before.st_size, before.st_mtime_ns) != (seen.st_ino, seen.st_size, seen.st_mtime_ns) \
-                or not kinds.S_ISREG(before.st_mode):
+        if (before.st_ino, before.st_size, before.st_mtime_ns) != (seen.st_ino, seen.st_size, seen.st_mtime_ns):
             return _CHANGED
         if before.st_size > max_bytes:
             return None

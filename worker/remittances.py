@@ -76,7 +76,7 @@ def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | No
         output.mkdir(parents=True, exist_ok=True)
         if fmt == "x12":
             texts = rem.x12_835(lines, repo.provider_names(), payer, info, adjustments)
-            providers = _write(run_id, fmt, texts.select("provider_id", "text").iter_rows(), output, "ascii")
+            providers = _write(run_id, fmt, texts.iter_rows(), output, "ascii")
         elif fmt == "csv":
             providers = _write(run_id, fmt, _csv(lines, totals, adjustments).iter_rows(), output, "utf-8")
         else:
@@ -132,7 +132,8 @@ def _html(lines: pl.LazyFrame, totals: pl.DataFrame, adjustments: pl.DataFrame, 
     for provider_id, section, rows, count in rem.html_sections(lines).iter_rows():
         sections.setdefault(provider_id, {})[section] = (rows, count)
     name_of = dict(names.filter(pl.col("provider_id").is_in(totals.get_column("provider_id").implode())).rows())
-    for row in totals.iter_rows(named=True):
+    with_balances = totals.join(rem.adjustment_totals(adjustments), on="provider_id", how="left", maintain_order="left")
+    for row in with_balances.iter_rows(named=True):
         yield row["provider_id"], rem.html_remittance(row["provider_id"], name_of.get(row["provider_id"]),
                                                       sections.get(row["provider_id"], {}), row, payer, info,
                                                       balances.get(row["provider_id"], []))

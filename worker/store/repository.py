@@ -13,7 +13,7 @@ from sqlalchemy import (ARRAY, Connection, String, and_, any_, bindparam, case, 
 
 from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA, OPTIONAL_COLUMNS, PARSE_VERSION, as_read, parse_fields
 from adjudication.engine import LEDGER_SCHEMA, PROVIDER_SCHEMA, ReferenceFrames
-from adjudication.reference import ATTRS, KEYS, SCHEMAS, ReferenceSet, scaled
+from adjudication.reference import ATTRS, KEYS, SCHEMAS, ReferenceSet
 from worker.store import schema as t
 from worker.store.bulk import insert_frame, read_frame, upsert_frame
 
@@ -112,23 +112,7 @@ def _store_reference_snapshot(conn: Connection, loaded: dict[str, pl.DataFrame],
 
 def _reference_from_tables(conn: Connection) -> ReferenceFrames:
     """The reference tables as engine frames, without per-row validation (rows were checked on load)."""
-    def frame(table, schema):
-        return read_frame(conn, select(*[table.c[c] for c in schema]), schema)
-
-    plans = frame(t.plans, {"plan_id": pl.String, "client_prime": pl.String, "start_date": pl.Date,
-                            "end_date": pl.Date, "status": pl.String, "monthly_hours": pl.String})
-    spas = frame(t.spas, {"spa_id": pl.String, "plan_id": pl.String, "provider_id": pl.String,
-                          "procedure_code": pl.String, "modifier": pl.String, "start_date": pl.Date,
-                          "end_date": pl.Date, "units": pl.String, "unit_period": pl.String, "rate": pl.String,
-                          "status": pl.String})
-    return ReferenceFrames(
-        plans=plans.with_columns(monthly_hours_s=scaled(plans.get_column("monthly_hours"))).drop("monthly_hours"),
-        enrollments=frame(t.enrollments, {"client_prime": pl.String, "start_date": pl.Date, "end_date": pl.Date}),
-        spas=spas.with_columns(units_s=scaled(spas.get_column("units")), rate_s=scaled(spas.get_column("rate")))
-        .join(plans.select("plan_id", "client_prime"), on="plan_id", how="left", maintain_order="left")
-        .select("spa_id", "plan_id", "client_prime", "provider_id", "procedure_code", "modifier", "start_date",
-                "end_date", "units_s", "unit_period", "rate_s", "status"),
-    )
+    return reference_set(conn).frames()
 
 
 def save_reference(conn: Connection, loaded: dict[str, pl.DataFrame]) -> None:
@@ -194,7 +178,7 @@ def payloads(conn: Connection, batch_ids: list[str] | None = None, parsed: bool 
         _read_stored(read, batch_id, payload).with_columns(
             batch_id=pl.lit(batch_id, pl.String), batch_seq=pl.lit(seq, pl.Int64), received_day=pl.lit(day, pl.Date))
         for batch_id, seq, day, payload in conn.execute(statement)
-        if not parsed_at_submit or _read_stored(_keeps_parsed, batch_id, payload)
+        if not parsed_at_submit or _read_stored(lambda blob: _keeps_parsed(_schema(blob)), batch_id, payload)
     ]
     schema = {"claim_pk": pl.Int64, "line": pl.Int64, **FIELDS_SCHEMA} if parsed else PAYLOAD_SCHEMA
     empty = pl.DataFrame(schema={**schema, "batch_id": pl.String, "batch_seq": pl.Int64, "received_day": pl.Date})
@@ -209,22 +193,25 @@ def _read_stored(read, batch_id: str, payload: bytes) -> pl.DataFrame:
 
 
 def _posted_payload(payload: bytes) -> pl.DataFrame:
-    stored = pl.read_parquet_schema(io.BytesIO(payload))
+    stored = _schema(payload)
     frame = pl.read_parquet(io.BytesIO(payload), columns=[c for c in PAYLOAD_SCHEMA if c in stored])
     # Batches stored before claim files had the optional columns: they are empty.
     return frame.with_columns(pl.lit(None, pl.String).alias(c) for c in OPTIONAL_COLUMNS if c not in stored).select(
         PAYLOAD_SCHEMA.keys()).cast(PAYLOAD_SCHEMA)
 
 
-def _keeps_parsed(payload: bytes) -> bool:
-    """Whether a stored batch keeps its fields as this PARSE_VERSION parsed them at submit."""
-    stored = pl.read_parquet_schema(io.BytesIO(payload))
+def _schema(payload: bytes) -> dict:
+    return pl.read_parquet_schema(io.BytesIO(payload))
+
+
+def _keeps_parsed(stored: dict) -> bool:
+    """Whether a stored batch (its Parquet schema) keeps its fields as this PARSE_VERSION parsed them at submit."""
     return PARSED + "service_day" in stored and all(c in stored for c in OPTIONAL_COLUMNS)
 
 
 def _parsed_payload(payload: bytes) -> pl.DataFrame:
-    stored = pl.read_parquet_schema(io.BytesIO(payload))
-    if _keeps_parsed(payload):
+    stored = _schema(payload)
+    if _keeps_parsed(stored):
         columns = [PARSED + c if PARSED + c in stored else c for c in FIELDS_SCHEMA]
         frame = pl.read_parquet(io.BytesIO(payload), columns=["claim_pk", "line", *columns]).select(
             "claim_pk", "line",
