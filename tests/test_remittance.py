@@ -255,3 +255,18 @@ def test_csv_texts_are_what_polars_write_csv_writes():
         assert text == rows.filter(pl.col("provider_id") == provider).write_csv()
     assert texts["P1"].splitlines()[-2:] == ["P1,balance_forward_recovered,,3-P1,,,,,,,,,-5.00,,,",
                                              "P1,amount_paid,,,,,,,,,,,65.12,,,"]
+
+
+def test_more_than_six_balances_recovered_at_once_go_on_in_a_second_plb():
+    """A PLB holds six adjustments; the seventh opens a second PLB (the guide allows it; pyx12's map
+    does not, so the 835 is checked by its own figures and segment count here)."""
+    history = [(run_id, "P1", -100) for run_id in range(1, 8)]  # seven runs each took back 1.00 more than paid
+    text = build([decision("A1")], history=history, run=rem.RunInfo(8, RUN.finished_at))["P1"]
+    plbs = [s for s in segments(text) if s[0] == "PLB"]
+    assert [len(s[3:]) // 2 for s in plbs] == [6, 1]
+    assert [pair for s in plbs for pair in s[3::2]] == [f"FB:{run_id}-P1" for run_id in range(1, 8)]
+    figures = balances(text)
+    assert figures["plb"] == Decimal("7.00") and figures["bpr02"] == Decimal("63.12")
+    names = [s[0] for s in segments(text)]
+    st, se = names.index("ST"), names.index("SE")
+    assert int(segments(text)[se][1]) == se - st + 1  # SE01 counts ST to SE, both PLBs included
