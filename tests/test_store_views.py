@@ -108,3 +108,30 @@ def test_every_combination_of_filters_selects_what_filtering_the_whole_view_does
                     if status:
                         expected = expected.filter(pl.col("status") == status)
                     assert repo.outcome_rows(conn, chosen).equals(expected), (history, field, status)
+
+
+def test_a_batch_reads_the_latest_attempt_of_each_of_its_claims(store, tmp_path: Path):
+    """What `ack` reads for one batch (its claim_pk range, the latest attempt kept in Python) is the
+    view outcomes_latest for that batch, also after a claim's second attempt changed its reasons and
+    with another batch's claims stored after it."""
+    _worked_example(store)
+    service.override(store, "WX-3", "OVERLAP_SAME_PROVIDER", "ann", "approved", RULES)
+    service.run(store, RULES)
+    later = tmp_path / "later.csv"
+    later.write_text((FIXTURES / "worked_example" / "claims.csv").read_text().replace("WX-", "LX-"))
+    service.submit(store, later, RULES, Limits())
+    service.run(store, RULES)
+    with store.connect() as conn:
+        batch_ids = [r[0] for r in conn.execute(text("SELECT batch_id FROM batches ORDER BY seq"))]
+        assert len(batch_ids) == 2
+        for batch_id in batch_ids:
+            read = repo.batch_outcomes(conn, batch_id).sort("claim_pk")
+            viewed = _rows(store, "SELECT a.claim_pk, v.status, v.reasons FROM outcomes_latest v JOIN attempts a "
+                                  "ON a.claim_id = v.claim_id AND a.attempt = v.attempt AND a.batch_id = v.batch_id "
+                                  f"WHERE v.batch_id = '{batch_id}' ORDER BY a.claim_pk")
+            assert read.rows() == viewed
+    attempts = _rows(store, "SELECT claim_pk, attempt, reasons FROM attempts WHERE claim_id = 'WX-3' ORDER BY attempt")
+    assert [a for _, a, _ in attempts] == [1, 2] and attempts[0][2] != attempts[1][2]
+    with store.connect() as conn:
+        wx3 = repo.batch_outcomes(conn, batch_ids[0]).filter(pl.col("claim_pk") == attempts[0][0])
+    assert wx3.get_column("reasons").to_list() == [attempts[1][2]]

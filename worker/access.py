@@ -10,8 +10,8 @@ Nobody grants a role to themselves: the first admin is created when the database
 Names are ASCII only, `NAME_PATTERN`: a lower-case letter, then up to 31 lower-case letters, digits,
 '.', '_' or '-' (no look-alike letters from other scripts, no spaces, no line breaks).
 
-Every use case that acts for an operator calls `authorize(conn, operator, role)` first, inside its
-transaction, and records what it did with `worker.audit.append`.
+Every use case that acts for an operator calls `repo.authorize(operator, role)` first, inside its
+unit of work, and records what it did with `repo.audit` (worker.audit).
 """
 
 from __future__ import annotations
@@ -21,12 +21,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import polars as pl
-from sqlalchemy import Connection, Engine, delete, func, insert, select
-
-from worker import audit
 from worker.errors import UserError
-from worker.store import schema as t
-from worker.store.repository import now
+from worker.store.repository import Repository
+from worker.store.unit_of_work import unit_of_work
 
 ROLES = ("admin", "operator", "override")
 ANY_ROLE = None
@@ -65,21 +62,14 @@ def acting(flag: str | None, configured: str | None) -> str:
     return check_name(name)
 
 
-def roles_of(conn: Connection, name: str) -> set[str] | None:
-    """The roles a name holds; None when it is not registered."""
-    if conn.execute(select(t.operators.c.name).where(t.operators.c.name == name)).first() is None:
-        return None
-    return set(conn.execute(select(t.operator_grants.c.role).where(t.operator_grants.c.name == name)).scalars())
-
-
-def authorize(conn: Connection, operator: str | None, role: str | None = ANY_ROLE) -> str:
+def authorize(repo: Repository, operator: str | None, role: str | None = ANY_ROLE) -> str:
     """The permission check: `operator` is a valid, registered name holding `role` (any role when
     ANY_ROLE). Returns the name; raises NotAllowed (a UserError: exit 1, one line) otherwise.
     Call it inside the transaction that acts, before acting."""
     if operator is None or not str(operator).strip():
         raise NotAllowed("name the acting operator: --operator NAME (or ADJUDICATION_OPERATOR)")
     check_name(operator)
-    return permitted(operator, role, roles_of(conn, operator))
+    return permitted(operator, role, repo.operators.roles(operator))
 
 
 def permitted(operator: str, role: str | None, held: set[str] | None) -> str:
@@ -94,10 +84,10 @@ def permitted(operator: str, role: str | None, held: set[str] | None) -> str:
     return operator
 
 
-def check(engine: Engine, operator: str | None, role: str | None = ANY_ROLE) -> str:
+def check(engine, operator: str | None, role: str | None = ANY_ROLE) -> str:
     """`authorize` in a transaction of its own: before work that only reads."""
-    with engine.connect() as conn:
-        return authorize(conn, operator, role)
+    with unit_of_work(engine, write=False) as repo:
+        return repo.authorize(operator, role)
 
 
 def _require_note(note: str) -> None:
@@ -105,86 +95,71 @@ def _require_note(note: str) -> None:
         raise UserError("--note must say why")
 
 
-def _register(conn: Connection, name: str) -> None:
-    if conn.execute(select(t.operators.c.name).where(t.operators.c.name == name)).first() is None:
-        conn.execute(insert(t.operators).values(name=name, added_at=now()))
-
-
-def _admins(conn: Connection) -> int:
-    return conn.execute(select(func.count()).select_from(t.operator_grants)
-                        .where(t.operator_grants.c.role == "admin")).scalar_one()
-
-
-def bootstrap_admin(engine: Engine, name: str) -> bool:
+def bootstrap_admin(engine, name: str) -> bool:
     """The first admin, when the database has none (`db upgrade --admin NAME`). True when created;
     False when NAME is already an admin; refused when another admin exists."""
     check_name(name)
-    with engine.begin() as conn:
-        audit._serialize(conn)  # two set-ups at once: one first admin
-        held = roles_of(conn, name) or set()
+    with unit_of_work(engine) as repo:
+        repo.trail.serialize()  # two set-ups at once: one first admin
+        held = repo.operators.roles(name) or set()
         if "admin" in held:
             return False
-        if _admins(conn):
+        if repo.operators.admins():
             raise NotAllowed("an admin exists already: roles are granted by an admin (adjudicate operators add "
                              "NAME --role admin --operator ADMIN --note TEXT)")
-        _register(conn, name)
-        conn.execute(insert(t.operator_grants).values(name=name, role="admin", granted_at=now(), granted_by=None))
-        audit.append(conn, name, "operators.grant", f"name={name} role=admin", "first admin, at database set-up")
+        repo.operators.register(name)
+        repo.operators.grant(name, "admin", by=None)
+        repo.audit(name, "operators.grant", f"name={name} role=admin", "first admin, at database set-up")
     return True
 
 
 @contextmanager
-def _by_admin(engine: Engine, name: str, role: str, by: str, note: str) -> Iterator[Connection]:
-    """A change of `name`'s `role` by the admin `by`, with a note: checked, then one transaction."""
+def _by_admin(engine, name: str, role: str, by: str, note: str) -> Iterator[Repository]:
+    """A change of `name`'s `role` by the admin `by`, with a note: checked, then one unit of work."""
     check_name(name)
     check_role(role)
     _require_note(note)
-    with engine.begin() as conn:
-        authorize(conn, by, "admin")
-        yield conn
+    with unit_of_work(engine) as repo:
+        repo.authorize(by, "admin")
+        yield repo
 
 
-def grant(engine: Engine, name: str, role: str, by: str, note: str) -> bool:
+def grant(engine, name: str, role: str, by: str, note: str) -> bool:
     """An admin grants `role` to `name` (registering it when new). False when it held it already."""
-    with _by_admin(engine, name, role, by, note) as conn:
+    with _by_admin(engine, name, role, by, note) as repo:
         if name == by:
             raise NotAllowed("nobody grants a role to themselves: another admin grants it")
-        if role in (roles_of(conn, name) or set()):
+        if role in (repo.operators.roles(name) or set()):
             return False
-        _register(conn, name)
-        conn.execute(insert(t.operator_grants).values(name=name, role=role, granted_at=now(), granted_by=by))
-        audit.append(conn, by, "operators.grant", f"name={name} role={role}", note)
+        repo.operators.register(name)
+        repo.operators.grant(name, role, by)
+        repo.audit(by, "operators.grant", f"name={name} role={role}", note)
     return True
 
 
-def revoke(engine: Engine, name: str, role: str, by: str, note: str) -> None:
+def revoke(engine, name: str, role: str, by: str, note: str) -> None:
     """An admin takes a role back; the last admin's admin role cannot be revoked."""
-    with _by_admin(engine, name, role, by, note) as conn:
-        if role not in (roles_of(conn, name) or set()):
+    with _by_admin(engine, name, role, by, note) as repo:
+        if role not in (repo.operators.roles(name) or set()):
             raise UserError(f"operator {name} does not hold the {role} role")
-        if role == "admin" and _admins(conn) == 1:
+        if role == "admin" and repo.operators.admins() == 1:
             raise UserError(f"{name} is the last admin: grant admin to another operator first")
-        conn.execute(delete(t.operator_grants).where(t.operator_grants.c.name == name,
-                                                     t.operator_grants.c.role == role))
-        audit.append(conn, by, "operators.revoke", f"name={name} role={role}", note)
+        repo.operators.revoke(name, role)
+        repo.audit(by, "operators.revoke", f"name={name} role={role}", note)
 
 
-def listing(engine: Engine) -> pl.DataFrame:
+def listing(engine) -> pl.DataFrame:
     """Every registered operator with the roles it holds (';'-separated, empty when none)."""
-    with engine.connect() as conn:
-        names = conn.execute(select(t.operators.c.name, t.operators.c.added_at).order_by(t.operators.c.name)).all()
-        grants = conn.execute(select(t.operator_grants.c.name, t.operator_grants.c.role)).all()
-    held: dict[str, list[str]] = {}
-    for name, role in grants:
-        held.setdefault(name, []).append(role)
+    with unit_of_work(engine, write=False) as repo:
+        names = repo.operators.listing()
     return pl.DataFrame(
-        [{"name": name, "roles": ";".join(r for r in ROLES if r in held.get(name, [])), "added_at": added_at}
-         for name, added_at in names],
+        [{"name": name, "roles": ";".join(r for r in ROLES if r in held), "added_at": added_at}
+         for name, added_at, held in names],
         schema={"name": pl.String, "roles": pl.String, "added_at": pl.Datetime("us", "UTC")}, orient="row")
 
 
-def record_export(engine: Engine, operator: str | None, action: str, target: str, fmt: str) -> None:
+def record_export(engine, operator: str | None, action: str, target: str, fmt: str) -> None:
     """An export by a registered operator of any role, audited (the note is the format)."""
-    with engine.begin() as conn:
-        authorize(conn, operator, ANY_ROLE)
-        audit.append(conn, operator, action, target, fmt)
+    with unit_of_work(engine) as repo:
+        repo.authorize(operator, ANY_ROLE)
+        repo.audit(operator, action, target, fmt)

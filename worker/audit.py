@@ -22,12 +22,10 @@ import socket
 from dataclasses import dataclass
 
 import polars as pl
-from sqlalchemy import Connection, Engine, insert, select, text, update
-
-from worker.store import schema as t
+from worker.store.records import AuditTrail
+from worker.store.unit_of_work import unit_of_work
 
 GENESIS = "0" * 64  # the previous hash of the first entry
-AUDIT_LOCK_KEY = 0x61756469  # 'audi': the PostgreSQL advisory lock that serializes appends
 HASHED = ("id", "at", "operator", "action", "target", "note", "os_user", "host")
 TRAIL_SCHEMA = {"id": pl.Int64, "at": pl.Datetime("us", "UTC"), "operator": pl.String, "action": pl.String,
                 "target": pl.String, "note": pl.String, "os_user": pl.String, "host": pl.String,
@@ -57,31 +55,17 @@ def entry_hash(entry: dict, prev_hash: str) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _serialize(conn: Connection) -> None:
-    """Only one transaction appends at a time, until it ends: the chain stays one line."""
-    if conn.dialect.name == "postgresql":
-        # A transaction-scoped advisory lock: needs no privilege on the table (a deployment may grant
-        # the application nothing but SELECT and INSERT on it), reads go on, appends wait.
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
-    else:  # SQLite has one writer: a write makes this transaction it, before the chain's head is read
-        conn.execute(update(t.run_lock).where(t.run_lock.c.id == 1).values(holder=t.run_lock.c.holder))
-
-
-def append(conn: Connection, operator: str, action: str, target: str, note: str) -> None:
-    """Add one entry, inside the caller's transaction (it is kept only if the action is)."""
-    append_many(conn, operator, action, [(target, note)])
-
-
-def append_many(conn: Connection, operator: str, action: str, entries: list[tuple[str, str]]) -> None:
+def append_many(trail: AuditTrail, operator: str, action: str, entries: list[tuple[str, str]]) -> None:
     """Add one entry per (target, note), chained in that order, in one statement (a run's
-    remittances are thousands of entries), inside the caller's transaction."""
+    remittances are thousands of entries), inside the caller's transaction (kept only if the action
+    is). Use cases call it as `repo.audit` / `repo.audit_many`."""
     if not entries:
         return
-    _serialize(conn)
-    head = conn.execute(select(t.audit.c.id, t.audit.c.hash).order_by(t.audit.c.id.desc()).limit(1)).first()
+    trail.serialize()
+    head = trail.head()
     os_user, host = origin()
     at = dt.datetime.now(dt.timezone.utc)
-    next_id, prev_hash = ((head.id + 1) if head else 1), (head.hash if head else GENESIS)
+    next_id, prev_hash = ((head[0] + 1) if head else 1), (head[1] if head else GENESIS)
     rows = []
     for target, note in entries:
         entry = {"id": next_id, "at": at, "operator": operator, "action": action, "target": target, "note": note,
@@ -89,14 +73,14 @@ def append_many(conn: Connection, operator: str, action: str, entries: list[tupl
         digest = entry_hash(entry, prev_hash)
         rows.append({**entry, "prev_hash": prev_hash, "hash": digest})
         next_id, prev_hash = next_id + 1, digest
-    conn.execute(insert(t.audit), rows)
+    trail.insert(rows)
 
 
-def trail(engine: Engine) -> pl.DataFrame:
-    with engine.connect() as conn:
-        rows = conn.execute(select(t.audit).order_by(t.audit.c.id)).all()
-    return pl.DataFrame([{name: row._mapping[name] for name in TRAIL_SCHEMA} for row in rows],
-                        schema=TRAIL_SCHEMA, orient="row")
+def trail(engine) -> pl.DataFrame:
+    with unit_of_work(engine, write=False) as repo:
+        rows = list(repo.trail.entries())
+    return pl.DataFrame([{name: row[name] for name in TRAIL_SCHEMA} for row in rows], schema=TRAIL_SCHEMA,
+                        orient="row")
 
 
 @dataclass(frozen=True)
@@ -111,13 +95,12 @@ class Verified:
         return self.broken_at is None
 
 
-def verify(engine: Engine) -> Verified:
+def verify(engine) -> Verified:
     """Check every entry's hash and link, in id order; the first one that fails is named."""
     expected_prev = GENESIS
     count = 0
-    with engine.connect() as conn:
-        for row in conn.execute(select(t.audit).order_by(t.audit.c.id)):
-            entry = dict(row._mapping)
+    with unit_of_work(engine, write=False) as repo:
+        for entry in repo.trail.entries():
             count += 1
             if entry["prev_hash"] != expected_prev:
                 return Verified(count, entry["id"], "it does not follow the entry before it (an entry was removed, "

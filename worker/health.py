@@ -10,10 +10,11 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from worker.bootstrap import App
+from worker.store.database import current_revisions, head_revisions
+from worker.store.unit_of_work import unit_of_work
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,8 @@ def _database(app: App) -> list[Check]:
     if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
         return [Check("database", False, f"no database file at {url.database}")]  # connecting would create one
     try:
-        with app.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-            from alembic.runtime.migration import MigrationContext
-            from alembic.script import ScriptDirectory
-
-            from worker.store.database import alembic_config
-
-            current = set(MigrationContext.configure(conn).get_current_heads())
-        heads = set(ScriptDirectory.from_config(alembic_config(app.engine)).get_heads())
+        current = current_revisions(app.engine) or set()
+        heads = head_revisions()
     except Exception as error:  # noqa: BLE001 - reported, not raised
         return [Check("database", False, f"{where}: {type(error).__name__}: {str(error).splitlines()[0]}")]
     schema_ok = current == heads
@@ -61,14 +55,11 @@ def _database(app: App) -> list[Check]:
 
 
 def _last_run(app: App, max_age_hours: float) -> tuple[Check, dict | None]:
-    from worker.store import schema as t
-
-    with app.engine.connect() as conn:
-        row = conn.execute(select(t.runs).order_by(t.runs.c.run_id.desc()).limit(1)).first()
-    if row is None:
+    with unit_of_work(app.engine, write=False) as repo:
+        run = repo.runs.last()
+    if run is None:
         return Check("last run", True, "no run yet"), None
-    run = dict(row._mapping)
-    started = run["started_at"] if run["started_at"].tzinfo else run["started_at"].replace(tzinfo=dt.timezone.utc)
+    started = run["started_at"]
     age = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
     status = run.get("status") or ("finished" if run.get("finished_at") else "unfinished")
     last = {"run_id": run["run_id"], "status": status, "started_at": started.isoformat(), "age_seconds": round(age)}

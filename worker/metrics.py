@@ -25,19 +25,15 @@ from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, write_to_textfile
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
-from worker.store import schema as t
+from worker.store.unit_of_work import unit_of_work
 
 PREFIX = "adjudication"
 
 
 def _seconds(value: dt.datetime | None) -> float | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # SQLite gives naive UTC
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.timestamp()
+    return None if value is None else value.timestamp()
 
 
 class DatabaseCollector:
@@ -47,29 +43,17 @@ class DatabaseCollector:
         self.engine = engine
 
     def collect(self):
-        r = t.runs.c
-        with self.engine.connect() as conn:
-            decided = conn.execute(select(func.coalesce(func.sum(r.paid), 0), func.coalesce(func.sum(r.suspended), 0),
-                                          func.coalesce(func.sum(r.rejected), 0)).where(r.status == "done")).one()
-            runs = dict(conn.execute(select(r.status, func.count()).group_by(r.status)).all())
-            last = conn.execute(select(r.status, r.started_at, r.finished_at).order_by(r.run_id.desc()).limit(1)).first()
-            last_real = conn.execute(select(r.status).where(r.status != "dry-run").order_by(r.run_id.desc())
-                                     .limit(1)).scalar()
-            last_done = conn.execute(select(func.max(r.finished_at)).where(r.status == "done")).scalar()
-            by_reasons = conn.execute(select(t.suspended.c.reasons, func.count()).group_by(t.suspended.c.reasons)).all()
-            queued_batches, queued_claims = conn.execute(
-                select(func.count(), func.coalesce(func.sum(t.batches.c.claims), 0))
-                .where(t.batches.c.status == "queued")).one()
-            requeued = conn.execute(select(func.count()).select_from(t.requeues)).scalar()
+        with unit_of_work(self.engine, write=False) as repo:
+            figures = repo.runs.figures()
 
         claims = CounterMetricFamily(f"{PREFIX}_claims_adjudicated", "Claims decided by completed runs, by status",
                                      labels=["status"])
-        for status, count in zip(("paid", "suspended", "rejected"), decided):
-            claims.add_metric([status], int(count))
+        for status, count in figures["decided"].items():
+            claims.add_metric([status], count)
         yield claims
 
         reasons: Counter[str] = Counter()
-        for text, count in by_reasons:
+        for text, count in figures["by_reasons"]:
             for reason in text.split(";"):
                 if reason:
                     reasons[reason.partition(":")[0]] += count
@@ -81,10 +65,11 @@ class DatabaseCollector:
 
         run_counts = CounterMetricFamily(f"{PREFIX}_runs", "Runs recorded, by status", labels=["status"])
         for status in ("done", "failed", "dry-run"):
-            run_counts.add_metric([status], runs.get(status, 0))
+            run_counts.add_metric([status], figures["runs"].get(status, 0))
         yield run_counts
 
-        yield from self._last_run(last)
+        yield from self._last_run(figures["last"])
+        last_real, last_done = figures["last_real"], figures["last_done"]
         if last_real is not None:
             yield GaugeMetricFamily(f"{PREFIX}_last_run_success", "1 when the newest run (not a dry run) was done, "
                                     "0 when it failed", value=1 if last_real == "done" else 0)
@@ -93,25 +78,28 @@ class DatabaseCollector:
                                     "When the newest completed run finished (Unix time)", value=_seconds(last_done))
 
         queue = GaugeMetricFamily(f"{PREFIX}_queue_claims", "Claims waiting for the next run", labels=["kind"])
-        queue.add_metric(["batch"], int(queued_claims))
-        queue.add_metric(["requeue"], int(requeued))
+        queue.add_metric(["batch"], figures["queued_claims"])
+        queue.add_metric(["requeue"], figures["requeued"])
         yield queue
-        yield GaugeMetricFamily(f"{PREFIX}_queue_batches", "Batches waiting for the next run", value=queued_batches)
+        yield GaugeMetricFamily(f"{PREFIX}_queue_batches", "Batches waiting for the next run",
+                                value=figures["queued_batches"])
 
     @staticmethod
     def _last_run(last):
+        """last: (status, started_at, finished_at) of the newest run, or None."""
         if last is None:
             return
-        started, finished = _seconds(last.started_at), _seconds(last.finished_at)
+        status, started_at, finished_at = last
+        started, finished = _seconds(started_at), _seconds(finished_at)
         if finished is None:
             return
         duration = GaugeMetricFamily(f"{PREFIX}_last_run_duration_seconds", "Duration of the newest run",
                                      labels=["status"])
-        duration.add_metric([last.status], max(0.0, finished - (started or finished)))
+        duration.add_metric([status], max(0.0, finished - (started or finished)))
         yield duration
         at = GaugeMetricFamily(f"{PREFIX}_last_run_timestamp_seconds", "When the newest run finished (Unix time)",
                                labels=["status"])
-        at.add_metric([last.status], finished)
+        at.add_metric([status], finished)
         yield at
 
 

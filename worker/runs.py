@@ -19,11 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import polars as pl
-from sqlalchemy import Engine, insert, select, update
 
-from worker import audit
-from worker.store import repository as repo
-from worker.store import schema as t
+from worker.store.unit_of_work import unit_of_work
 
 log = logging.getLogger("adjudication.runs")
 
@@ -65,66 +62,58 @@ def _when(value: dt.datetime | None) -> str:
 
 
 @contextmanager
-def run_lock(engine: Engine, command: str, wait_seconds: float) -> Iterator[str]:
+def run_lock(engine, command: str, wait_seconds: float) -> Iterator[str]:
     """Hold the run lease for the block; wait up to wait_seconds for another holder, then LockTimeout."""
     me = holder_description(command)
     deadline = time.monotonic() + wait_seconds
     reported = None
     while True:
-        with engine.begin() as conn:
-            row = conn.execute(select(t.run_lock.c.holder, t.run_lock.c.since).where(t.run_lock.c.id == 1)).one()
-            free = row.holder is None or _gone(row.holder)
-            if free:
-                taken = conn.execute(update(t.run_lock).where(
-                    t.run_lock.c.id == 1,
-                    t.run_lock.c.holder.is_(None) if row.holder is None else t.run_lock.c.holder == row.holder,
-                ).values(holder=me, since=repo.now())).rowcount
-                if taken == 1:
-                    if row.holder is not None:
-                        log.warning("the run lock was held by %s, which is gone: taken over", row.holder,
-                                    extra={"event": "lock.taken_over", "holder": row.holder})
-                    break
+        with unit_of_work(engine) as repo:
+            holder, since = repo.runs.lease()
+            free = holder is None or _gone(holder)
+            if free and repo.runs.take_lease(me, holder):
+                if holder is not None:
+                    log.warning("the run lock was held by %s, which is gone: taken over", holder,
+                                extra={"event": "lock.taken_over", "holder": holder})
+                break
         if not free:
-            held = f"held by {row.holder} since {_when(row.since)}"
+            held = f"held by {holder} since {_when(since)}"
             if time.monotonic() >= deadline:
                 raise LockTimeout(f"gave up waiting for the run lock after {wait_seconds:g} s: {held} "
                                   "(ADJUDICATION_LOCK_WAIT_SECONDS)")
-            if reported != row.holder:
+            if reported != holder:
                 log.warning("waiting for the run lock: %s", held,
-                            extra={"event": "lock.waiting", "holder": row.holder, "since": _when(row.since)})
-                reported = row.holder
+                            extra={"event": "lock.waiting", "holder": holder, "since": _when(since)})
+                reported = holder
         time.sleep(max(0.0, min(1.0, deadline - time.monotonic())))
     try:
         yield me
     finally:
-        with engine.begin() as conn:
-            conn.execute(update(t.run_lock).where(t.run_lock.c.id == 1, t.run_lock.c.holder == me)
-                         .values(holder=None, since=None))
+        with unit_of_work(engine) as repo:
+            repo.runs.release_lease(me)
 
 
-def unlock(engine: Engine, operator: str, note: str) -> str | None:
+def unlock(engine, operator: str, note: str) -> str | None:
     """Clear a run lock whose holder is gone (a machine that died mid-run), by an operator with the
     operator role; audited. Returns the holder cleared (None when the lock was free). Refuses while
     the holder runs on this host."""
-    from worker import access
     from worker.service import UserError
 
     if not note.strip():
         raise UserError("--note must say why")
-    with engine.begin() as conn:
-        access.authorize(conn, operator, "operator")
-        holder = conn.execute(select(t.run_lock.c.holder).where(t.run_lock.c.id == 1)).scalar()
+    with unit_of_work(engine) as repo:
+        repo.authorize(operator, "operator")
+        holder, _since = repo.runs.lease()
         if holder is None:
             return None
         if _process_here(holder):
             raise UserError(f"the run lock is held by {holder}, which is running: wait for it, or stop it first")
-        conn.execute(update(t.run_lock).where(t.run_lock.c.id == 1, t.run_lock.c.holder == holder)
-                     .values(holder=None, since=None))
-        audit.append(conn, operator, "run.unlock", f"holder={holder}", note)
+        repo.runs.release_lease(holder)
+        repo.audit(operator, "run.unlock", f"holder={holder}", note)
     return holder
 
 
-def one_line(error: BaseException) -> str:
+def failure_text(error: BaseException) -> str:
     """What a failed run's record says: the refusal as reported, or the error's type and first line."""
     from worker.poison import RunBroke
     from worker.service import Unavailable, UserError
@@ -137,14 +126,12 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"[:500]
 
 
-def record_failure(engine: Engine, started: dt.datetime, error: BaseException) -> int | None:
+def record_failure(engine, started: dt.datetime, error: BaseException) -> int | None:
     """A failed run's record, in its own transaction (its work was rolled back); None when even that
     cannot be written (the database is gone: the error itself is what the operator sees)."""
     try:
-        with engine.begin() as conn:
-            run_id = conn.execute(insert(t.runs).values(
-                started_at=started, finished_at=repo.now(), claims=0, paid=0, suspended=0, rejected=0, paid_cents=0,
-                status="failed", failure=one_line(error)).returning(t.runs.c.run_id)).scalar_one()
+        with unit_of_work(engine) as repo:
+            run_id = repo.runs.add(started, "failed", failure=failure_text(error))
     except Exception as recording:  # noqa: BLE001 - the run's own error is the one to raise
         # INFO: when the database is gone, the run's own error already says so in one line.
         log.info("could not record the failed run (%s)", type(recording).__name__)
@@ -155,15 +142,13 @@ def record_failure(engine: Engine, started: dt.datetime, error: BaseException) -
     return run_id
 
 
-def record_dry_run(engine: Engine, started: dt.datetime, summary, operator: str) -> int:
+def record_dry_run(engine, started: dt.datetime, summary, operator: str) -> int:
     """A dry run's record and its audit entry, in their own transaction (the run's work was rolled back)."""
-    with engine.begin() as conn:
-        run_id = conn.execute(insert(t.runs).values(
-            started_at=started, finished_at=repo.now(), claims=summary.claims, paid=summary.paid,
-            suspended=summary.suspended, rejected=summary.rejected, paid_cents=summary.paid_cents,
-            voids=summary.voids, reversed_cents=summary.reversed_cents,
-            status="dry-run").returning(t.runs.c.run_id)).scalar_one()
-        audit.append(conn, operator, "run.dry-run",
+    with unit_of_work(engine) as repo:
+        run_id = repo.runs.add(started, "dry-run", claims=summary.claims, paid=summary.paid,
+                               suspended=summary.suspended, rejected=summary.rejected, paid_cents=summary.paid_cents,
+                               voids=summary.voids, reversed_cents=summary.reversed_cents)
+        repo.audit(operator, "run.dry-run",
                      f"run={run_id} claims={summary.claims} paid={summary.paid} suspended={summary.suspended} "
                      f"rejected={summary.rejected}", "dry run: nothing stored")
     return run_id
@@ -176,20 +161,10 @@ RUNS_SCHEMA = {
 }
 
 
-def list_runs(engine: Engine) -> pl.DataFrame:
+def list_runs(engine) -> pl.DataFrame:
     """Every run, newest first (RUNS_SCHEMA; amounts in cents)."""
-    r = t.runs.c
-    with engine.connect() as conn:
-        rows = conn.execute(select(r.run_id, r.started_at, r.finished_at, r.status, r.claims, r.paid, r.suspended,
-                                   r.rejected, r.voids, r.paid_cents, r.reversed_cents, r.failure)
-                            .order_by(r.run_id.desc())).all()
-    return pl.DataFrame([tuple(_utc(v) for v in row) for row in rows], schema=RUNS_SCHEMA, orient="row")
-
-
-def _utc(value):
-    if isinstance(value, dt.datetime) and value.tzinfo is None:  # SQLite gives naive UTC
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value
+    with unit_of_work(engine, write=False) as repo:
+        return pl.DataFrame(repo.runs.listing(), schema=RUNS_SCHEMA, orient="row")
 
 
 def fatal_warnings(summary, fail_rejected_percent: float | None) -> list[str]:

@@ -12,10 +12,10 @@ from datetime import timedelta
 
 from celery.schedules import crontab
 from redis.exceptions import LockError
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine
 
 from worker.settings import INTERVAL, Settings
+from worker.store.records import write_lock_held
 
 log = logging.getLogger("adjudication")
 
@@ -48,23 +48,8 @@ def beat_schedule(settings: Settings) -> dict:
 
 def run_lock_taken(engine: Engine, wait_seconds: float = 2.0) -> bool:
     """Whether another run (or writer) holds the run lock now, waiting at most `wait_seconds`.
-    Takes nothing: the lock row is updated in a transaction that is rolled back."""
-    with engine.connect() as conn:
-        sqlite = conn.dialect.name == "sqlite"
-        before = conn.exec_driver_sql("PRAGMA busy_timeout").scalar() if sqlite else None
-        try:
-            if sqlite:
-                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(wait_seconds * 1000)}")
-            else:
-                conn.execute(text(f"SET LOCAL lock_timeout = '{int(wait_seconds * 1000)}ms'"))
-            conn.execute(text("UPDATE run_lock SET holder = holder WHERE id = 1"))
-            return False
-        except OperationalError:
-            return True
-        finally:
-            conn.rollback()
-            if sqlite:  # back to the engine's own busy timeout for the pooled connection
-                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(before)}")
+    Takes nothing (worker.store.records.write_lock_held)."""
+    return write_lock_held(engine, wait_seconds)
 
 
 def scheduled_run(app, client) -> dict:

@@ -317,16 +317,12 @@ def received_date(document: dict) -> str:
 
 
 def health_checks(app: App) -> dict[str, str]:
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    from worker.store.database import alembic_config
+    from worker.store.database import current_revisions, head_revisions
 
     checks = {}
     try:
-        with app.engine.connect() as conn:
-            current = set(MigrationContext.configure(conn).get_current_heads())
-        heads = set(ScriptDirectory.from_config(alembic_config(app.engine)).get_heads())
+        current = current_revisions(app.engine) or set()
+        heads = head_revisions()
         checks["database"] = "ok"
         checks["schema"] = "ok" if current == heads else "not at head (adjudicate db upgrade)"
     except Exception as error:  # noqa: BLE001 - reported, by type only

@@ -16,10 +16,8 @@ from adjudication.engine import LEDGER_SCHEMA, PROVIDER_SCHEMA, ReferenceFrames
 from adjudication.reference import ATTRS, KEYS, SCHEMAS, ReferenceSet
 from worker.store import schema as t
 from worker.store.bulk import insert_frame, read_frame, upsert_frame
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+from worker.store.records import AuditTrail, Operators, RunRecords, Submitters, now, take_write_lock
+from worker.store.records import utc as _utc
 
 
 # --- reference data -------------------------------------------------------------------------
@@ -522,29 +520,39 @@ def latest_status(conn: Connection, claim_pk: int) -> str | None:
 
 
 def batch_outcomes(conn: Connection, batch_id: str) -> pl.DataFrame:
-    """The latest attempt of each adjudicated claim of one batch: claim_pk, status, reasons."""
-    a = t.attempts.c
-    later = t.attempts.alias("later")
-    statement = select(a.claim_pk, a.status, a.reasons).where(
-        a.batch_id == batch_id,
-        ~exists().where(later.c.claim_pk == a.claim_pk, later.c.attempt > a.attempt))
-    return read_frame(conn, statement, {"claim_pk": pl.Int64, "status": pl.String, "reasons": pl.String})
+    """The latest attempt of each adjudicated claim of one batch: claim_pk, status, reasons.
+
+    Read as one range of the claim_pk index (a batch's claims are first_pk .. first_pk + claims - 1)
+    and the latest attempt kept here: the rows read are the batch's attempts, however long the
+    history (no per-row probe for a later attempt in an index that grows with it)."""
+    b, a = t.batches.c, t.attempts.c
+    first_pk, claims = conn.execute(select(b.first_pk, b.claims).where(b.batch_id == batch_id)).one()
+    rows = read_frame(conn, select(a.claim_pk, a.attempt, a.status, a.reasons)
+                      .where(a.claim_pk.between(first_pk, first_pk + claims - 1)),
+                      {"claim_pk": pl.Int64, "attempt": pl.Int64, "status": pl.String, "reasons": pl.String})
+    return rows.sort("claim_pk", "attempt").unique("claim_pk", keep="last", maintain_order=True).drop("attempt")
 
 
 # --- the repository the service layer talks to -------------------------------------------------
 
 class Repository:
     """Every read and write of the use cases, on one connection (one transaction): the service layer
-    holds no SQL. The module functions above do the bulk work; this names the use cases' questions."""
+    holds no SQL. The module functions above do the bulk work; this names the use cases' questions.
+    The small tables are behind `operators`, `submitters`, `trail` (the audit) and `runs`
+    (worker.store.records)."""
 
     def __init__(self, conn: Connection):
         self.conn = conn
+        self.operators = Operators(conn)
+        self.submitters = Submitters(conn)
+        self.trail = AuditTrail(conn)
+        self.runs = RunRecords(conn)
 
     # writers that must be alone take the lock row first (SQLite and PostgreSQL serialize on it)
     def lock(self, holder: str) -> None:
         """Take the lock row's database lock for this transaction. `holder` (who is writing) is for the
         reader of the code: the row's holder and since are the run lease (worker.runs), left as they are."""
-        self.conn.execute(update(t.run_lock).where(t.run_lock.c.id == 1).values(holder=t.run_lock.c.holder))
+        take_write_lock(self.conn)
 
     # reference
     def reference_set(self, loaded: dict[str, pl.DataFrame]) -> ReferenceSet:
@@ -663,19 +671,17 @@ class Repository:
         """The acting operator's name if registered with `role` (None: any role); else access.NotAllowed."""
         from worker import access
 
-        return access.authorize(self.conn, operator, role)
+        return access.authorize(self, operator, role)
 
     def audit(self, operator: str, action: str, target: str, note: str) -> None:
         """Append one entry to the hash-chained audit trail (worker.audit)."""
-        from worker import audit
-
-        audit.append(self.conn, operator, action, target, note)
+        self.audit_many(operator, action, [(target, note)])
 
     def audit_many(self, operator: str, action: str, entries: list[tuple[str, str]]) -> None:
         """One audit entry per (target, note), in one statement: a run's remittances are thousands."""
         from worker import audit
 
-        audit.append_many(self.conn, operator, action, entries)
+        audit.append_many(self.trail, operator, action, entries)
 
     # what a run decided (remittances, the run report)
     def run_row(self, run_id: int) -> dict | None:
@@ -830,10 +836,6 @@ def run_decisions(conn: Connection, run_id: int) -> pl.DataFrame:
         first_suspended=pl.when(pl.col("status") == "suspended").then(
             pl.coalesce(pl.col("first_suspended"), pl.lit(_utc(started), pl.Datetime("us", "UTC")))),
     ).select(DECISION_SCHEMA.keys()).cast(DECISION_SCHEMA)
-
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)  # SQLite gives naive UTC
 
 
 def _first_suspended(conn: Connection, run_id: int, claim_pks: list[int]) -> pl.DataFrame:
