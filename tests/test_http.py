@@ -9,6 +9,8 @@ import datetime as dt
 import gzip
 import json
 import sys
+import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -427,6 +429,53 @@ def test_submitters_through_the_program(tmp_path):
     engine.dispose()
     assert stored == submitters.hash_token(token) and token not in stored
     assert token not in cli("audit", "--format", "json").out
+
+
+def _peak_rss_during(running: Service, requests: list[str], token: str) -> int:
+    """The service's resident memory at its highest while `requests` (GET paths) are all sent at once,
+    over what it held just before (sampled every 5 ms)."""
+    time.sleep(0.5)  # the previous requests' answers are sent and their memory handed back
+    before = peak = running.rss_bytes()
+    answers: list[int] = []
+
+    def get(path: str) -> None:
+        with httpx.Client(base_url=running.url, headers={"Authorization": f"Bearer {token}"}, timeout=300) as client:
+            answers.append(client.get(path).status_code)
+
+    threads = [threading.Thread(target=get, args=(path,)) for path in requests]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        peak = max(peak, running.rss_bytes())
+        time.sleep(0.005)
+    assert answers == [200] * len(requests)
+    return peak - before
+
+
+def test_reading_a_big_batch_back_waits_for_a_reading_slot(tmp_path):
+    """A GET that reads a whole batch back (its status or acknowledgement) takes several times the
+    batch's size in memory, like the post that read it: it waits for one of the
+    ADJUDICATION_HTTP_CONCURRENT_SUBMITS slots. With one slot, four such GETs at once cost the
+    service the memory of one (without the slot: about 3.5 times it)."""
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    tokens = prepare(db)
+    big = HEADER + "".join(f"BIG-{i},xyz0000a,P1,,OR526,NA,2026-03-{1 + i % 28:02d},{i % 10:02d}:00,"
+                           f"{i % 10:02d}:30,1,\n" for i in range(150_000))
+    running = Service(db, tmp_path / "service.log", env={"ADJUDICATION_HTTP_CONCURRENT_SUBMITS": "1"})
+    try:
+        with httpx.Client(base_url=running.url, headers={"Authorization": f"Bearer {tokens['agency']}"},
+                          timeout=300) as client:
+            posted = client.post("/v1/claim-files", content=big.encode(),
+                                 headers={"Content-Type": "text/csv", "Claim-File-Name": "big.csv"})
+        assert posted.status_code == 201, posted.text
+        batch = posted.json()["batch_id"]
+        paths = [f"/v1/batches/{batch}/acknowledgement", f"/v1/batches/{batch}"]
+        one = _peak_rss_during(running, paths[:1], tokens["agency"])
+        four = _peak_rss_during(running, paths * 2, tokens["agency"])
+    finally:
+        running.stop()
+    assert one > 50 * 2**20  # reading the batch back is the cost measured
+    assert four < 1.6 * one, f"{four / 2**20:.0f} MB for four at once, {one / 2**20:.0f} MB for one"
 
 
 def test_load_small(db_url, tmp_path):

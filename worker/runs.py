@@ -56,8 +56,6 @@ def _gone(holder: str) -> bool:
 def _when(value: dt.datetime | None) -> str:
     if value is None:
         return "an unknown time"
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
     return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

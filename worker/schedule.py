@@ -12,7 +12,6 @@ from datetime import timedelta
 
 from celery.schedules import crontab
 from redis.exceptions import LockError
-from sqlalchemy import Engine
 
 from worker.settings import INTERVAL, Settings
 from worker.store.records import write_lock_held
@@ -46,12 +45,6 @@ def beat_schedule(settings: Settings) -> dict:
     return entries
 
 
-def run_lock_taken(engine: Engine, wait_seconds: float = 2.0) -> bool:
-    """Whether another run (or writer) holds the run lock now, waiting at most `wait_seconds`.
-    Takes nothing (worker.store.records.write_lock_held)."""
-    return write_lock_held(engine, wait_seconds)
-
-
 def scheduled_run(app, client) -> dict:
     """The nightly run as the beat starts it (worker.tasks), one at a time however many beats send it:
     skipped, saying so, while another scheduled run is in progress (a lock in the broker, so that
@@ -62,7 +55,7 @@ def scheduled_run(app, client) -> dict:
         log.warning("scheduled run skipped: another scheduled run is in progress")
         return {"skipped": "another scheduled run is in progress"}
     try:
-        if run_lock_taken(app.engine):
+        if write_lock_held(app.engine, wait_seconds=2.0):  # another run (or writer) holds the run lock
             log.warning("scheduled run skipped: another run holds the run lock")
             return {"skipped": "another run holds the run lock"}
         summary = app.run()

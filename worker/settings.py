@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     max_decompressed_bytes: int = 2 * 1024 * 1024 * 1024
     # HTTP service: posted files are read (as `submit` reads them) this many at a time, since reading
     # a big file takes several times its size in memory; they are streamed to `http_spool_dir`
-    # (default: the system's temporary folder) first.
+    # (default: the system's temporary folder) first. Reading a batch or a remittance back takes
+    # the same slots.
     http_concurrent_submits: int = Field(default=4, ge=1)
     http_spool_dir: Path | None = None
     # Seconds a second `run` (or writer) waits for the one holding the SQLite write lock.

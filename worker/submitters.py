@@ -54,7 +54,7 @@ def add(engine, name: str, providers: list[str], operator: str) -> str:
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with unit_of_work(engine) as repo:
         repo.authorize(operator, "admin")
-        if repo.submitters.revoked_at(name) is not None:
+        if repo.submitters.exists(name):
             raise UserError(f"submitter {name} exists (a revoked name is not reused)")
         known = repo.submitters.known_providers(wanted)
         unknown = [p for p in wanted if p not in known]
@@ -69,10 +69,9 @@ def revoke(engine, name: str, operator: str) -> None:
     """Revoke a submitter's token (by an admin); the name stays, and is not reused."""
     with unit_of_work(engine) as repo:
         repo.authorize(operator, "admin")
-        revoked = repo.submitters.revoked_at(name)
-        if revoked is None:
+        if not repo.submitters.exists(name):
             raise UserError(f"no submitter {name}")
-        if revoked[0] is not None:
+        if repo.submitters.revoked_at(name) is not None:
             raise UserError(f"submitter {name} is already revoked")
         repo.submitters.revoke(name, by=operator)
         repo.audit(operator, "submitters.revoke", name, "token revoked")

@@ -124,7 +124,14 @@ def create_app(app: App) -> FastAPI:
     bearer = HTTPBearer(auto_error=False)
     limit = app.limits.max_file_bytes
     spool = str(app.settings.http_spool_dir) if app.settings.http_spool_dir else None
-    submit_slots = anyio.CapacityLimiter(app.settings.http_concurrent_submits)
+    # Reading a posted file (submit), and reading a whole batch or run back (its acknowledgement, its
+    # outcomes, a remittance), take several times the data's size in memory: at most
+    # ADJUDICATION_HTTP_CONCURRENT_SUBMITS of them run at once, the others wait (already on disk).
+    reading_slots = anyio.CapacityLimiter(app.settings.http_concurrent_submits)
+
+    async def reading(work, *args):
+        """`work(*args)` in a worker thread, once a reading slot is free."""
+        return await anyio.to_thread.run_sync(partial(work, *args), limiter=reading_slots)
 
     @api.exception_handler(Problem)
     async def _problem(_request: Request, error: Problem):
@@ -160,6 +167,10 @@ def create_app(app: App) -> FastAPI:
     def visible(submitter: Submitter, batch_id: str) -> None:
         if submitters.owner_of(app.engine, batch_id) != submitter.name:
             raise Problem(404, "Not found", f"no batch {batch_id} posted by this submitter")
+
+    def acknowledgement(submitter: Submitter, batch_id: str) -> dict:
+        visible(submitter, batch_id)
+        return intake.acknowledgement(app.engine, batch_id, app.rules)
 
     def answer(submitter: Submitter, batch_id: str, status: int, note: str | None = None) -> JSONResponse:
         document = intake.acknowledgement(app.engine, batch_id, app.rules)
@@ -216,7 +227,7 @@ def create_app(app: App) -> FastAPI:
                 # Hook: when `submit` takes a received date (submit --received), pass it here.
                 submit = partial(service.submit, app.engine, upload.path, app.rules, app.limits,
                                  name=name, submitter=submitter.name, vet=providers_vet(submitter, name))
-                submitted = await anyio.to_thread.run_sync(submit, limiter=submit_slots)
+                submitted = await anyio.to_thread.run_sync(submit, limiter=reading_slots)
             except ForeignProviders as error:
                 raise Problem(403, "Providers not allowed", str(error), file=name, lines=error.lines[:1000]) from None
             except (ClaimFileError, service.UserError) as error:
@@ -238,47 +249,55 @@ def create_app(app: App) -> FastAPI:
         await run_in_threadpool(submitters.audit_action, app.engine, submitter, "claim-files.post",
                                 f"batch={submitted.batch_id}", "new" if submitted.new else "same content again")
         note = None if submitted.new else "this content was posted before: nothing changed"
-        # The acknowledgement reads the whole batch again (for a big file, as much as submit did):
-        # it takes a submit slot too.
-        acknowledge = partial(answer, submitter, submitted.batch_id, 201 if submitted.new else 200, note)
-        return await anyio.to_thread.run_sync(acknowledge, limiter=submit_slots)
+        # The acknowledgement reads the whole batch again (for a big file, as much as submit did).
+        return await reading(answer, submitter, submitted.batch_id, 201 if submitted.new else 200, note)
 
     @api.get("/v1/batches/{batch_id}", tags=["batches"])
-    def get_batch(batch_id: str, submitter: Caller) -> JSONResponse:
+    async def get_batch(batch_id: str, submitter: Caller) -> JSONResponse:
         """A batch's status and its acknowledgement."""
-        visible(submitter, batch_id)
-        document = intake.acknowledgement(app.engine, batch_id, app.rules)
-        return JSONResponse({"batch_id": batch_id, "file_name": document["file_name"], "status": document["status"],
-                             "submitted_at": document["submitted_at"], "received": received_date(document),
-                             "claims": document["claims"], "accepted": document["accepted"],
-                             "rejected": document["rejected"], "acknowledgement": document,
-                             "links": _links(batch_id)})
+        def render() -> JSONResponse:
+            document = acknowledgement(submitter, batch_id)
+            return JSONResponse({"batch_id": batch_id, "file_name": document["file_name"],
+                                 "status": document["status"], "submitted_at": document["submitted_at"],
+                                 "received": received_date(document), "claims": document["claims"],
+                                 "accepted": document["accepted"], "rejected": document["rejected"],
+                                 "acknowledgement": document, "links": _links(batch_id)})
+
+        return await reading(render)
 
     @api.get("/v1/batches/{batch_id}/acknowledgement", tags=["batches"],
              responses={200: {"content": {"application/json": {}, "text/csv": {}}}})
-    def get_acknowledgement(batch_id: str, request: Request, submitter: Caller) -> Response:
+    async def get_acknowledgement(batch_id: str, request: Request, submitter: Caller) -> Response:
         """Accepted and rejected counts, and every rejected line with its field and reason (JSON, or
         CSV with `Accept: text/csv`)."""
-        visible(submitter, batch_id)
-        document = intake.acknowledgement(app.engine, batch_id, app.rules)
-        if _wants(request) == "csv":
-            return Response(_csv(intake.ack_frame(document)), media_type="text/csv; charset=utf-8")
-        return JSONResponse(document)
+        wanted = _wants(request)
+
+        def render() -> Response:
+            document = acknowledgement(submitter, batch_id)
+            if wanted == "csv":
+                return Response(_csv(intake.ack_frame(document)), media_type="text/csv; charset=utf-8")
+            return JSONResponse(document)
+
+        return await reading(render)
 
     @api.get("/v1/batches/{batch_id}/outcomes", tags=["batches"],
              responses={200: {"content": {"application/json": {}, "text/csv": {}}}})
-    def get_outcomes(batch_id: str, request: Request, submitter: Caller) -> Response:
+    async def get_outcomes(batch_id: str, request: Request, submitter: Caller) -> Response:
         """The latest outcome of every claim of the batch, in adjudication order (JSON, or CSV with
         `Accept: text/csv`); audited as an export."""
-        visible(submitter, batch_id)
         wanted = _wants(request)
-        frame = service.outcomes(app.engine, batch=batch_id, submitter=submitter.actor, export_format=wanted)
-        if wanted == "csv":
-            return Response(_csv(frame), media_type="text/csv; charset=utf-8")
-        return Response(frame.write_json(), media_type="application/json")
+
+        def render() -> Response:
+            visible(submitter, batch_id)
+            frame = service.outcomes(app.engine, batch=batch_id, submitter=submitter.actor, export_format=wanted)
+            if wanted == "csv":
+                return Response(_csv(frame), media_type="text/csv; charset=utf-8")
+            return Response(frame.write_json(), media_type="application/json")
+
+        return await reading(render)
 
     @api.get("/v1/runs/{run_id}/remittance", tags=["remittances"])
-    def get_remittance(run_id: int, submitter: Caller, provider: Annotated[str, Query()],
+    async def get_remittance(run_id: int, submitter: Caller, provider: Annotated[str, Query()],
                        format: Annotated[str, Query(pattern="^(x12|csv)$")] = "x12") -> Response:
         """A provider's remittance advice for a run: the X12 835 or the readable CSV (404 for a
         provider the submitter does not post for, or a run that decided none of its claims)."""
@@ -287,7 +306,8 @@ def create_app(app: App) -> FastAPI:
         if provider not in submitter.providers:
             raise Problem(404, "Not found", "no remittance for this provider")
         try:
-            text = remittances.provider_remittance(app.engine, run_id, provider, format, submitter.actor, app.payer)
+            text = await reading(remittances.provider_remittance, app.engine, run_id, provider, format,
+                                 submitter.actor, app.payer)
         except service.UserError:
             raise Problem(404, "Not found", "no remittance for this provider in this run") from None
         media = "application/edi-x12" if format == "x12" else "text/csv; charset=utf-8"

@@ -105,10 +105,13 @@ class Submitters:
     def __init__(self, conn: Connection):
         self.conn = conn
 
-    def revoked_at(self, name: str) -> tuple[dt.datetime | None] | None:
-        """(revoked_at,) of a submitter (None inside when it is active); None when there is no such name."""
-        row = self.conn.execute(select(t.submitters.c.revoked_at).where(t.submitters.c.name == name)).first()
-        return None if row is None else (row.revoked_at,)
+    def exists(self, name: str) -> bool:
+        """Whether the name was ever registered (a revoked name too)."""
+        return self.conn.execute(select(t.submitters.c.name).where(t.submitters.c.name == name)).first() is not None
+
+    def revoked_at(self, name: str) -> dt.datetime | None:
+        """When a registered submitter was revoked; None while it is active."""
+        return self.conn.execute(select(t.submitters.c.revoked_at).where(t.submitters.c.name == name)).scalar()
 
     def known_providers(self, provider_ids: list[str]) -> set[str]:
         """Those of `provider_ids` that are loaded reference providers."""

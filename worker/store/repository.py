@@ -522,13 +522,11 @@ def latest_status(conn: Connection, claim_pk: int) -> str | None:
 def batch_outcomes(conn: Connection, batch_id: str) -> pl.DataFrame:
     """The latest attempt of each adjudicated claim of one batch: claim_pk, status, reasons.
 
-    Read as one range of the claim_pk index (a batch's claims are first_pk .. first_pk + claims - 1)
-    and the latest attempt kept here: the rows read are the batch's attempts, however long the
-    history (no per-row probe for a later attempt in an index that grows with it)."""
-    b, a = t.batches.c, t.attempts.c
-    first_pk, claims = conn.execute(select(b.first_pk, b.claims).where(b.batch_id == batch_id)).one()
-    rows = read_frame(conn, select(a.claim_pk, a.attempt, a.status, a.reasons)
-                      .where(a.claim_pk.between(first_pk, first_pk + claims - 1)),
+    Read as one range of the batch index, the latest attempt kept here: the rows read are the
+    batch's attempts, however long the history (no per-row probe for a later attempt in an index
+    that grows with it)."""
+    a = t.attempts.c
+    rows = read_frame(conn, select(a.claim_pk, a.attempt, a.status, a.reasons).where(a.batch_id == batch_id),
                       {"claim_pk": pl.Int64, "attempt": pl.Int64, "status": pl.String, "reasons": pl.String})
     return rows.sort("claim_pk", "attempt").unique("claim_pk", keep="last", maintain_order=True).drop("attempt")
 
