@@ -461,8 +461,8 @@ def batch_claims(engine: Store, batch_id: str) -> tuple[dict, pl.DataFrame]:
         batch = repo.batch(batch_id)
         if batch is None:
             raise UserError(f"no batch {batch_id}")
-        outcomes = repo.batch_outcomes(batch_id)
         claims = repo.payloads([batch_id])
+        outcomes = repo.batch_outcomes(batch_id, claims.get_column("claim_pk"))
     # A payload holds its claims in file order: the join keeps it (a sort would copy every column).
     frame = claims.join(outcomes, on="claim_pk", how="left", maintain_order="left")
     return batch, frame.select("claim_pk", "line", *CLAIM_COLUMNS, "status", "reasons")

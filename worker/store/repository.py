@@ -519,15 +519,22 @@ def latest_status(conn: Connection, claim_pk: int) -> str | None:
     return conn.execute(select(a.status).where(a.claim_pk == claim_pk).order_by(a.attempt.desc()).limit(1)).scalar()
 
 
-def batch_outcomes(conn: Connection, batch_id: str) -> pl.DataFrame:
-    """The latest attempt of each adjudicated claim of one batch: claim_pk, status, reasons.
+def batch_outcomes(conn: Connection, batch_id: str, claim_pks: pl.Series) -> pl.DataFrame:
+    """The latest attempt of each adjudicated claim of one batch (its claims `claim_pks`): claim_pk,
+    status, reasons.
 
-    Read as one range of the batch index, the latest attempt kept here: the rows read are the
-    batch's attempts, however long the history (no per-row probe for a later attempt in an index
-    that grows with it)."""
+    The batch's attempts are read as one index range, and each claim's latest kept here: the rows
+    read are the batch's, however long the history (no per-row probe for a later attempt in an index
+    that grows with it). The range is of claim_pk when the batch's claim ids are consecutive (every
+    batch since submits take the lock), else of the batch index."""
     a = t.attempts.c
-    rows = read_frame(conn, select(a.claim_pk, a.attempt, a.status, a.reasons).where(a.batch_id == batch_id),
-                      {"claim_pk": pl.Int64, "attempt": pl.Int64, "status": pl.String, "reasons": pl.String})
+    schema = {"claim_pk": pl.Int64, "attempt": pl.Int64, "status": pl.String, "reasons": pl.String}
+    if claim_pks.len() == 0:
+        return pl.DataFrame(schema=schema).drop("attempt")
+    first, last = int(claim_pks.min()), int(claim_pks.max())
+    consecutive = last - first + 1 == claim_pks.n_unique()
+    rows = read_frame(conn, select(a.claim_pk, a.attempt, a.status, a.reasons).where(
+        a.claim_pk.between(first, last) if consecutive else a.batch_id == batch_id), schema)
     return rows.sort("claim_pk", "attempt").unique("claim_pk", keep="last", maintain_order=True).drop("attempt")
 
 
@@ -629,8 +636,8 @@ class Repository:
     def outcome_rows(self, chosen: OutcomeFilter) -> pl.DataFrame:
         return outcome_rows(self.conn, chosen)
 
-    def batch_outcomes(self, batch_id: str) -> pl.DataFrame:
-        return batch_outcomes(self.conn, batch_id)
+    def batch_outcomes(self, batch_id: str, claim_pks: pl.Series) -> pl.DataFrame:
+        return batch_outcomes(self.conn, batch_id, claim_pks)
 
     def latest_status(self, claim_pk: int) -> str | None:
         return latest_status(self.conn, claim_pk)
