@@ -232,12 +232,13 @@ class RunRecords:
         self.conn.execute(update(t.run_lock).where(t.run_lock.c.id == 1, t.run_lock.c.holder == holder)
                           .values(holder=None, since=None))
 
-    def add(self, started: dt.datetime, status: str, *, claims: int = 0, paid: int = 0, suspended: int = 0,
-            rejected: int = 0, paid_cents: int = 0, voids: int = 0, reversed_cents: int = 0,
+    def add(self, started: dt.datetime, status: str, *, finished: bool = True, claims: int = 0, paid: int = 0,
+            suspended: int = 0, rejected: int = 0, paid_cents: int = 0, voids: int = 0, reversed_cents: int = 0,
             failure: str | None = None) -> int:
-        """A finished run's record (a failed or a dry run: `done` runs are stored by Repository.add_run)."""
+        """A run's record: finished now (a failed or a dry run), or not yet (a run storing its work,
+        which Repository.store_run finishes)."""
         return self.conn.execute(insert(t.runs).values(
-            started_at=started, finished_at=now(), claims=claims, paid=paid, suspended=suspended, rejected=rejected,
+            started_at=started, finished_at=now() if finished else None, claims=claims, paid=paid, suspended=suspended, rejected=rejected,
             paid_cents=paid_cents, voids=voids, reversed_cents=reversed_cents, status=status, failure=failure,
         ).returning(t.runs.c.run_id)).scalar_one()
 

@@ -615,9 +615,8 @@ class Repository:
 
     def add_run(self, started: dt.datetime, claims: int, paid: int, suspended: int, rejected: int,
                 paid_cents: int) -> int:
-        return self.conn.execute(insert(t.runs).values(
-            started_at=started, finished_at=None, claims=claims, paid=paid, suspended=suspended, rejected=rejected,
-            paid_cents=paid_cents).returning(t.runs.c.run_id)).scalar_one()
+        return self.runs.add(started, "done", finished=False, claims=claims, paid=paid, suspended=suspended,
+                             rejected=rejected, paid_cents=paid_cents)
 
     def store_run(self, run_id: int, started: dt.datetime, snapshot: Queue, state: RunState, voids: int = 0) -> int:
         """Store the run's state and finish its record; returns the amount it reversed (cents): what
