@@ -119,13 +119,14 @@ def core_child(spec: dict) -> dict:
     parse it, the record checks and the edits, in memory), a lower bound on submit + run."""
     from adjudication.claim_file import read_claim_file
     from adjudication.engine import adjudicate
-    from adjudication.reference import ReferenceSet, merge, read_dir
-    from adjudication.rules import load_rules
+    from adjudication.reference import ReferenceSet, merge
+    from worker.files import read_reference_dir
+    from adjudication.rules import default_rules
 
     reference = ReferenceSet()
     for folder in spec["reference"]:
-        reference = merge(reference, read_dir(Path(folder)))
-    frames, rules = reference.frames(), load_rules()
+        reference = merge(reference, read_reference_dir(Path(folder)))
+    frames, rules = reference.frames(), default_rules()
     claims = Path(spec["claims"])
     limits = bench_limits(claims)
     started = time.perf_counter()
@@ -230,7 +231,7 @@ def _sqlite_floor(frame, columns: str, db: Path, indexed: bool) -> float:
     if indexed:
         connection.execute("CREATE INDEX outcomes_claim_id ON outcomes (claim_id)")
     with connection:
-        # Rows built from whole columns, as the product's bulk writes do (worker/store/bulk.py).
+        # The plain way the issue names: executemany of rows built from whole columns.
         connection.executemany(f"INSERT INTO outcomes VALUES ({', '.join('?' * rows.width)})",
                                zip(*(column.to_list() for column in rows.iter_columns())))
     connection.close()
@@ -288,18 +289,19 @@ def around(label: str, floor, measure, repeat: int) -> tuple[dict | None, float]
 # --- the sequential reference ---------------------------------------------------------------
 
 def sequential(data: Path, sample: int) -> tuple[float, int]:
-    from adjudication.reference import ReferenceSet, merge, read_dir
-    from adjudication.rules import load_rules
+    from adjudication.reference import ReferenceSet, merge
+    from worker.files import read_reference_dir
+    from adjudication.rules import default_rules
     from generate import CLAIMS_PER_CLIENT
     from sequential import adjudicate_sequentially
 
-    reference = merge(ReferenceSet(), read_dir(data))
+    reference = merge(ReferenceSet(), read_reference_dir(data))
     claims = pl.read_csv(data / "claims.csv", infer_schema=False)
     clients = claims.get_column("client_prime").unique(maintain_order=True).head(max(1, sample // CLAIMS_PER_CLIENT))
     queue = claims.filter(pl.col("client_prime").is_in(clients.implode())).head(sample).with_row_index("claim_pk")
     rows = queue.to_dicts()
     started = time.perf_counter()
-    adjudicate_sequentially(rows, reference, load_rules())
+    adjudicate_sequentially(rows, reference, default_rules())
     return time.perf_counter() - started, len(rows)
 
 
@@ -448,7 +450,7 @@ def history_scenario(first_db: Path, first_data: Path, claims: int, work: Path, 
     import hashlib
     import shutil
 
-    from adjudication.rules import load_rules
+    from adjudication.rules import default_rules
     from generate import CLAIMS_PER_CLIENT
     from worker import intake, service
     from worker.store.database import make_engine
@@ -462,7 +464,7 @@ def history_scenario(first_db: Path, first_data: Path, claims: int, work: Path, 
     engine.dispose()
     provider = (suspended.group_by("provider_id").len().sort("len", "provider_id", descending=[True, False])
                 .get_column("provider_id")[0] if suspended.height else sample.get_column("provider_id")[0])
-    rules = load_rules()
+    rules = default_rules()
     questions = {
         f"outcomes --claim {claim_id} --history": lambda e: service.outcomes(e, claim_ids=(claim_id,), history=True),
         f"outcomes --provider {provider} --status suspended": lambda e: service.outcomes(

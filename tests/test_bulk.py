@@ -110,3 +110,41 @@ def test_a_text_opening_the_data_keeps_its_byte_order_mark(db_url):
     finally:
         engine.dispose()
     assert back.get_column("text").to_list() == ["\ufeffC1", "\ufeff"]
+
+
+def test_sqlite_bulk_writes_leave_no_scratch_file_and_roll_back_with_the_transaction(tmp_path, monkeypatch):
+    """SQLite loads a frame into a scratch file and copies it inside the caller's transaction: the
+    file is gone when insert_frame returns, the connection is back in the pool without it attached,
+    and a transaction that fails keeps none of the rows."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    engine = make_engine(f"sqlite:///{tmp_path / 'bulk.db'}")
+    frame = pl.DataFrame({"n": [1, 2, 3], "big": [1, None, 3], "text": ["a", None, ""], "other": ["x", "y", "z"],
+                          "day": [dt.date(2026, 1, 2), None, dt.date(1900, 1, 1)]}, schema=SCHEMA)
+    try:
+        with engine.begin() as conn:
+            metadata.create_all(conn)
+            insert_frame(conn, scratch, frame)
+            assert list((tmp_path / "scratch").iterdir()) == []
+            assert any(row[1].startswith("stage_") for row in conn.exec_driver_sql("PRAGMA database_list"))
+        with engine.connect() as conn:
+            # The pool hands back the connection just returned (the last in is the first out).
+            assert not any(row[1].startswith("stage_") for row in conn.exec_driver_sql("PRAGMA database_list"))
+            assert conn.exec_driver_sql("SELECT count(*) FROM bulk_scratch").scalar() == 3
+        try:
+            with engine.begin() as conn:
+                insert_frame(conn, scratch, frame)
+                assert conn.exec_driver_sql("SELECT count(*) FROM bulk_scratch").scalar() == 6
+                raise RuntimeError("the run fails after writing")
+        except RuntimeError:
+            pass
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM bulk_scratch").scalar() == 3
+            back = read_frame(conn, select(*scratch.c).order_by(scratch.c.n), SCHEMA)
+    finally:
+        engine.dispose()
+    assert back.to_dicts() == frame.to_dicts()
+    assert list((tmp_path / "scratch").iterdir()) == []

@@ -1,17 +1,22 @@
-"""Moving polars frames in and out of the database fast: executemany on SQLite, COPY on PostgreSQL."""
+"""Moving polars frames in and out of the database fast: COPY on PostgreSQL, on SQLite an Arrow
+bulk load (ADBC) into a scratch file that one INSERT ... SELECT copies inside the caller's transaction."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import polars as pl
 from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Connection, Select, Table
 
 
-# Rows go to the database a slice at a time: a million rows of 23 columns as Python objects would
-# take about 1.5 GB at once; a slice of 100,000 takes a tenth of that, at the same speed.
+# PostgreSQL's COPY is fed a slice at a time: polars writes the CSV of one while the last is sent.
 SLICE_ROWS = 100_000
 
 
@@ -22,49 +27,72 @@ def insert_frame(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
     if conn.dialect.name == "postgresql":
         _copy(conn, table.name, frame)
         return
-    _sqlite_executemany(conn, _insert_sql(table.name, frame.columns), frame)
+    columns = ", ".join(frame.columns)
+    with _staged(conn, frame) as staged:
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {staged}")
 
 
 def upsert_frame(conn: Connection, table: Table, frame: pl.DataFrame, key: str) -> None:
     """Insert the rows of `frame`, updating every column of a stored row with the same `key`."""
     if frame.height == 0:
         return
+    columns = ", ".join(frame.columns)
     updates = ", ".join(f"{c} = excluded.{c}" for c in frame.columns if c != key)
     if conn.dialect.name == "postgresql":
         # COPY into a scratch table, then one statement: the upsert costs no per-row round trip.
         staged = f"staged_{table.name}"
         conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {staged} (LIKE {table.name} INCLUDING DEFAULTS)")
         _copy(conn, staged, frame)
-        columns = ", ".join(frame.columns)
         conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {staged} "
                              f"ON CONFLICT ({key}) DO UPDATE SET {updates}")
         conn.exec_driver_sql(f"DROP TABLE {staged}")
         return
-    _sqlite_executemany(conn, f"{_insert_sql(table.name, frame.columns)} ON CONFLICT ({key}) DO UPDATE SET {updates}",
-                        frame)
+    with _staged(conn, frame) as staged:
+        # "WHERE true": SQLite's grammar needs it to tell the upsert's ON from a join's.
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {staged} WHERE true "
+                             f"ON CONFLICT ({key}) DO UPDATE SET {updates}")
 
 
-def _insert_sql(table: str, columns: list[str]) -> str:
-    return f'INSERT INTO {table} ({", ".join(columns)}) VALUES ({", ".join("?" * len(columns))})'
+# The attached scratch files of a SQLite connection are named so; worker/store/database.py detaches
+# them when the connection goes back to the pool (SQLite refuses to detach one inside the transaction
+# that read it).
+STAGE_PREFIX = "stage_"
 
 
-def _sqlite_executemany(conn: Connection, sql: str, frame: pl.DataFrame) -> None:
-    # SQLite stores dates as ISO text and booleans as 0/1, the way SQLAlchemy reads them back.
-    frame = frame.with_columns(
-        [pl.col(c).dt.strftime("%Y-%m-%d") for c, t in frame.schema.items() if t == pl.Date]
-        + [pl.col(c).cast(pl.Int8) for c, t in frame.schema.items() if t == pl.Boolean]
-    )
-    cursor = conn.connection.driver_connection.cursor()
+@contextmanager
+def _staged(conn: Connection, frame: pl.DataFrame) -> Iterator[str]:
+    """SQLite: `frame` as a table of a scratch database attached to `conn`; yields its qualified name.
+
+    Binding a million rows of twenty columns value by value through Python's sqlite3 takes about
+    twice as long as the ADBC driver's bulk load from Arrow (in C) plus SQLite copying the
+    rows from file to file. The scratch file lives in the temporary directory (TMPDIR), is written
+    without journal or sync (nothing in it needs to survive), and is removed before this returns;
+    the rows are in the caller's transaction, committed or rolled back with it. The driver writes
+    dates as ISO texts and booleans as 0/1, the way SQLAlchemy reads them back from SQLite (no frame
+    written in bulk holds a time of day: the driver's form of one differs from SQLAlchemy's)."""
+    import adbc_driver_sqlite.dbapi as adbc  # imported here: only bulk writes to SQLite need it
+
+    handle, path = tempfile.mkstemp(prefix="adjudication-stage-", suffix=".sqlite")
+    os.close(handle)
+    alias = f"{STAGE_PREFIX}{uuid.uuid4().hex[:16]}"
     try:
-        for part in frame.iter_slices(SLICE_ROWS):
-            cursor.executemany(sql, rows_of(part))
+        with adbc.connect(path, autocommit=True) as scratch:
+            with scratch.cursor() as cursor:
+                cursor.execute("PRAGMA journal_mode=OFF")
+                cursor.execute("PRAGMA synchronous=OFF")
+            frame.write_database("frame", scratch, engine="adbc")
+        conn.exec_driver_sql(f"ATTACH DATABASE ? AS {alias}", (path,))
+        yield f"{alias}.frame"
     finally:
-        cursor.close()
+        os.remove(path)  # an attached file stays readable until it is detached
 
 
-def rows_of(frame: pl.DataFrame):
-    """The frame's rows as tuples, built from whole columns (about 1.6 times faster than iter_rows)."""
-    return zip(*(column.to_list() for column in frame.iter_columns()))
+def detach_stages(dbapi_connection) -> None:
+    """Detach the scratch files _staged attached (called as a SQLite connection returns to the pool)."""
+    attached = [row[1] for row in dbapi_connection.execute("PRAGMA database_list")]
+    for name in attached:
+        if name.startswith(STAGE_PREFIX):
+            dbapi_connection.execute(f"DETACH DATABASE {name}")
 
 
 def _copy(conn: Connection, table: str, frame: pl.DataFrame) -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 
+from worker.store.bulk import detach_stages
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -43,6 +45,11 @@ def make_engine(url: str, busy_timeout: float = 600.0) -> Engine:
             # million rows each (about a third faster with two).
             cursor.execute(f"PRAGMA threads={min(4, os.cpu_count() or 1)}")
             cursor.close()
+
+        @event.listens_for(engine, "checkin")
+        def _detach(dbapi_connection, _record):
+            if dbapi_connection is not None:
+                detach_stages(dbapi_connection)
 
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -92,6 +99,12 @@ def current_revisions(engine: Engine) -> set[str] | None:
         if not inspect(conn).has_table("alembic_version"):
             return None
         return set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+
+def schema_revisions(engine: Engine) -> tuple[set[str], set[str]]:
+    """(the database's schema revisions, empty when it has no schema; the newest migrations): the
+    schema is current when the two are equal."""
+    return current_revisions(engine) or set(), head_revisions()
 
 
 def sqlite_file(engine: Engine) -> Path | None:
