@@ -12,7 +12,6 @@ import datetime as dt
 import io
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from pathlib import Path
 from typing import Annotated, Iterable, Literal, get_args, get_origin
 
 import polars as pl
@@ -21,7 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, mo
 from adjudication.claims import scaled_number
 from adjudication.decimals import to_scaled
 from adjudication.engine import PROVIDER_SCHEMA, ReferenceFrames
-from adjudication.rules import Rules, load_rules
+from adjudication.rules import Rules, default_rules
 
 
 class ReferenceLoadError(ValueError):
@@ -368,18 +367,13 @@ def _kind(name: str, info) -> str:
     return "required" if info.is_required() else "text"
 
 
-def read_dir(folder: Path) -> dict[str, pl.DataFrame]:
-    """The reference files present in `folder`, parsed (a file left out is simply absent)."""
-    found = {}
-    for name in FILES:
-        path = folder / name
-        if path.exists():
-            try:
-                text = path.read_bytes().decode("utf-8-sig")
-            except UnicodeDecodeError as error:
-                raise ReferenceLoadError(name, 1, "-", f"not UTF-8 (byte {error.start})") from None
-            found[name] = parse_file(name, text)
-    return found
+def parse_content(name: str, data: bytes) -> pl.DataFrame:
+    """One reference file's bytes (UTF-8, a byte-order mark allowed), parsed."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ReferenceLoadError(name, 1, "-", f"not UTF-8 (byte {error.start})") from None
+    return parse_file(name, text)
 
 
 # --- a load merged into what is stored, and its rules -----------------------------------------
@@ -410,7 +404,7 @@ def merge(current: ReferenceSet, loaded: dict[str, pl.DataFrame], rules: Rules |
         kept = current.enrollments.filter(~pl.col("client_prime").is_in(new.get_column("client_prime").implode()))
         updates["enrollments"] = pl.concat([kept, new])
     result = replace(current, **updates)
-    _check(result, rules or load_rules())
+    _check(result, rules or default_rules())
     return result
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
+from functools import cache
+from importlib import resources
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adjudication.reasons import ALL_CODES, DEFAULT_CARC, WAIVABLE
-
-DEFAULT_RULES_FILE = Path(__file__).with_name("default_rules.toml")
 
 
 class AllowedOverlap(BaseModel):
@@ -102,15 +101,22 @@ class RulesError(ValueError):
     """The rules file cannot be used; the message names the file and the problem, on one line."""
 
 
-def load_rules(path: Path | str | None = None) -> Rules:
-    """Read and validate a rules file (TOML); the shipped default when no path is given."""
-    source = Path(path) if path else DEFAULT_RULES_FILE
+def default_rules_text() -> str:
+    """The shipped rules (adjudication/default_rules.toml, package data)."""
+    return resources.files(__package__).joinpath("default_rules.toml").read_text(encoding="utf-8")
+
+
+@cache
+def default_rules() -> Rules:
+    """The shipped rules, validated (once per process: Rules is frozen)."""
+    return parse_rules(default_rules_text().encode(), "(default)")
+
+
+def parse_rules(data: bytes, source: str) -> Rules:
+    """Validate a rules file's content (TOML); a problem is a RulesError naming `source`.
+    Reading the file is the caller's (worker/files.py): the engine reads no file."""
     try:
-        with source.open("rb") as handle:
-            data = tomllib.load(handle)
-        return Rules.model_validate(data)
-    except OSError as error:
-        raise RulesError(f"rules file {source}: cannot be read ({error.strerror or type(error).__name__})") from None
+        return Rules.model_validate(tomllib.loads(data.decode("utf-8")))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise RulesError(f"rules file {source}: not valid TOML ({str(error).splitlines()[0]})") from None
     except RecursionError:

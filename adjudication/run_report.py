@@ -245,7 +245,7 @@ def html(report: dict) -> str:
         keys = ("claims", "paid", "suspended", "rejected", "void", "amount_paid", "amount_reversed", "net")
         rows = [{"figure": k.replace("_", " "), "this": run[k], "previous": previous[k],
                  "difference": previous["difference"][k]} for k in keys]
-        parts.append(_table([("figure", f"figure"), ("this", f"run {run['run_id']}"),
+        parts.append(_table([("figure", "figure"), ("this", f"run {run['run_id']}"),
                              ("previous", f"run {previous['run_id']}"), ("difference", "difference")], rows,
                             {"this", "previous", "difference"}))
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{OFFLINE_POLICY}'

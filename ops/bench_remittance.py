@@ -33,7 +33,7 @@ def main() -> None:
 
     from worker.bootstrap import App
     from worker.settings import Settings
-    from adjudication.rules import load_rules
+    from adjudication.rules import default_rules
     from worker import access, remittances, service
     from worker.store.database import make_engine, upgrade
 
@@ -47,7 +47,7 @@ def main() -> None:
             stale.unlink()
     engine = make_engine(args.db or f"sqlite:///{work / 'remit.db'}")
     upgrade(engine)
-    rules = load_rules()
+    rules = default_rules()
     service.load_reference(engine, data)
     service.submit(engine, data / "claims.csv", rules, bench_limits(data / "claims.csv"))
     summary = service.run(engine, rules)

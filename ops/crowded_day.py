@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adjudication.claims import CLAIM_COLUMNS  # noqa: E402
 from adjudication.engine import adjudicate  # noqa: E402
 from adjudication.reference import Enrollment, Plan, Provider, ReferenceSet, Spa  # noqa: E402
-from adjudication.rules import load_rules  # noqa: E402
+from adjudication.rules import default_rules  # noqa: E402
 
 START, END = dt.date(2026, 1, 1), dt.date(2026, 12, 31)
 
@@ -46,7 +46,7 @@ def main() -> None:
     queue = pl.DataFrame([{"claim_pk": i, "claim_id": f"F{i}", **claim} for i in range(1, n + 1)],
                          schema={"claim_pk": pl.Int64, **{c: pl.String for c in CLAIM_COLUMNS}})
     started = time.perf_counter()
-    outcomes = adjudicate(queue, reference.frames(), load_rules()).outcomes
+    outcomes = adjudicate(queue, reference.frames(), default_rules()).outcomes
     elapsed = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     counts = dict(outcomes.group_by("status").len().iter_rows())

@@ -58,7 +58,7 @@ def profile(url: str, data: Path) -> None:
     import importlib
 
     from adjudication.claim_file import Limits
-    from adjudication.rules import load_rules
+    from adjudication.rules import default_rules
     from worker import service
     from worker.settings import Settings
     from sqlalchemy import func, select
@@ -69,7 +69,7 @@ def profile(url: str, data: Path) -> None:
     engine = make_engine(url)
     service.upgrade_schema(engine)
     service.load_reference(engine, data)
-    rules = load_rules()
+    rules = default_rules()
     spent: dict[str, float] = {}
     for module_name, name in STEPS:
         module = importlib.import_module(module_name)

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adjudication.rules import load_rules
+from adjudication.rules import default_rules
 from adjudication.shards import sharded
 from conftest import ADJUDICATE, FIXTURES, ROOT, Cli, examples, require_server
 from engine_helpers import RunByRun
@@ -29,7 +29,7 @@ from worker.settings import Settings
 
 BROKER = "redis://127.0.0.1:6379/6"
 SILENT_BROKER = "redis://127.0.0.1:6379/7"  # no worker listens here
-RULES = load_rules()
+RULES = default_rules()
 CLIENTS = ["c01", "c02", "c03", "c04", "c05"]
 
 
@@ -99,13 +99,14 @@ def test_a_run_through_workers_stores_what_an_in_process_run_stores(celery_app, 
 
 
 def test_a_run_through_workers_reports_each_shard_as_it_comes_back(celery_app, tmp_path):
-    from adjudication.reference import ReferenceSet, merge, read_dir
+    from adjudication.reference import ReferenceSet, merge
+    from worker.files import read_reference_dir
 
     first, _second = two_batches(tmp_path, 800)
     rows = pl.read_csv(first, infer_schema=False).with_row_index("claim_pk").to_dicts()
     reported = []
     workers = CeleryShards(celery_app, timeout=60, progress=lambda *call: reported.append(call))
-    result = RunByRun(merge(ReferenceSet(), read_dir(tmp_path)), RULES, sharded(3, workers)).run(rows)
+    result = RunByRun(merge(ReferenceSet(), read_reference_dir(tmp_path)), RULES, sharded(3, workers)).run(rows)
     assert result.outcomes.height == len(rows) == 400
     # One report per shard (10 clients in 3 shards: 2 or 3 of them), each counting the claims decided so far.
     assert 2 <= len(reported) <= 3
@@ -146,11 +147,12 @@ def test_a_timed_out_run_leaves_no_shard_in_the_broker():
 def worked_example_shards(count: int):
     """The worked example's claims in shards, as a run sends them."""
     from adjudication.engine import LEDGER_SCHEMA, check_records
-    from adjudication.reference import ReferenceSet, merge, read_dir
+    from adjudication.reference import ReferenceSet, merge
+    from worker.files import read_reference_dir
     from adjudication.shards import split
     from engine_helpers import fields_frame
 
-    reference = merge(ReferenceSet(), read_dir(FIXTURES / "worked_example")).frames()
+    reference = merge(ReferenceSet(), read_reference_dir(FIXTURES / "worked_example")).frames()
     rows = pl.read_csv(FIXTURES / "worked_example" / "claims.csv", infer_schema=False).with_row_index("claim_pk")
     checked = check_records(fields_frame(rows.with_columns(pl.col("claim_pk").cast(pl.Int64)).to_dicts()), RULES)
     return split(checked, reference, pl.DataFrame(schema=LEDGER_SCHEMA),

@@ -13,11 +13,12 @@ from decimal import Decimal
 import pytest
 
 from adjudication.reference import Enrollment, Plan, Provider, ReferenceSet, Spa
-from adjudication.rules import DEFAULT_RULES_FILE, Rules, RulesError, load_rules
+from adjudication.rules import Rules, RulesError, default_rules, default_rules_text
 from engine_helpers import RunByRun, comparable, normalized
 from sequential import adjudicate_sequentially
+from worker.files import load_rules
 
-RULES = load_rules()
+RULES = default_rules()
 CLIENT = "xyz0000a"
 DAY = "2026-03-02"
 JAN1, DEC31 = dt.date(2026, 1, 1), dt.date(2026, 12, 31)
@@ -671,7 +672,7 @@ def test_waived_monthly_hours_pays_and_counts_against_later_claims():
 
 def rules_file(tmp_path, old: str, new: str) -> Rules:
     """The default rules with one text change, written to a file and loaded from it."""
-    text = DEFAULT_RULES_FILE.read_text()
+    text = default_rules_text()
     assert text.count(old) == 1
     path = tmp_path / "rules.toml"
     path.write_text(text.replace(old, new))

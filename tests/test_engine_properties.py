@@ -7,13 +7,13 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adjudication.rules import load_rules
+from adjudication.rules import default_rules
 from conftest import examples
 from engine_helpers import RunByRun, comparable, normalized
 from scenarios import batches, reference_sets
 from sequential import adjudicate_sequentially
 
-RULES = load_rules()
+RULES = default_rules()
 SETTINGS = settings(max_examples=int(os.environ.get("ENGINE_EXAMPLES", examples(300))), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

@@ -59,3 +59,41 @@ def test_the_check_finds_sql(tmp_path):
     assert found == ["calls conn.exec_driver_sql()", "calls repo.conn.execute()", "calls store.begin()",
                      "imports sqlalchemy", "imports sqlalchemy's case", "imports the table definitions",
                      "imports the table definitions"]
+
+
+# What reads or writes files or databases: the engine takes bytes and frames, and gives frames back.
+IO_MODULES = {"os", "pathlib", "shutil", "tempfile", "sqlite3", "glob", "sqlalchemy", "psycopg", "redis", "worker"}
+IO_CALLS = {"open", "read_bytes", "read_text", "write_bytes", "write_text", "exists", "glob", "rglob", "iterdir",
+            "unlink", "mkdir", "rmdir", "touch"}
+
+
+def _io_in_the_engine(path: Path, root: Path = ROOT) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found += [f"imports {a.name}" for a in node.names if a.name.split(".")[0] in IO_MODULES]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in IO_MODULES:
+            found.append(f"imports from {node.module}")
+        elif isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in IO_CALLS:
+                found.append(f"calls {name}()")
+    return [f"{path.relative_to(root)}:{problem}" for problem in sorted(found)]
+
+
+def test_the_engine_reads_no_file_and_no_database():
+    """adjudication/ is the pure domain: the worker reads files and the store, and hands it bytes and
+    frames (its own default rules are package data, read through importlib.resources)."""
+    modules = sorted((ROOT / "adjudication").glob("*.py"))
+    assert len(modules) > 8
+    problems = [problem for path in modules for problem in _io_in_the_engine(path)]
+    assert problems == ["adjudication/rules.py:calls read_text()"]  # default_rules_text, package data
+
+
+def test_the_engine_check_finds_io(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("import os\nfrom pathlib import Path\nfrom worker.store import repository\n"
+                      "def f(p):\n    open(p)\n    return Path(p).read_bytes()\n")
+    found = [p.partition(":")[2] for p in _io_in_the_engine(sample, tmp_path)]
+    assert found == ["calls open()", "calls read_bytes()", "imports from pathlib", "imports from worker.store",
+                     "imports os"]

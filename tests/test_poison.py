@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from adjudication.engine import decide
-from adjudication.rules import load_rules
+from adjudication.rules import default_rules
 from conftest import FIXTURES, add_staff
 from worker import service
 from worker.poison import RunFailed
@@ -84,7 +84,7 @@ def test_a_run_that_fails_anyway_names_the_batch_and_the_claim(tmp_path):
     service.upgrade_schema(engine)
     add_staff(engine)
     service.load_reference(engine, FIXTURES / "worked_example")
-    rules = load_rules()
+    rules = default_rules()
     first = service.submit(engine, CLAIMS, rules, service.Limits()).batch_id
     second_file = tmp_path / "second.csv"
     second_file.write_text(CLAIMS.read_text().replace("WX-", "NX-"))

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 import reference_oracle as oracle
 from adjudication.reference import (ATTRS, FILES, KEYS, Enrollment, Plan, Provider, ReferenceLoadError, ReferenceSet, Spa, merge,
                                     parse_file, rows_frame)
-from adjudication.rules import load_rules
+from adjudication.rules import default_rules
 
-RULES = load_rules()
+RULES = default_rules()
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 
 # Per kind of field: plain valid texts, then others (valid with spaces or in another spelling, or not).

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adjudication.claim_file import Limits
-from adjudication.rules import load_rules
+from adjudication.rules import default_rules
 from conftest import FIXTURES, Cli
 from remit_helpers import PAYER, balances, validate_835
 from scenarios import batches, reference_sets
@@ -28,7 +28,7 @@ from worker import remittances, service
 from worker.store import repository as repo
 
 CLAIMS = FIXTURES / "worked_example" / "claims.csv"
-RULES = load_rules()
+RULES = default_rules()
 
 
 @pytest.fixture

@@ -10,14 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adjudication.engine import check_records
-from adjudication.rules import load_rules
+from adjudication.rules import default_rules
 from adjudication.shards import decide_each, sharded, split
 from engine_helpers import RunByRun, fields_frame
 from scenarios import batches, reference_sets
 from test_engine_properties import check_one_run_per_batch, check_requeues_and_overrides, numbered
 from worker.distributed import decide_message, read_result, shard_message
 
-RULES = load_rules()
+RULES = default_rules()
 SETTINGS = settings(max_examples=int(os.environ.get("ENGINE_EXAMPLES", 150)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CLIENTS = ["c01", "c02", "c03", "c04", "c05"]
 

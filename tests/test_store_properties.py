@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import insert, update
 
 from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA
-from adjudication.rules import load_rules
+from adjudication.rules import default_rules
 from conftest import OPERATOR, examples, reset_store
 from scenarios import batches, reference_sets
 from sequential import adjudicate_sequentially
@@ -26,7 +26,7 @@ from worker.store import repository as repo
 from worker.store import schema as t
 from worker.store.database import make_engine, upgrade
 
-RULES = load_rules()
+RULES = default_rules()
 
 
 def _write_csv(path: Path, rows: list[dict]) -> Path:

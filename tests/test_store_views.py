@@ -10,13 +10,13 @@ import polars as pl
 from sqlalchemy import insert, text
 
 from adjudication.claim_file import Limits
-from adjudication.rules import load_rules
+from adjudication.rules import default_rules
 from conftest import FIXTURES
 from worker import service
 from worker.store import repository as repo
 from worker.store import schema as t
 
-RULES = load_rules()
+RULES = default_rules()
 
 
 def _rows(engine, sql: str) -> list[tuple]:

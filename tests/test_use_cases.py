@@ -7,11 +7,11 @@ import datetime as dt
 
 import pytest
 
-from adjudication.rules import load_rules
+from adjudication.rules import default_rules
 from fakes import FakeUnitOfWork
 from worker import service
 
-RULES = load_rules()
+RULES = default_rules()
 
 
 def _suspended(pk: int, claim_id: str, batch: str, reasons: str, provider: str, client: str, day: int) -> dict:

@@ -9,7 +9,8 @@ from functools import cached_property
 from sqlalchemy import Engine
 
 from adjudication.claim_file import Limits
-from adjudication.rules import Rules, load_rules
+from adjudication.rules import Rules
+from worker.files import load_rules
 from worker import service
 from worker.settings import Settings
 from worker.store.database import make_engine

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from worker.bootstrap import App
-from worker.store.database import current_revisions, head_revisions
+from worker.store.database import schema_revisions
 from worker.store.unit_of_work import unit_of_work
 
 
@@ -44,8 +44,7 @@ def _database(app: App) -> list[Check]:
     if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
         return [Check("database", False, f"no database file at {url.database}")]  # connecting would create one
     try:
-        current = current_revisions(app.engine) or set()
-        heads = head_revisions()
+        current, heads = schema_revisions(app.engine)
     except Exception as error:  # noqa: BLE001 - reported, not raised
         return [Check("database", False, f"{where}: {type(error).__name__}: {str(error).splitlines()[0]}")]
     schema_ok = current == heads

@@ -19,8 +19,9 @@ from adjudication import reasons as R
 from adjudication.claim_file import ClaimFile, Limits, read_claim_file
 from adjudication.claims import CLAIM_COLUMNS, fields_to_keep
 from adjudication.engine import Decider, check_records, crowded, decide
-from adjudication.reference import merge, read_dir
+from adjudication.reference import merge
 from adjudication.rules import Rules
+from worker.files import read_reference_dir
 from worker.store import repository
 from worker.store.repository import EXPORT_SCHEMA, OutcomeFilter, Queue, Repository, queue_clients, run_state
 from worker.store.unit_of_work import UnitOfWork, unit_of_work
@@ -50,7 +51,7 @@ def upgrade_schema(engine: Engine) -> None:
 def load_reference(engine: Store, folder: Path, rules: Rules | None = None) -> dict[str, int]:
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder")
-    loaded = read_dir(folder)
+    loaded = read_reference_dir(folder)
     if not loaded:
         raise UserError(f"{folder} holds none of providers.csv, plans.csv, enrollments.csv, spas.csv")
     with unit_of_work(engine) as repo:

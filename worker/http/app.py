@@ -337,12 +337,11 @@ def received_date(document: dict) -> str:
 
 
 def health_checks(app: App) -> dict[str, str]:
-    from worker.store.database import current_revisions, head_revisions
+    from worker.store.database import schema_revisions
 
     checks = {}
     try:
-        current = current_revisions(app.engine) or set()
-        heads = head_revisions()
+        current, heads = schema_revisions(app.engine)
         checks["database"] = "ok"
         checks["schema"] = "ok" if current == heads else "not at head (adjudicate db upgrade)"
     except Exception as error:  # noqa: BLE001 - reported, by type only
