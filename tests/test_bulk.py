@@ -124,12 +124,15 @@ def test_sqlite_bulk_writes_leave_no_scratch_file_and_roll_back_with_the_transac
     engine = make_engine(f"sqlite:///{tmp_path / 'bulk.db'}")
     frame = pl.DataFrame({"n": [1, 2, 3], "big": [1, None, 3], "text": ["a", None, ""], "other": ["x", "y", "z"],
                           "day": [dt.date(2026, 1, 2), None, dt.date(1900, 1, 1)]}, schema=SCHEMA)
+    nulls = pl.DataFrame({"n": [4], "other": [None]})  # polars' Null type: no Arrow form the driver takes
     try:
         with engine.begin() as conn:
             metadata.create_all(conn)
             insert_frame(conn, scratch, frame)
             assert list((tmp_path / "scratch").iterdir()) == []
             assert any(row[1].startswith("stage_") for row in conn.exec_driver_sql("PRAGMA database_list"))
+            insert_frame(conn, scratch, nulls)
+            assert conn.exec_driver_sql("DELETE FROM bulk_scratch WHERE n = 4 AND other IS NULL").rowcount == 1
         with engine.connect() as conn:
             # The pool hands back the connection just returned (the last in is the first out).
             assert not any(row[1].startswith("stage_") for row in conn.exec_driver_sql("PRAGMA database_list"))

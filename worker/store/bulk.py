@@ -80,7 +80,8 @@ def _staged(conn: Connection, frame: pl.DataFrame) -> Iterator[str]:
             with scratch.cursor() as cursor:
                 cursor.execute("PRAGMA journal_mode=OFF")
                 cursor.execute("PRAGMA synchronous=OFF")
-            frame.write_database("frame", scratch, engine="adbc")
+            # A column of nulls only (polars' Null type) has no Arrow form the driver takes.
+            frame.with_columns(pl.col(pl.Null).cast(pl.String)).write_database("frame", scratch, engine="adbc")
         conn.exec_driver_sql(f"ATTACH DATABASE ? AS {alias}", (path,))
         yield f"{alias}.frame"
     finally:

@@ -34,7 +34,7 @@ def make_engine(url: str, busy_timeout: float = 600.0) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             # Up to 256 MiB of page cache (the default is 2 MiB): a run appends a million attempt rows
-            # to six indexes, and with the default cache every insert into an index rereads and
+            # to seven indexes, and with the default cache every insert into an index rereads and
             # rewrites pages evicted since (about twice the time). Memory is taken only as pages are used.
             cursor.execute("PRAGMA cache_size=-262144")
             # SQLite's default: foreign keys declared, not checked. The bulk writes only refer to rows

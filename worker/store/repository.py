@@ -401,7 +401,7 @@ def store_run(conn: Connection, run_id: int, started: dt.datetime, state: RunSta
 def store_attempts(conn: Connection, rows: pl.DataFrame) -> None:
     """Append attempt rows (every column of the table).
 
-    Maintaining six indexes row by row costs several times the insert; building an index from sorted
+    Maintaining the indexes row by row costs several times the insert; building an index from sorted
     rows costs a fraction. So where the rows go into an empty table, the indexes are built after the
     insert: on SQLite when `attempts` is empty (a new database), on PostgreSQL for each run month's
     partition, which the first run of the month creates as a plain table, fills with COPY, indexes and
@@ -441,10 +441,11 @@ def _store_month(conn: Connection, month: dt.date, rows: pl.DataFrame) -> None:
     conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
     for index in t.attempts.indexes:
         columns = ", ".join(c.name for c in index.columns)
-        where = index.dialect_options["postgresql"]["where"]
-        partial = f" WHERE {where.text}" if where is not None else ""
+        options = index.dialect_options["postgresql"]
+        using = f" USING {options['using']}" if options["using"] else ""
+        partial = f" WHERE {options['where'].text}" if options["where"] is not None else ""
         conn.exec_driver_sql(
-            f"CREATE INDEX {name}_{index.name.removeprefix('attempts_')} ON {name} ({columns}){partial}")
+            f"CREATE INDEX {name}_{index.name.removeprefix('attempts_')} ON {name}{using} ({columns}){partial}")
     conn.exec_driver_sql(f"ALTER TABLE attempts ATTACH PARTITION {name} FOR VALUES {bounds}")
     # The planner's statistics now, not at autovacuum's next pass; from a small sample (6,000 rows
     # instead of 30,000: a tenth of the time), enough to choose between the indexes.
@@ -806,17 +807,24 @@ def _batches_of(conn: Connection, claim_pks: pl.Series) -> list[str]:
     return batches.get_column("batch_id").gather(at).to_list()
 
 
+def attempts_of_run(run_id: int, started: dt.datetime) -> tuple:
+    """The conditions selecting one run's attempts, read through the run index (attempts_run).
+
+    The run's rows carry the month it started in (UTC); the months either side as well, in case a
+    database wrote it in another time zone. On PostgreSQL only those partitions are read."""
+    a = t.attempts.c
+    month = _utc(started).astimezone(dt.timezone.utc).date().replace(day=1)
+    return (a.run_id == run_id, a.run_month >= (month - dt.timedelta(days=1)).replace(day=1),
+            a.run_month <= _next_month(month))
+
+
 def run_decisions(conn: Connection, run_id: int) -> pl.DataFrame:
     """Every claim the run decided (its attempt of that run), in adjudication order: DECISION_SCHEMA."""
     a = t.attempts.c
     started = conn.execute(select(t.runs.c.started_at).where(t.runs.c.run_id == run_id)).scalar()
     if started is None:
         return pl.DataFrame(schema=DECISION_SCHEMA)
-    # The run's rows carry the month it started in (UTC); the months either side as well, in case a
-    # database wrote it in another time zone. On PostgreSQL only those partitions are read.
-    month = _utc(started).astimezone(dt.timezone.utc).date().replace(day=1)
-    of_run = (a.run_id == run_id, a.run_month >= (month - dt.timedelta(days=1)).replace(day=1),
-              a.run_month <= _next_month(month))
+    of_run = attempts_of_run(run_id, started)
     decided = read_frame(conn, select(*[a[c] for c in _DECIDED_FIELDS]).where(*of_run).order_by(a.run_row),
                          _DECIDED_FIELDS)
     if decided.height == 0:

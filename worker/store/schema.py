@@ -165,6 +165,10 @@ attempts = Table(
     Index("attempts_client_date", "client_prime", "service_date"),
     # Only the attempts that did not pay (migration 0010): a query for paid ones reads the table anyway.
     Index("attempts_status", "status", sqlite_where=text(NOT_PAID), postgresql_where=text(NOT_PAID)),
+    # One run's attempts (its remittance, its report; migration 0011). A run's rows are appended
+    # together, so on PostgreSQL a block range index finds them (built in one pass, a few pages); on
+    # SQLite a B-tree, appended at its end night after night.
+    Index("attempts_run", "run_id", postgresql_using="brin"),
     postgresql_partition_by="RANGE (run_month)",
 )
 ATTEMPT_INDEXES = tuple(index.name for index in attempts.indexes)
