@@ -8,6 +8,7 @@ quotes, line breaks, the CSV null marker itself), and the rows keep the select's
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import polars as pl
 from hypothesis import HealthCheck, given, settings
@@ -112,29 +113,38 @@ def test_a_text_opening_the_data_keeps_its_byte_order_mark(db_url):
     assert back.get_column("text").to_list() == ["\ufeffC1", "\ufeff"]
 
 
-def test_sqlite_bulk_writes_leave_no_scratch_file_and_roll_back_with_the_transaction(tmp_path, monkeypatch):
-    """SQLite loads a frame into a scratch file and copies it inside the caller's transaction: the
-    file is gone when insert_frame returns, the connection is back in the pool without it attached,
-    and a transaction that fails keeps none of the rows."""
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch"))
-    (tmp_path / "scratch").mkdir()
-    import tempfile
+def test_sqlite_bulk_writes_leave_no_scratch_file_and_roll_back_with_the_transaction(tmp_path):
+    """SQLite loads a frame into a scratch file beside the database and copies it inside the
+    caller's transaction: the file is gone when insert_frame returns (and one a killed process left
+    is removed), the connection goes back to the pool without it attached, and a transaction that
+    fails keeps none of the rows."""
+    import subprocess
+    import sys
 
-    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
     engine = make_engine(f"sqlite:///{tmp_path / 'bulk.db'}")
     frame = pl.DataFrame({"n": [1, 2, 3], "big": [1, None, 3], "text": ["a", None, ""], "other": ["x", "y", "z"],
                           "day": [dt.date(2026, 1, 2), None, dt.date(1900, 1, 1)]}, schema=SCHEMA)
     nulls = pl.DataFrame({"n": [4], "other": [None]})  # polars' Null type: no Arrow form the driver takes
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    left = tmp_path / f"bulk.db-stage-{dead}-0123"  # a killed process's
+    live = tmp_path / f"bulk.db-stage-{os.getppid()}-4567"  # a running process's, writing now
+    left.write_bytes(b"")
+    live.write_bytes(b"")
+
+    def scratch_files() -> list[str]:
+        return sorted(p.name for p in tmp_path.iterdir() if "-stage-" in p.name)
+
     try:
         with engine.begin() as conn:
             metadata.create_all(conn)
             insert_frame(conn, scratch, frame)
-            assert list((tmp_path / "scratch").iterdir()) == []
+            assert scratch_files() == [live.name]
             assert any(row[1].startswith("stage_") for row in conn.exec_driver_sql("PRAGMA database_list"))
             insert_frame(conn, scratch, nulls)
             assert conn.exec_driver_sql("DELETE FROM bulk_scratch WHERE n = 4 AND other IS NULL").rowcount == 1
         with engine.connect() as conn:
-            # The pool hands back the connection just returned (the last in is the first out).
+            # The pool holds one connection here: the one just returned (and reset).
             assert not any(row[1].startswith("stage_") for row in conn.exec_driver_sql("PRAGMA database_list"))
             assert conn.exec_driver_sql("SELECT count(*) FROM bulk_scratch").scalar() == 3
         try:
@@ -150,4 +160,4 @@ def test_sqlite_bulk_writes_leave_no_scratch_file_and_roll_back_with_the_transac
     finally:
         engine.dispose()
     assert back.to_dicts() == frame.to_dicts()
-    assert list((tmp_path / "scratch").iterdir()) == []
+    assert scratch_files() == [live.name]

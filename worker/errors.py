@@ -29,14 +29,18 @@ def unavailable(error: BaseException) -> str | None:
     return None
 
 
+DRIVERS = ("psycopg", "sqlite3", "adbc_driver_manager")  # the modules whose errors are database errors
+
+
 def database_error(error: BaseException) -> str | None:
     """A database error in one line that is safe to print and log: the driver's error type, its code
     (PostgreSQL's SQLSTATE, SQLite's error name) and the constraint it names, never the driver's
     text, which can quote the value it refused (a client's data). None for any other error. A
-    database error is SQLAlchemy's DBAPIError or a driver's own (the bulk reads and writes raise those)."""
+    database error is SQLAlchemy's DBAPIError or a driver's own (the bulk reads and writes raise those;
+    SQLite's bulk writes go through the ADBC driver)."""
     from sqlalchemy.exc import DBAPIError
 
-    if not isinstance(error, DBAPIError) and type(error).__module__.split(".")[0] not in ("psycopg", "sqlite3"):
+    if not isinstance(error, DBAPIError) and type(error).__module__.split(".")[0] not in DRIVERS:
         return None
     orig = getattr(error, "orig", None) or error
     code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)

@@ -1,15 +1,18 @@
 """Moving polars frames in and out of the database fast: COPY on PostgreSQL, on SQLite an Arrow
-bulk load (ADBC) into a scratch file that one INSERT ... SELECT copies inside the caller's transaction."""
+bulk load (ADBC) into a scratch file beside the database that one INSERT ... SELECT copies inside
+the caller's transaction."""
 
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import io
 import os
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import polars as pl
 from psycopg.copy import QueuedLibpqWriter
@@ -29,7 +32,9 @@ def insert_frame(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
         return
     columns = ", ".join(frame.columns)
     with _staged(conn, frame) as staged:
-        conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {staged}")
+        # In the frame's order (the order an autoincrement key is given in).
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {staged} "
+                             f"ORDER BY rowid")
 
 
 def upsert_frame(conn: Connection, table: Table, frame: pl.DataFrame, key: str) -> None:
@@ -50,7 +55,7 @@ def upsert_frame(conn: Connection, table: Table, frame: pl.DataFrame, key: str) 
     with _staged(conn, frame) as staged:
         # "WHERE true": SQLite's grammar needs it to tell the upsert's ON from a join's.
         conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {staged} WHERE true "
-                             f"ON CONFLICT ({key}) DO UPDATE SET {updates}")
+                             f"ORDER BY rowid ON CONFLICT ({key}) DO UPDATE SET {updates}")
 
 
 # The attached scratch files of a SQLite connection are named so; worker/store/database.py detaches
@@ -64,28 +69,54 @@ def _staged(conn: Connection, frame: pl.DataFrame) -> Iterator[str]:
     """SQLite: `frame` as a table of a scratch database attached to `conn`; yields its qualified name.
 
     Binding a million rows of twenty columns value by value through Python's sqlite3 takes about
-    twice as long as the ADBC driver's bulk load from Arrow (in C) plus SQLite copying the
-    rows from file to file. The scratch file lives in the temporary directory (TMPDIR), is written
-    without journal or sync (nothing in it needs to survive), and is removed before this returns;
-    the rows are in the caller's transaction, committed or rolled back with it. The driver writes
+    twice as long as the ADBC driver's bulk load from Arrow (in C) plus SQLite copying the rows from
+    file to file. The scratch file lies next to the database (same volume, same protection: it holds
+    client data), is written without journal or sync (nothing in it needs to survive) and is removed
+    before this returns; the rows are in the caller's transaction, committed or rolled back with it.
+    A file left by a process that was killed is removed by the next bulk write. The driver writes
     dates as ISO texts and booleans as 0/1, the way SQLAlchemy reads them back from SQLite (no frame
-    written in bulk holds a time of day: the driver's form of one differs from SQLAlchemy's)."""
+    written in bulk holds a time of day: the driver's form of one differs from SQLAlchemy's).
+
+    Each write stays attached until the transaction ends, and SQLite attaches at most ten databases
+    to a connection: a transaction makes at most ten bulk writes (a run makes three, a reference
+    load four, migration 0005 one)."""
     import adbc_driver_sqlite.dbapi as adbc  # imported here: only bulk writes to SQLite need it
 
-    handle, path = tempfile.mkstemp(prefix="adjudication-stage-", suffix=".sqlite")
-    os.close(handle)
+    path = _stage_path(conn)
     alias = f"{STAGE_PREFIX}{uuid.uuid4().hex[:16]}"
     try:
-        with adbc.connect(path, autocommit=True) as scratch:
+        with adbc.connect(str(path), autocommit=True) as scratch:
             with scratch.cursor() as cursor:
                 cursor.execute("PRAGMA journal_mode=OFF")
                 cursor.execute("PRAGMA synchronous=OFF")
             # A column of nulls only (polars' Null type) has no Arrow form the driver takes.
             frame.with_columns(pl.col(pl.Null).cast(pl.String)).write_database("frame", scratch, engine="adbc")
-        conn.exec_driver_sql(f"ATTACH DATABASE ? AS {alias}", (path,))
+        conn.exec_driver_sql(f"ATTACH DATABASE ? AS {alias}", (str(path),))
         yield f"{alias}.frame"
     finally:
-        os.remove(path)  # an attached file stays readable until it is detached
+        path.unlink(missing_ok=True)  # an attached file stays readable until it is detached
+
+
+def _stage_path(conn: Connection) -> Path:
+    """A new scratch file `<database>-stage-<pid>-<random>` beside the database file (in the temporary
+    directory for an in-memory database), after removing those of processes no longer running."""
+    main = next((row[2] for row in conn.exec_driver_sql("PRAGMA database_list") if row[1] == "main"), "")
+    database = Path(main) if main else Path(tempfile.gettempdir()) / "adjudication-memory"
+    for stale in database.parent.glob(f"{glob.escape(database.name)}-stage-*"):
+        pid = stale.name.removeprefix(f"{database.name}-stage-").split("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            stale.unlink(missing_ok=True)
+    return database.with_name(f"{database.name}-stage-{os.getpid()}-{uuid.uuid4().hex}")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def detach_stages(dbapi_connection) -> None:

@@ -46,10 +46,11 @@ def make_engine(url: str, busy_timeout: float = 600.0) -> Engine:
             cursor.execute(f"PRAGMA threads={min(4, os.cpu_count() or 1)}")
             cursor.close()
 
-        @event.listens_for(engine, "checkin")
-        def _detach(dbapi_connection, _record):
-            if dbapi_connection is not None:
-                detach_stages(dbapi_connection)
+        # As a connection goes back to the pool: a failure here is logged and the connection
+        # discarded (SQLAlchemy invalidates it), never handed out again with scratch files attached.
+        @event.listens_for(engine, "reset")
+        def _detach(dbapi_connection, _record, _state):
+            detach_stages(dbapi_connection)
 
         return engine
     return create_engine(url, pool_pre_ping=True)

@@ -412,8 +412,8 @@ def store_attempts(conn: Connection, rows: pl.DataFrame) -> None:
     if conn.dialect.name != "postgresql":
         empty = conn.execute(select(t.attempts.c.claim_pk).limit(1)).first() is None
         if empty:
-            for index in t.attempts.indexes:
-                index.drop(conn)
+            for index in t.attempts.indexes:  # checkfirst: migration 0005 writes before 0011 adds one
+                index.drop(conn, checkfirst=True)
         insert_frame(conn, t.attempts, rows)
         if empty:
             for index in t.attempts.indexes:

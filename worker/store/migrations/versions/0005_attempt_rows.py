@@ -124,6 +124,7 @@ def _carry_over_segments() -> None:
     claims = repo.payloads(conn, parsed=True).select(
         "claim_pk", "batch_id", "line", "claim_id", "provider_id", "client_prime", "procedure_code", "modifier",
         pl.col("service_day").alias("service_date"), "start_min", "end_min")
+    every = []
     for run_id, payload, started in runs:
         if isinstance(started, str):  # SQLite hands back the stored text
             started = dt.datetime.fromisoformat(started)
@@ -133,8 +134,10 @@ def _carry_over_segments() -> None:
             adjusts=pl.lit(None, pl.String),
             **{c: pl.col(c).list.join(";") for c in ("reasons", "conflicts_with", "carc")},
         ).join(claims, on="claim_pk", how="left", maintain_order="left")
-        repo.store_attempts(conn, rows.select(
-            "run_id", "run_month", pl.col("run_row").cast(pl.Int64), *repo.ATTEMPT_COLUMNS[1:]))
+        every.append(rows.select("run_id", "run_month", pl.col("run_row").cast(pl.Int64), *repo.ATTEMPT_COLUMNS[1:]))
+    # One write for all runs (in run order): on SQLite each bulk write stays attached to the
+    # transaction until it ends, and SQLite attaches at most ten (worker/store/bulk.py).
+    repo.store_attempts(conn, pl.concat(every))
 
 
 def downgrade() -> None:

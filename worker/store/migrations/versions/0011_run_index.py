@@ -19,7 +19,9 @@ depends_on = None
 
 def upgrade() -> None:
     using = " USING brin" if op.get_bind().dialect.name == "postgresql" else ""
-    op.execute(f"CREATE INDEX attempts_run ON attempts{using} (run_id)")
+    # IF NOT EXISTS: migration 0005 writes the attempts of older databases through the repository,
+    # which builds the indexes the tables have today, this one included.
+    op.execute(f"CREATE INDEX IF NOT EXISTS attempts_run ON attempts{using} (run_id)")
 
 
 def downgrade() -> None:
