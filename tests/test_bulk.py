@@ -11,6 +11,7 @@ import datetime as dt
 import os
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import BigInteger, Column, Date, Integer, MetaData, String, Table, literal_column, select
@@ -113,16 +114,20 @@ def test_a_text_opening_the_data_keeps_its_byte_order_mark(db_url):
     assert back.get_column("text").to_list() == ["\ufeffC1", "\ufeff"]
 
 
-def test_sqlite_bulk_writes_leave_no_scratch_file_and_roll_back_with_the_transaction(tmp_path):
-    """SQLite loads a frame into a scratch file beside the database and copies it inside the
-    caller's transaction: the file is gone when insert_frame returns (and one a killed process left
-    is removed), the connection goes back to the pool without it attached, and a transaction that
-    fails keeps none of the rows."""
+@pytest.mark.parametrize("halves", [1, 2])
+def test_sqlite_bulk_writes_leave_no_scratch_file_and_roll_back_with_the_transaction(tmp_path, monkeypatch, halves):
+    """SQLite loads a frame into a scratch file beside the database (a big one as two halves, at
+    once) and copies it inside the caller's transaction, in the frame's order: the files are gone
+    when insert_frame returns (and one a killed process left is removed), the connection goes back
+    to the pool without them attached, and a transaction that fails keeps none of the rows."""
     import subprocess
     import sys
 
+    from worker.store import bulk
+
+    monkeypatch.setattr(bulk, "SPLIT_ROWS", 2 if halves == 2 else bulk.SPLIT_ROWS)
     engine = make_engine(f"sqlite:///{tmp_path / 'bulk.db'}")
-    frame = pl.DataFrame({"n": [1, 2, 3], "big": [1, None, 3], "text": ["a", None, ""], "other": ["x", "y", "z"],
+    frame = pl.DataFrame({"n": [3, 1, 2], "big": [1, None, 3], "text": ["a", None, ""], "other": ["x", "y", "z"],
                           "day": [dt.date(2026, 1, 2), None, dt.date(1900, 1, 1)]}, schema=SCHEMA)
     nulls = pl.DataFrame({"n": [4], "other": [None]})  # polars' Null type: no Arrow form the driver takes
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
@@ -140,7 +145,8 @@ def test_sqlite_bulk_writes_leave_no_scratch_file_and_roll_back_with_the_transac
             metadata.create_all(conn)
             insert_frame(conn, scratch, frame)
             assert scratch_files() == [live.name]
-            assert any(row[1].startswith("stage_") for row in conn.exec_driver_sql("PRAGMA database_list"))
+            assert sum(row[1].startswith("stage_") for row in conn.exec_driver_sql("PRAGMA database_list")) == halves
+            assert [r[0] for r in conn.exec_driver_sql("SELECT n FROM bulk_scratch ORDER BY rowid")] == [3, 1, 2]
             insert_frame(conn, scratch, nulls)
             assert conn.exec_driver_sql("DELETE FROM bulk_scratch WHERE n = 4 AND other IS NULL").rowcount == 1
         with engine.connect() as conn:
@@ -159,5 +165,5 @@ def test_sqlite_bulk_writes_leave_no_scratch_file_and_roll_back_with_the_transac
             back = read_frame(conn, select(*scratch.c).order_by(scratch.c.n), SCHEMA)
     finally:
         engine.dispose()
-    assert back.to_dicts() == frame.to_dicts()
+    assert back.to_dicts() == frame.sort("n").to_dicts()
     assert scratch_files() == [live.name]

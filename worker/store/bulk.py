@@ -11,6 +11,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,10 +32,10 @@ def insert_frame(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
         _copy(conn, table.name, frame)
         return
     columns = ", ".join(frame.columns)
-    with _staged(conn, frame) as staged:
-        # In the frame's order (the order an autoincrement key is given in).
-        conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {staged} "
-                             f"ORDER BY rowid")
+    with _staged(conn, frame) as parts:
+        for part in parts:  # in the frame's order (the order an autoincrement key is given in)
+            conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {part} "
+                                 f"ORDER BY rowid")
 
 
 def upsert_frame(conn: Connection, table: Table, frame: pl.DataFrame, key: str) -> None:
@@ -52,10 +53,11 @@ def upsert_frame(conn: Connection, table: Table, frame: pl.DataFrame, key: str) 
                              f"ON CONFLICT ({key}) DO UPDATE SET {updates}")
         conn.exec_driver_sql(f"DROP TABLE {staged}")
         return
-    with _staged(conn, frame) as staged:
-        # "WHERE true": SQLite's grammar needs it to tell the upsert's ON from a join's.
-        conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {staged} WHERE true "
-                             f"ORDER BY rowid ON CONFLICT ({key}) DO UPDATE SET {updates}")
+    with _staged(conn, frame) as parts:
+        for part in parts:
+            # "WHERE true": SQLite's grammar needs it to tell the upsert's ON from a join's.
+            conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {part} WHERE true "
+                                 f"ORDER BY rowid ON CONFLICT ({key}) DO UPDATE SET {updates}")
 
 
 # The attached scratch files of a SQLite connection are named so; worker/store/database.py detaches
@@ -64,49 +66,67 @@ def upsert_frame(conn: Connection, table: Table, frame: pl.DataFrame, key: str) 
 STAGE_PREFIX = "stage_"
 
 
+# A frame of this many rows or more is loaded as two halves at once, each into its own scratch file
+# (the driver works without holding Python's lock: about half the time on two cores).
+SPLIT_ROWS = 200_000
+
+
 @contextmanager
-def _staged(conn: Connection, frame: pl.DataFrame) -> Iterator[str]:
-    """SQLite: `frame` as a table of a scratch database attached to `conn`; yields its qualified name.
+def _staged(conn: Connection, frame: pl.DataFrame) -> Iterator[list[str]]:
+    """SQLite: `frame` as tables of scratch databases attached to `conn`; yields their qualified
+    names, whose rows in turn (each in rowid order) are the frame's.
 
     Binding a million rows of twenty columns value by value through Python's sqlite3 takes about
     twice as long as the ADBC driver's bulk load from Arrow (in C) plus SQLite copying the rows from
-    file to file. The scratch file lies next to the database (same volume, same protection: it holds
-    client data), is written without journal or sync (nothing in it needs to survive) and is removed
-    before this returns; the rows are in the caller's transaction, committed or rolled back with it.
-    A file left by a process that was killed is removed by the next bulk write. The driver writes
-    dates as ISO texts and booleans as 0/1, the way SQLAlchemy reads them back from SQLite (no frame
-    written in bulk holds a time of day: the driver's form of one differs from SQLAlchemy's).
+    file to file. The scratch files lie next to the database (same volume, same protection: they hold
+    client data), are written without journal or sync (nothing in them needs to survive) and are
+    removed before this returns; the rows are in the caller's transaction, committed or rolled back
+    with it. A file left by a process that was killed is removed by the next bulk write. The driver
+    writes dates as ISO texts and booleans as 0/1, the way SQLAlchemy reads them back from SQLite (no
+    frame written in bulk holds a time of day: the driver's form of one differs from SQLAlchemy's).
 
-    Each write stays attached until the transaction ends, and SQLite attaches at most ten databases
-    to a connection: a transaction makes at most ten bulk writes (a run makes three, a reference
-    load four, migration 0005 one)."""
+    Each file stays attached until the transaction ends, and SQLite attaches at most ten databases to
+    a connection: a transaction makes at most five bulk writes of SPLIT_ROWS rows or more, ten of
+    fewer (a run makes three, a reference load four, migration 0005 one)."""
+    halves = 2 if frame.height >= SPLIT_ROWS else 1
+    size = -(-frame.height // halves)
+    parts = [frame.slice(i * size, size) for i in range(halves)]
+    database = _database_file(conn)
+    paths = [database.with_name(f"{database.name}-stage-{os.getpid()}-{uuid.uuid4().hex}") for _ in parts]
+    aliases = [f"{STAGE_PREFIX}{uuid.uuid4().hex[:16]}" for _ in parts]
+    try:
+        with ThreadPoolExecutor(len(parts)) as pool:
+            list(pool.map(_load, parts, paths))
+        for path, alias in zip(paths, aliases):
+            conn.exec_driver_sql(f"ATTACH DATABASE ? AS {alias}", (str(path),))
+        yield [f"{alias}.frame" for alias in aliases]
+    finally:
+        for path in paths:
+            path.unlink(missing_ok=True)  # an attached file stays readable until it is detached
+
+
+def _load(frame: pl.DataFrame, path: Path) -> None:
+    """Write `frame` as the table `frame` of a new SQLite file, through the ADBC driver."""
     import adbc_driver_sqlite.dbapi as adbc  # imported here: only bulk writes to SQLite need it
 
-    path = _stage_path(conn)
-    alias = f"{STAGE_PREFIX}{uuid.uuid4().hex[:16]}"
-    try:
-        with adbc.connect(str(path), autocommit=True) as scratch:
-            with scratch.cursor() as cursor:
-                cursor.execute("PRAGMA journal_mode=OFF")
-                cursor.execute("PRAGMA synchronous=OFF")
-            # A column of nulls only (polars' Null type) has no Arrow form the driver takes.
-            frame.with_columns(pl.col(pl.Null).cast(pl.String)).write_database("frame", scratch, engine="adbc")
-        conn.exec_driver_sql(f"ATTACH DATABASE ? AS {alias}", (str(path),))
-        yield f"{alias}.frame"
-    finally:
-        path.unlink(missing_ok=True)  # an attached file stays readable until it is detached
+    with adbc.connect(str(path), autocommit=True) as scratch:
+        with scratch.cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode=OFF")
+            cursor.execute("PRAGMA synchronous=OFF")
+        # A column of nulls only (polars' Null type) has no Arrow form the driver takes.
+        frame.with_columns(pl.col(pl.Null).cast(pl.String)).write_database("frame", scratch, engine="adbc")
 
 
-def _stage_path(conn: Connection) -> Path:
-    """A new scratch file `<database>-stage-<pid>-<random>` beside the database file (in the temporary
-    directory for an in-memory database), after removing those of processes no longer running."""
+def _database_file(conn: Connection) -> Path:
+    """The database's file (a name in the temporary directory for an in-memory database), after
+    removing the scratch files `<database>-stage-<pid>-<random>` of processes no longer running."""
     main = next((row[2] for row in conn.exec_driver_sql("PRAGMA database_list") if row[1] == "main"), "")
     database = Path(main) if main else Path(tempfile.gettempdir()) / "adjudication-memory"
     for stale in database.parent.glob(f"{glob.escape(database.name)}-stage-*"):
         pid = stale.name.removeprefix(f"{database.name}-stage-").split("-")[0]
         if pid.isdigit() and not _running(int(pid)):
             stale.unlink(missing_ok=True)
-    return database.with_name(f"{database.name}-stage-{os.getpid()}-{uuid.uuid4().hex}")
+    return database
 
 
 def _running(pid: int) -> bool:
