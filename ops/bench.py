@@ -120,8 +120,8 @@ def core_child(spec: dict) -> dict:
     from adjudication.claim_file import read_claim_file
     from adjudication.engine import adjudicate
     from adjudication.reference import ReferenceSet, merge
-    from worker.files import read_reference_dir
     from adjudication.rules import default_rules
+    from worker.files import read_reference_dir
 
     reference = ReferenceSet()
     for folder in spec["reference"]:
@@ -290,8 +290,8 @@ def around(label: str, floor, measure, repeat: int) -> tuple[dict | None, float]
 
 def sequential(data: Path, sample: int) -> tuple[float, int]:
     from adjudication.reference import ReferenceSet, merge
-    from worker.files import read_reference_dir
     from adjudication.rules import default_rules
+    from worker.files import read_reference_dir
     from generate import CLAIMS_PER_CLIENT
     from sequential import adjudicate_sequentially
 

@@ -227,7 +227,7 @@ def create_app(app: App) -> FastAPI:
                 # Hook: when `submit` takes a received date (submit --received), pass it here.
                 submit = partial(service.submit, app.engine, upload.path, app.rules, app.limits,
                                  name=name, submitter=submitter.name, vet=providers_vet(submitter, name))
-                submitted = await anyio.to_thread.run_sync(submit, limiter=reading_slots)
+                submitted = await reading(submit)
             except ForeignProviders as error:
                 raise Problem(403, "Providers not allowed", str(error), file=name, lines=error.lines[:1000]) from None
             except (ClaimFileError, service.UserError) as error:

@@ -19,6 +19,8 @@ import polars as pl
 from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Connection, Select, Table
 
+from worker.store.database import STAGE_PREFIX, sqlite_file
+
 
 # PostgreSQL's COPY is fed a slice at a time: polars writes the CSV of one while the last is sent.
 SLICE_ROWS = 100_000
@@ -60,12 +62,6 @@ def upsert_frame(conn: Connection, table: Table, frame: pl.DataFrame, key: str) 
                                  f"ORDER BY rowid ON CONFLICT ({key}) DO UPDATE SET {updates}")
 
 
-# The attached scratch files of a SQLite connection are named so; worker/store/database.py detaches
-# them when the connection goes back to the pool (SQLite refuses to detach one inside the transaction
-# that read it).
-STAGE_PREFIX = "stage_"
-
-
 # A frame of this many rows or more is loaded as two halves at once, each into its own scratch file
 # (the driver works without holding Python's lock: about half the time on two cores).
 SPLIT_ROWS = 200_000
@@ -91,8 +87,7 @@ def _staged(conn: Connection, frame: pl.DataFrame) -> Iterator[list[str]]:
     halves = 2 if frame.height >= SPLIT_ROWS else 1
     size = -(-frame.height // halves)
     parts = [frame.slice(i * size, size) for i in range(halves)]
-    database = _database_file(conn)
-    paths = [database.with_name(f"{database.name}-stage-{os.getpid()}-{uuid.uuid4().hex}") for _ in parts]
+    paths = _scratch_paths(conn, len(parts))
     aliases = [f"{STAGE_PREFIX}{uuid.uuid4().hex[:16]}" for _ in parts]
     try:
         with ThreadPoolExecutor(len(parts)) as pool:
@@ -117,16 +112,15 @@ def _load(frame: pl.DataFrame, path: Path) -> None:
         frame.with_columns(pl.col(pl.Null).cast(pl.String)).write_database("frame", scratch, engine="adbc")
 
 
-def _database_file(conn: Connection) -> Path:
-    """The database's file (a name in the temporary directory for an in-memory database), after
-    removing the scratch files `<database>-stage-<pid>-<random>` of processes no longer running."""
-    main = next((row[2] for row in conn.exec_driver_sql("PRAGMA database_list") if row[1] == "main"), "")
-    database = Path(main) if main else Path(tempfile.gettempdir()) / "adjudication-memory"
+def _scratch_paths(conn: Connection, count: int) -> list[Path]:
+    """`count` new scratch files `<database>-stage-<pid>-<random>` beside the database file (in the
+    temporary directory for an in-memory database), after removing those of processes no longer running."""
+    database = sqlite_file(conn.engine) or Path(tempfile.gettempdir()) / "adjudication-memory"
     for stale in database.parent.glob(f"{glob.escape(database.name)}-stage-*"):
         pid = stale.name.removeprefix(f"{database.name}-stage-").split("-")[0]
         if pid.isdigit() and not _running(int(pid)):
             stale.unlink(missing_ok=True)
-    return database
+    return [database.with_name(f"{database.name}-stage-{os.getpid()}-{uuid.uuid4().hex}") for _ in range(count)]
 
 
 def _running(pid: int) -> bool:
@@ -137,14 +131,6 @@ def _running(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
-
-
-def detach_stages(dbapi_connection) -> None:
-    """Detach the scratch files _staged attached (called as a SQLite connection returns to the pool)."""
-    attached = [row[1] for row in dbapi_connection.execute("PRAGMA database_list")]
-    for name in attached:
-        if name.startswith(STAGE_PREFIX):
-            dbapi_connection.execute(f"DETACH DATABASE {name}")
 
 
 def _copy(conn: Connection, table: str, frame: pl.DataFrame) -> None:

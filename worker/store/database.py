@@ -7,9 +7,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 
-from worker.store.bulk import detach_stages
-
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+# The scratch files worker/store/bulk.py attaches to a SQLite connection for a bulk write are named
+# so; they are detached when the connection goes back to the pool (SQLite refuses to detach one
+# inside the transaction that read it).
+STAGE_PREFIX = "stage_"
 
 
 def normalize_url(url: str) -> str:
@@ -49,8 +52,11 @@ def make_engine(url: str, busy_timeout: float = 600.0) -> Engine:
         # As a connection goes back to the pool: a failure here is logged and the connection
         # discarded (SQLAlchemy invalidates it), never handed out again with scratch files attached.
         @event.listens_for(engine, "reset")
-        def _detach(dbapi_connection, _record, _state):
-            detach_stages(dbapi_connection)
+        def _detach_stages(dbapi_connection, _record, _state):
+            attached = [row[1] for row in dbapi_connection.execute("PRAGMA database_list")]
+            for name in attached:
+                if name.startswith(STAGE_PREFIX):
+                    dbapi_connection.execute(f"DETACH DATABASE {name}")
 
         return engine
     return create_engine(url, pool_pre_ping=True)

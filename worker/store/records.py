@@ -238,8 +238,9 @@ class RunRecords:
         """A run's record: finished now (a failed or a dry run), or not yet (a run storing its work,
         which Repository.store_run finishes)."""
         return self.conn.execute(insert(t.runs).values(
-            started_at=started, finished_at=now() if finished else None, claims=claims, paid=paid, suspended=suspended, rejected=rejected,
-            paid_cents=paid_cents, voids=voids, reversed_cents=reversed_cents, status=status, failure=failure,
+            started_at=started, finished_at=now() if finished else None, claims=claims, paid=paid,
+            suspended=suspended, rejected=rejected, paid_cents=paid_cents, voids=voids,
+            reversed_cents=reversed_cents, status=status, failure=failure,
         ).returning(t.runs.c.run_id)).scalar_one()
 
     def listing(self) -> list[tuple]:

@@ -171,7 +171,6 @@ attempts = Table(
     Index("attempts_run", "run_id", postgresql_using="brin"),
     postgresql_partition_by="RANGE (run_month)",
 )
-ATTEMPT_INDEXES = tuple(index.name for index in attempts.indexes)
 
 # Claims whose latest attempt is suspended: what operators re-queue and override. Written in bulk by
 # a run only, with the run row and from batches it names: no foreign keys, which PostgreSQL would
