@@ -329,22 +329,6 @@ def csv_rows(lines: pl.LazyFrame, totals: pl.LazyFrame, adjustments: pl.DataFram
     return pl.concat([body, *sums, balances, paid], how="diagonal_relaxed").select(CSV_COLUMNS)
 
 
-def csv_field(text: pl.Expr) -> pl.Expr:
-    """A value as a CSV field, as polars' write_csv writes it: null is empty; an empty text, or
-    one holding a comma, a quote or a line break, is quoted (quotes doubled)."""
-    quoted = '"' + text.str.replace_all('"', '""', literal=True) + '"'
-    return (pl.when(text.is_null()).then(pl.lit(""))
-            .when((text == "") | text.str.contains(r'[,"\n\r]')).then(quoted).otherwise(text))
-
-
-def csv_texts(rows: pl.LazyFrame, key: str = "provider_id") -> pl.LazyFrame:
-    """Each provider's CSV file (provider_id: the `key` column, text), from csv_rows (all text),
-    the header first, in the order providers first appear."""
-    line = pl.concat_str([csv_field(pl.col(c)) for c in CSV_COLUMNS], separator=",") + "\n"
-    return rows.group_by(key, maintain_order=True).agg(text=line.str.join("")).select(
-        provider_id=key, text=",".join(CSV_COLUMNS) + "\n" + pl.col("text"))
-
-
 def html_escape(text: pl.Expr) -> pl.Expr:
     """HTML text of a value, in one pass over it."""
     return text.fill_null("").str.replace_many(["&", "<", ">", '"', "'"], ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"])

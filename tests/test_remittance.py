@@ -3,7 +3,9 @@ every 835 passes pyx12 and balances, and the readable forms carry the same amoun
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from decimal import Decimal
 
 import polars as pl
@@ -239,8 +241,12 @@ def test_over_a_sequence_of_runs_the_835s_pay_the_nets_less_the_balances_still_o
     assert paid_total == net_total + sum(owed.values())
 
 
-def test_csv_texts_are_what_polars_write_csv_writes():
-    """The CSV files are built as text (fast); they must read as polars' own writer writes them."""
+def test_csv_files_read_back_as_the_rows_with_quotes_line_breaks_and_formulas():
+    """A provider's CSV file reads back (Python's csv module) as its rows: commas, quotes and line
+    breaks in posted values survive, a formula is guarded, providers come in the order they first
+    appear, and the balance rows end the file."""
+    from worker.remittances import _csv
+
     decisions = [decision('A,"1"\nx', rate=200000), decision("", status="suspended", reasons=["NO_ACTIVE_SPA"],
                                                              carc=["197"]),
                  decision("A\r3", provider="P2", status="rejected", reasons=["INVALID_RECORD:units"], carc=["16"]),
@@ -248,11 +254,15 @@ def test_csv_texts_are_what_polars_write_csv_writes():
     lines = rem.claim_lines(pl.DataFrame(decisions, schema=DECISION_SCHEMA).lazy(),
                             pl.DataFrame([reversal("O'1", "V1")], schema=REVERSAL_SCHEMA).lazy())
     adjustments = pl.DataFrame([("P1", 3, 500)], schema=rem.ADJUSTMENT_SCHEMA, orient="row")
-    rows = rem.csv_rows(lines, rem.provider_totals(lines), adjustments).collect()
-    texts = dict(rem.csv_texts(rows.lazy()).collect().rows())
+    texts = dict(_csv(lines, rem.provider_totals(lines).collect(), adjustments))
     assert list(texts) == ["P1", "P2"]
-    for provider, text in texts.items():
-        assert text == rows.filter(pl.col("provider_id") == provider).write_csv()
+    read = {p: list(csv.reader(io.StringIO(text, newline=""))) for p, text in texts.items()}
+    assert all(rows[0] == list(rem.CSV_COLUMNS) for rows in read.values())
+    p1 = {row[2]: row for row in read["P1"][1:]}
+    assert {'A,"1"\nx', "", "'=1+1", "O'1"} <= set(p1)
+    assert p1["'=1+1"][rem.CSV_COLUMNS.index("modifier")] == " ,"
+    assert read["P2"][1][2] == "A\r3"
+    assert [row[1] for row in read["P1"][-2:]] == ["balance_forward_recovered", "amount_paid"]
     assert texts["P1"].splitlines()[-2:] == ["P1,balance_forward_recovered,,3-P1,,,,,,,,,-5.00,,,",
                                              "P1,amount_paid,,,,,,,,,,,65.12,,,"]
 

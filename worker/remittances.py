@@ -78,7 +78,7 @@ def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | No
             texts = rem.x12_835(lines, repo.provider_names(), payer, info, adjustments)
             providers = _write(run_id, fmt, texts.iter_rows(), output, "ascii")
         elif fmt == "csv":
-            providers = _write(run_id, fmt, _csv(lines, totals, adjustments).iter_rows(), output, "utf-8")
+            providers = _write(run_id, fmt, _csv(lines, totals, adjustments), output, "utf-8")
         else:
             providers = _write(run_id, fmt, _html(lines, totals, adjustments, repo.provider_names(), payer, info),
                                output, "utf-8")
@@ -111,15 +111,17 @@ def _write(run_id: int, fmt: str, files: Iterator[tuple[str, str]], output: Path
     return providers
 
 
-def _csv(lines: pl.LazyFrame, totals: pl.DataFrame, adjustments: pl.DataFrame) -> pl.DataFrame:
-    """Each provider's CSV text, posted values guarded against spreadsheet formulas."""
+def _csv(lines: pl.LazyFrame, totals: pl.DataFrame, adjustments: pl.DataFrame) -> Iterator[tuple[str, str]]:
+    """Each provider's CSV text (polars' writer), in the order providers first appear, posted values
+    guarded against spreadsheet formulas."""
     from worker.cli import safe_for_spreadsheets
 
     rows = rem.csv_rows(lines, totals.lazy(), adjustments).collect()
     posted = ["provider_id", "claim_id", "adjusts", "batch_id", "client_prime", "procedure_code", "modifier"]
     # A file per provider id as stored (key); the column shows it guarded.
     guarded = rows.with_columns(safe_for_spreadsheets(rows.select(posted)).get_columns(), key=pl.col("provider_id"))
-    return rem.csv_texts(guarded.lazy(), key="key").collect()
+    for (provider_id,), provider_rows in guarded.partition_by("key", maintain_order=True, as_dict=True).items():
+        yield provider_id, provider_rows.select(rem.CSV_COLUMNS).write_csv()
 
 
 def _html(lines: pl.LazyFrame, totals: pl.DataFrame, adjustments: pl.DataFrame, names: pl.DataFrame,
