@@ -64,7 +64,17 @@ def test_the_check_finds_sql(tmp_path):
 # What reads or writes files or databases: the engine takes bytes and frames, and gives frames back.
 IO_MODULES = {"os", "pathlib", "shutil", "tempfile", "sqlite3", "glob", "sqlalchemy", "psycopg", "redis", "worker"}
 IO_CALLS = {"open", "read_bytes", "read_text", "write_bytes", "write_text", "exists", "glob", "rglob", "iterdir",
-            "unlink", "mkdir", "rmdir", "touch"}
+            "unlink", "mkdir", "rmdir", "touch", "load", "dump"}  # load, dump: json's, tomllib's, pickle's file ones
+# polars readers and writers given what reads as a path: a text (literal or f-string), Path(...) or a
+# `/` join. A path in a variable looks like bytes to this check; those the engine's tests would catch
+# only by running (the engine is handed bytes everywhere it is called from).
+POLARS_FILES = ("read_", "scan_", "write_", "sink_")
+
+
+def _path_like(node: ast.expr) -> bool:
+    return ((isinstance(node, ast.Constant) and isinstance(node.value, str)) or isinstance(node, ast.JoinedStr)
+            or (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div))
+            or (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "Path"))
 
 
 def _io_in_the_engine(path: Path, root: Path = ROOT) -> list[str]:
@@ -78,6 +88,8 @@ def _io_in_the_engine(path: Path, root: Path = ROOT) -> list[str]:
             name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
             if name in IO_CALLS:
                 found.append(f"calls {name}()")
+            elif name.startswith(POLARS_FILES) and node.args and _path_like(node.args[0]):
+                found.append(f"calls {name}() with a path")
     return [f"{path.relative_to(root)}:{problem}" for problem in sorted(found)]
 
 
@@ -93,7 +105,11 @@ def test_the_engine_reads_no_file_and_no_database():
 def test_the_engine_check_finds_io(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("import os\nfrom pathlib import Path\nfrom worker.store import repository\n"
-                      "def f(p):\n    open(p)\n    return Path(p).read_bytes()\n")
+                      "def f(p, data, folder):\n    open(p)\n    tomllib.load(p)\n    pl.read_csv(data)\n"
+                      "    pl.read_csv('x.csv')\n    pl.scan_parquet(f'{p}.parquet')\n    pl.read_parquet(folder / 'a')\n"
+                      "    pl.DataFrame().write_csv(Path(p))\n    pl.DataFrame().write_csv()\n"
+                      "    return Path(p).read_bytes()\n")
     found = [p.partition(":")[2] for p in _io_in_the_engine(sample, tmp_path)]
-    assert found == ["calls open()", "calls read_bytes()", "imports from pathlib", "imports from worker.store",
-                     "imports os"]
+    assert found == ["calls load()", "calls open()", "calls read_bytes()", "calls read_csv() with a path",
+                     "calls read_parquet() with a path", "calls scan_parquet() with a path",
+                     "calls write_csv() with a path", "imports from pathlib", "imports from worker.store", "imports os"]
