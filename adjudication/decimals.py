@@ -1,7 +1,8 @@
 """Exact decimals as scaled integers: units and rates carry 4 places, money is whole cents.
 
-Scaled int64 keeps polars arithmetic exact and fast; a units x rate product is at most
-(1e5 * 1e4) ** 2 = 1e18, inside int64.
+Scaled int64 keeps polars arithmetic exact and fast. Every number read (a claim's units and billed
+rate, a SPA's units and rate, a plan's monthly hours) is below 100,000, so a units x rate product is
+below (1e5 * 1e4) ** 2 = 1e18, inside int64.
 """
 
 from __future__ import annotations
@@ -12,17 +13,21 @@ SCALE = 10_000  # 4 decimal places for units, hours and rates
 PLACES = 4
 # Digits, optionally a point and up to four places (zeros after them are harmless).
 CLAIM_NUMBER_PATTERN = r"^([0-9]{1,5})(?:\.([0-9]{0,4})0*)?$"  # ASCII digits only
+LIMIT = 100_000  # every number read is below it (5 whole digits, as CLAIM_NUMBER_PATTERN)
 
 
 def to_scaled(value: Decimal | str | int) -> int:
-    """Exact Decimal -> int scaled by 10^4; ValueError when it needs more than 4 places."""
+    """Exact Decimal -> int scaled by 10^4; ValueError when it is not a number, needs more than 4
+    places or is not below LIMIT in size. The messages do not repeat the value (it may be client data)."""
     try:
         number = Decimal(str(value).strip())
     except InvalidOperation as error:
-        raise ValueError(f"{value!r} is not a decimal number") from error
+        raise ValueError("is not a decimal number") from error
     if not number.is_finite():
-        raise ValueError(f"{value!r} is not a finite number")
+        raise ValueError("is not a finite number")
+    if abs(number) >= LIMIT:
+        raise ValueError(f"must be below {LIMIT:,}")
     scaled = number * SCALE
     if scaled != scaled.to_integral_value():
-        raise ValueError(f"{value!r} has more than {PLACES} decimal places")
+        raise ValueError(f"has more than {PLACES} decimal places")
     return int(scaled)

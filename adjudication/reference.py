@@ -201,8 +201,9 @@ def scaled(texts: pl.Series) -> pl.Series:
 ASCII_SPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
 NON_ASCII_END = r"^[^\x00-\x7f]|[^\x00-\x7f]$"
 DATE_TEXT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-# An amount whose exact decimal text is itself (no sign, exponent or leading zero; at most 4 places).
-AMOUNT_TEXT = r"^(0|[1-9][0-9]{0,13})(\.[0-9]{1,4})?$"
+# An amount whose exact decimal text is itself (no sign, exponent or leading zero; at most 4 places;
+# below decimals.LIMIT, so that a units x rate product fits in int64).
+AMOUNT_TEXT = r"^(0|[1-9][0-9]{0,4})(\.[0-9]{1,4})?$"
 # A whole field in quotes with no quote inside ('""' for an empty text): what the csv module reads as
 # the text between the quotes. A field holding a comma or a line break in quotes is split apart by
 # the fast reading and so holds a lone quote: such a file is read by the csv module.

@@ -197,6 +197,15 @@ def test_reference_errors_name_file_line_and_field_and_change_nothing(ready, tmp
     write(bad / "spas.csv", "spa_id,plan_id,provider_id,service_element,procedure_code,modifier,start_date,"
           "end_date,units,unit_period,rate,status\nE,POC1,P1,SE49,OR526,NA,2026-06-01,2026-06-30,1,month,1,accepted\n")
     assert "spas.csv line 2, field start_date" in ready("reference", "load", bad, ok=False).err
+    # A rate of 100,000 or more is refused (a units x rate product must fit the engine's 64-bit cents),
+    # and a message about a value never repeats it (it may be client data).
+    for rate, message in (("100000", "must be below 100,000"), ("99999999999999", "must be below 100,000"),
+                          ("12ab-secret", "is not a decimal number"), ("1.23456", "has more than 4 decimal places")):
+        write(bad / "spas.csv", "spa_id,plan_id,provider_id,service_element,procedure_code,modifier,start_date,"
+              f"end_date,units,unit_period,rate,status\nE,POC9,P1,SE49,OR526,NA,2026-01-01,2026-06-30,1,month,{rate},"
+              "accepted\n")
+        refused = ready("reference", "load", bad, ok=False)
+        assert refused.err.strip() == f"error: spas.csv line 2, field rate: {message}" and rate not in refused.err
     # A field over the csv module's size limit is a refusal naming the line, not an internal error.
     (bad / "spas.csv").unlink()
     write(bad / "providers.csv", "provider_id,name,kind\nP1,Pat,psw\nP2," + "x" * 200_000 + ",psw\n")
