@@ -79,6 +79,9 @@ def prepare(db: str) -> dict[str, str]:
     return tokens
 
 
+SERVICE_TZ = "Etc/GMT-14"  # POSIX spells UTC+14 with a minus
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def served(request, tmp_path_factory):
     """One running service per database for this module (starting one costs seconds): the tests
@@ -88,7 +91,9 @@ def served(request, tmp_path_factory):
     with database(request.param, work) as db:
         tokens = prepare(db)
         env = {"ADJUDICATION_MAX_FILE_BYTES": str(MAX_FILE_BYTES),
-               "ADJUDICATION_MAX_DECOMPRESSED_BYTES": str(MAX_DECOMPRESSED_BYTES), "ADJUDICATION_BROKER_URL": BROKER}
+               "ADJUDICATION_MAX_DECOMPRESSED_BYTES": str(MAX_DECOMPRESSED_BYTES), "ADJUDICATION_BROKER_URL": BROKER,
+               # Fourteen hours ahead of UTC: from 10:00 UTC on, the service's local day is not UTC's.
+               "TZ": SERVICE_TZ}
         running = Service(db, work / "service.log", env=env)
         try:
             yield Served(running.url, db, tokens, running)
@@ -133,7 +138,9 @@ def test_a_posted_file_is_queued_acknowledged_and_gets_the_outcomes_submit_gives
     batch = body["batch_id"]
     assert first.headers["location"] == f"/v1/batches/{batch}"
     assert body["new"] is True and body["status"] == "queued"
-    assert body["received"] == dt.datetime.now(dt.timezone.utc).date().isoformat()
+    # The day the post was received where the service runs (the default of `submit --received`).
+    local_day = dt.datetime.now(dt.timezone(dt.timedelta(hours=14))).date().isoformat()
+    assert body["received"] == body["acknowledgement"]["received_date"] == local_day
     assert (body["acknowledgement"]["claims"], body["acknowledgement"]["accepted"]) == (6, 6)
     again = served.post(content)
     assert again.status_code == 200 and again.json()["batch_id"] == batch and again.json()["new"] is False

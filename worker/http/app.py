@@ -10,7 +10,6 @@ Logs carry the method, the path, the status and the time taken, never a query, a
 """
 
 
-import datetime as dt
 import logging
 import time
 from functools import partial
@@ -174,7 +173,7 @@ def create_app(app: App) -> FastAPI:
 
     def answer(submitter: Submitter, batch_id: str, status: int, note: str | None = None) -> JSONResponse:
         document = intake.acknowledgement(app.engine, batch_id, app.rules)
-        body = {"batch_id": batch_id, "new": status == 201, "received": received_date(document),
+        body = {"batch_id": batch_id, "new": status == 201, "received": document["received_date"],
                 "status": document["status"], "acknowledgement": document,
                 "links": _links(batch_id)}
         if note:
@@ -224,7 +223,7 @@ def create_app(app: App) -> FastAPI:
                     _check_name(name, "", multipart=False)
                 if encoding == "gzip" and upload.head[:2] != GZIP_MAGIC:
                     raise Problem(400, "Not gzip", "Content-Encoding: gzip, but the body is not gzip-compressed")
-                # Hook: when `submit` takes a received date (submit --received), pass it here.
+                # The received date is the day of the post (the server's local date, as `submit`'s default).
                 submit = partial(service.submit, app.engine, upload.path, app.rules, app.limits,
                                  name=name, submitter=submitter.name, vet=providers_vet(submitter, name))
                 submitted = await reading(submit)
@@ -259,7 +258,7 @@ def create_app(app: App) -> FastAPI:
             document = acknowledgement(submitter, batch_id)
             return JSONResponse({"batch_id": batch_id, "file_name": document["file_name"],
                                  "status": document["status"], "submitted_at": document["submitted_at"],
-                                 "received": received_date(document), "claims": document["claims"],
+                                 "received": document["received_date"], "claims": document["claims"],
                                  "accepted": document["accepted"], "rejected": document["rejected"],
                                  "acknowledgement": document, "links": _links(batch_id)})
 
@@ -329,11 +328,6 @@ def create_app(app: App) -> FastAPI:
         return JSONResponse({"status": "ok" if ok else "failing", **checks}, status_code=200 if ok else 503)
 
     return api
-
-
-def received_date(document: dict) -> str:
-    """The batch's received date: the day it was submitted (UTC) until batches store their own."""
-    return dt.datetime.fromisoformat(document["submitted_at"]).date().isoformat()
 
 
 def health_checks(app: App) -> dict[str, str]:
