@@ -481,18 +481,32 @@ def _no_in_home_and_residential_overlap(plans: pl.DataFrame, spas: pl.DataFrame,
     in_home = pl.col("service_element").is_in(sorted(rules.in_home_service_elements))
     residential = pl.col("service_element").is_in(sorted(rules.residential_service_elements)) & ~in_home
     accepted = (spas.filter(pl.col("status") == "accepted")
-                .join(plans.filter(pl.col("status") == "accepted").select("plan_id", "client_prime"), on="plan_id")
+                .join(plans.filter(pl.col("status") == "accepted").select("plan_id", "client_prime", plan_line="line"),
+                      on="plan_id")
                 .sort("pos"))
     clients = accepted.select("client_prime").unique(maintain_order=True).with_row_index("client_rank")
     homes = accepted.filter(in_home).join(clients, on="client_prime")
-    stays = accepted.filter(residential).select("client_prime", *(pl.col(c).alias(f"o_{c}") for c in
-                                                                 ("pos", "line", "spa_id", "start_date", "end_date")))
+    stays = accepted.filter(residential).select("client_prime", *(pl.col(c).alias(f"o_{c}") for c in (
+        "pos", "line", "plan_line", "plan_id", "spa_id", "start_date", "end_date")))
+    # A pair this load touches: either SPA, or either's plan (a reloaded plan may accept stored SPAs).
+    touched = [pl.col(c).is_not_null() for c in ("line", "o_line", "plan_line", "o_plan_line")]
     pairs = (homes.join(stays, on="client_prime")
              .filter((pl.col("start_date") <= pl.col("o_end_date")) & (pl.col("o_start_date") <= pl.col("end_date"))
-                     & (pl.col("end_date") != pl.col("o_start_date"))
-                     & (pl.col("line").is_not_null() | pl.col("o_line").is_not_null()))
+                     & (pl.col("end_date") != pl.col("o_start_date")) & pl.any_horizontal(touched))
              .sort("client_rank", "pos", "o_pos")
              .with_columns(blame_first=_blamed("", "o_")))
-    _raise_pair(pairs, "spas.csv", "spa_id",
-                "accepted in-home and residential SPAs of one client overlap ({other}); only an in-home SPA ending "
-                "on the day the residential one starts may")
+    message = ("accepted in-home and residential SPAs of one client overlap ({other}); only an in-home SPA ending "
+               "on the day the residential one starts may")
+    if pairs.height and pairs.item(0, "line") is None and pairs.item(0, "o_line") is None:
+        # Both SPAs were stored: the plan this load accepted (or moved to the client) is named.
+        first = pairs.row(0, named=True)
+        me = "" if _later(first["plan_line"], first["o_plan_line"]) else "o_"
+        raise ReferenceLoadError("plans.csv", first[f"{me}plan_line"], "status",
+                                 f"plan {first[f'{me}plan_id']} would put in force in-home and residential SPAs of "
+                                 f"one client that overlap ({first['spa_id']}, {first['o_spa_id']})")
+    _raise_pair(pairs, "spas.csv", "spa_id", message)
+
+
+def _later(a: int | None, b: int | None) -> bool:
+    """Whether line `a` is the one to name: given, and `b` not or not after it."""
+    return a is not None and (b is None or a >= b)

@@ -184,8 +184,15 @@ def _no_in_home_and_residential_overlap(reference: ReferenceSet, rules: Rules) -
             for stay in residential:
                 if not home.row.overlaps(stay.row) or home.row.end_date == stay.row.start_date:
                     continue
+                plans = [reference.plans[item.row.plan_id] for item in (home, stay)]
                 if home.line is None and stay.line is None:
-                    continue
+                    if all(plan.line is None for plan in plans):
+                        continue
+                    plan = _blame(*plans)  # a reloaded plan puts two stored SPAs in force
+                    raise ReferenceLoadError(
+                        plan.file, plan.line, "status",
+                        f"plan {plan.row.plan_id} would put in force in-home and residential SPAs of one client "
+                        f"that overlap ({home.row.spa_id}, {stay.row.spa_id})")
                 blamed = _blame(home, stay)
                 partner = stay if blamed is home else home
                 raise ReferenceLoadError(

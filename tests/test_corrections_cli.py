@@ -206,6 +206,31 @@ def test_in_home_and_residential_spas_may_overlap_only_on_moving_day(ready, tmp_
     }
 
 
+def test_accepting_a_plan_whose_stored_spas_overlap_in_home_and_residential_is_refused(ready, tmp_path):
+    """Under a draft plan overlapping in-home and residential SPAs load (they are not in force); a
+    later load of plans.csv alone that accepts the plan is refused, naming it, and changes nothing."""
+    draft = tmp_path / "draft"
+    draft.mkdir()
+    write(draft / "plans.csv", "plan_id,client_prime,start_date,end_date,status,monthly_hours\n"
+                               "POC9,abc0000b,2026-01-01,2026-12-31,draft,300\n")
+    write(draft / "spas.csv", SPAS_HEADER + "H,POC9,P1,SE49,OR526,NA,2026-01-01,2026-06-30,250,month,17.53,accepted\n"
+                                            "S,POC9,P1,SE50,OR542,,2026-03-01,2026-12-31,31,month,150.00,accepted\n")
+    ready("reference", "load", draft)
+    accepting = tmp_path / "accepting"
+    accepting.mkdir()
+    write(accepting / "plans.csv", "plan_id,client_prime,start_date,end_date,status,monthly_hours\n"
+                                   "POC9,abc0000b,2026-01-01,2026-12-31,accepted,300\n")
+    result = ready("reference", "load", accepting, ok=False)
+    assert result.code == 1 and result.err.strip() == (
+        "error: plans.csv line 2, field status: plan POC9 would put in force in-home and residential SPAs of one "
+        "client that overlap (H, S)")
+    ready("submit", claims_file(tmp_path, "claims.csv", "M1,abc0000b,P1,,OR526,NA,2026-03-16,09:00,11:00,2,,,"),
+          "--received", "2026-03-31")
+    ready("run")
+    status, reasons = decided(latest(ready)["M1"])[:2]
+    assert status == "suspended" and reasons.startswith("NO_ACTIVE_PLAN;")  # the plan is still a draft
+
+
 def test_a_chain_of_replacements_ends_in_a_void_and_each_run_reports_what_it_reversed(ready, tmp_path):
     def run_batch(name: str, *lines: str) -> str:
         ready("submit", claims_file(tmp_path, name, *lines), "--received", "2026-03-31")

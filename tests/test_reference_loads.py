@@ -29,6 +29,8 @@ def loads(draw) -> dict[str, pl.DataFrame]:
     for name in draw(st.lists(st.sampled_from(FILES), min_size=1, max_size=4, unique=True)):
         frame = drawn.of(name)
         rows = frame.filter(pl.Series([bool(draw(st.integers(0, 3))) for _ in range(frame.height)], dtype=pl.Boolean))
+        if name == "plans.csv" and draw(st.integers(0, 3)) == 0:  # plans moved to another client
+            rows = rows.with_columns(client_prime=pl.lit(draw(st.sampled_from(CLIENTS))))
         loaded[name] = rows.with_columns(line=pl.int_range(2, rows.height + 2, dtype=pl.Int64))
     return loaded
 

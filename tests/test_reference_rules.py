@@ -61,6 +61,18 @@ def test_in_home_and_residential_may_overlap_only_on_moving_day():
         load(spa("S1", "SE50", "2026-01-01", "2026-03-15") + spa("S2", "SE49", "2026-03-15", "2026-12-31"))
 
 
+def test_a_plan_reload_that_puts_overlapping_stored_spas_in_force_is_refused():
+    plans = PLANS.replace("accepted", "draft")
+    loaded = load(spa("S1", "SE49", "2026-01-01", "2026-06-30") + spa("S2", "SE50", "2026-03-01", "2026-12-31"),
+                  plans=plans)  # a draft plan: its SPAs are not in force
+    ref = ReferenceSet.from_rows(*(loaded.rows(n) for n in ("providers.csv", "plans.csv", "enrollments.csv",
+                                                             "spas.csv")))  # as stored
+    with pytest.raises(ReferenceLoadError, match="plans.csv line 2, field status: plan PL1 would put in force "
+                                                 "in-home and residential SPAs of one client that overlap \\(S1, S2\\)"):
+        merge(ref, {"plans.csv": parse_file("plans.csv", PLANS)})
+    merge(ref, {"plans.csv": parse_file("plans.csv", plans)})  # the plan reloaded as it was: nothing in force
+
+
 def test_only_accepted_spas_under_accepted_plans_count_for_the_overlap():
     load(spa("S1", "SE49", "2026-01-01", "2026-12-31") + spa("S2", "SE50", "2026-01-01", "2026-12-31", "pending"))
     plans = PLANS + "PL2,c1,2026-01-01,2026-12-31,draft,300\n"

@@ -41,9 +41,12 @@ def reference_set(conn: Connection, loaded: dict[str, pl.DataFrame] | None = Non
     spa_plans = sorted(set(new_spas.get_column("plan_id")))
     # Every plan and SPA of the clients the load touches: a SPA must lie inside its plan, and one
     # client's in-home and residential SPAs (across plans) must not overlap.
-    clients = set(loaded.get("plans.csv", ReferenceSet().plans).get_column("client_prime"))
+    # A reloaded plan may name another client than the stored one: both clients count.
+    new_plans = loaded.get("plans.csv", ReferenceSet().plans)
+    clients = set(new_plans.get_column("client_prime"))
     clients |= set(conn.execute(select(t.plans.c.client_prime).where(
-        _in_values(conn, t.plans.c.plan_id, spa_plans, "plans"))).scalars())
+        _in_values(conn, t.plans.c.plan_id, sorted(set(spa_plans) | set(new_plans.get_column("plan_id"))),
+                   "plans"))).scalars())
     plans = rows(t.plans, "plans.csv", _in_values(conn, t.plans.c.client_prime, sorted(clients), "clients"))
     client_plans = sorted(set(plans.get_column("plan_id")) | set(spa_plans))
     return ReferenceSet(
