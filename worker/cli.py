@@ -357,7 +357,7 @@ def outcomes(
     fmt: Annotated[Format, typer.Option("--format", help="csv, json (an array), jsonl or parquet")] = Format.csv,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout")] = None,
     batch: Annotated[Optional[str], typer.Option(help="Only this batch")] = None,
-    status: Annotated[Optional[str], typer.Option(help="Only paid, suspended or rejected")] = None,
+    status: Annotated[Optional[str], typer.Option(help="Only paid, suspended, rejected or void")] = None,
     history: Annotated[bool, typer.Option("--history", help="Every attempt, not only the latest")] = False,
     operator: Operator = None,
     claim: Annotated[Optional[list[str]], typer.Option("--claim", help="Only this claim id; repeat for more")] = None,

@@ -197,7 +197,7 @@ def remove_shard_messages(client: redis.Redis, keep: Callable[[str], bool]) -> i
 
 
 def leftovers(client: redis.Redis) -> list[str]:
-    """Keys and messages with claim data of runs that are over (for tests and `health`)."""
+    """Keys and messages with claim data of runs that are over (the tests check none is left)."""
     found = [key.decode() for key in client.scan_iter("adjudication:run:*:answers")]
     for key in (SHARDS_QUEUE, *(f"{SHARDS_QUEUE}{PRIORITY_SEP}{p}" for p in PRIORITY_STEPS)):
         found += [f"{key}: {_task_token(raw)}" for raw in client.lrange(key, 0, -1) if _task_token(raw)]
