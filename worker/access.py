@@ -90,7 +90,8 @@ def check(engine, operator: str | None, role: str | None = ANY_ROLE) -> str:
         return repo.authorize(operator, role)
 
 
-def _require_note(note: str) -> None:
+def require_note(note: str) -> None:
+    """Every operator action says why (the audit keeps it)."""
     if not note or not note.strip():
         raise UserError("--note must say why")
 
@@ -118,7 +119,7 @@ def _by_admin(engine, name: str, role: str, by: str, note: str) -> Iterator[Repo
     """A change of `name`'s `role` by the admin `by`, with a note: checked, then one unit of work."""
     check_name(name)
     check_role(role)
-    _require_note(note)
+    require_note(note)
     with unit_of_work(engine) as repo:
         repo.authorize(by, "admin")
         yield repo

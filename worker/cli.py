@@ -20,7 +20,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from adjudication.remittance import money, money_text
 from worker import service
+from worker.exports import safe_for_spreadsheets
 from worker.bootstrap import App, build
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -227,7 +229,7 @@ def run(
         f"{'dry run' if dry_run else 'run'} {summary.run_id if summary.run_id is not None else '-'}: "
         f"{summary.claims} claims, {summary.paid} paid, {summary.suspended} suspended, {summary.rejected} rejected, "
         + (f"{summary.voids} void, " if summary.voids else "")
-        + f"amount paid {_money(summary.paid_cents)}, amount reversed {_money(summary.reversed_cents)}"
+        + f"amount paid {money(summary.paid_cents)}, amount reversed {money(summary.reversed_cents)}"
         + (" (nothing stored)" if dry_run else "")
     )
     warnings = runs.fatal_warnings(summary, a.settings.fail_rejected_percent)
@@ -235,18 +237,6 @@ def run(
         err.print(f"warning: {warning}", markup=False)
     if warnings:
         raise typer.Exit(EXIT_FATAL_WARNING)
-
-
-def _money(cents: int) -> str:
-    sign = "-" if cents < 0 else ""
-    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
-
-
-def _cents_text(cents: pl.Expr) -> pl.Expr:
-    """Cents as exact decimal text with two places (-1.05), as `_money` writes them."""
-    whole = cents.abs()
-    return (pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit("")) + (whole // 100).cast(pl.String) + "."
-            + (whole % 100).cast(pl.String).str.zfill(2))
 
 
 class RunsFormat(str, Enum):
@@ -266,14 +256,14 @@ def runs_command(
     from worker import runs
 
     frame = runs.list_runs(app(ctx).engine)
-    money = {"amount_paid": pl.col("paid_cents"), "amount_reversed": pl.col("reversed_cents")}
+    amounts = {"amount_paid": pl.col("paid_cents"), "amount_reversed": pl.col("reversed_cents")}
     columns = ["run_id", "started", "finished", "status", "claims", "paid", "suspended", "rejected", "voids",
                "amount_paid", "amount_reversed", "failure"]
     if fmt == RunsFormat.json:
-        shaped = frame.with_columns(**{k: v.cast(pl.Float64) / 100 for k, v in money.items()}).select(columns)
+        shaped = frame.with_columns(**{k: v.cast(pl.Float64) / 100 for k, v in amounts.items()}).select(columns)
         _emit(shaped.write_json() + "\n", output)
         return
-    shaped = frame.with_columns(**{k: _cents_text(v) for k, v in money.items()}).select(
+    shaped = frame.with_columns(**{k: money_text(v) for k, v in amounts.items()}).select(
         columns).with_columns(pl.col("started", "finished").dt.strftime("%Y-%m-%d %H:%M:%S"))
     if fmt == RunsFormat.csv:
         _write(shaped, "csv", output)
@@ -340,15 +330,6 @@ def _write_outcomes(frame: pl.DataFrame, fmt: str, output: Optional[Path]) -> No
               .alias(c) for c in LIST_COLUMNS],
             *[pl.col(c).cast(pl.Float64) for c in NUMBER_COLUMNS])
     _write(frame, fmt, output)
-
-
-def safe_for_spreadsheets(frame: pl.DataFrame) -> pl.DataFrame:
-    """Cells a spreadsheet would run as a formula get a leading apostrophe."""
-    pattern = r"^[=+\-@\t\r]"
-    return frame.with_columns(
-        [pl.when(pl.col(c).str.contains(pattern)).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
-         for c, dtype in frame.schema.items() if dtype == pl.String]
-    )
 
 
 @cli.command()

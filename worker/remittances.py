@@ -18,6 +18,7 @@ import polars as pl
 from adjudication import remittance as rem
 from adjudication import run_report
 from worker import service
+from worker.exports import safe_for_spreadsheets
 from worker.store.repository import Repository
 from worker.store.unit_of_work import unit_of_work
 
@@ -114,8 +115,6 @@ def _write(run_id: int, fmt: str, files: Iterator[tuple[str, str]], output: Path
 def _csv(lines: pl.LazyFrame, totals: pl.DataFrame, adjustments: pl.DataFrame) -> Iterator[tuple[str, str]]:
     """Each provider's CSV text (polars' writer), in the order providers first appear, posted values
     guarded against spreadsheet formulas."""
-    from worker.cli import safe_for_spreadsheets
-
     rows = rem.csv_rows(lines, totals.lazy(), adjustments).collect()
     posted = ["provider_id", "claim_id", "adjusts", "batch_id", "client_prime", "procedure_code", "modifier"]
     # A file per provider id as stored (key); the column shows it guarded.

@@ -341,7 +341,7 @@ def requeue(engine: Store, selection: Selection, operator: str, note: str) -> li
     """Re-queue the suspended claims selected; returns their claim ids."""
     if selection.empty():
         raise UserError("name the claims to re-queue (--claim, --batch, --provider, --client, --reason, --from/--to)")
-    _require_note(note)
+    access.require_note(note)
     with unit_of_work(engine) as repo:
         repo.authorize(operator, "operator")
         repo.lock("requeue")
@@ -357,7 +357,7 @@ def withdraw(engine: Store, batch_id: str, operator: str, note: str) -> int:
     """Take a queued batch out of the queue before any run reads it (a file posted by mistake, or
     one no run can get through): its claims are never adjudicated and hold no claim id. Returns
     how many claims it carried."""
-    _require_note(note)
+    access.require_note(note)
     with unit_of_work(engine) as repo:
         repo.authorize(operator, "operator")
         repo.lock("withdraw")
@@ -405,7 +405,7 @@ def _select_suspended(repo: Repository, selection: Selection) -> list[tuple[int,
 
 def override(engine: Store, claim_id: str, code: str, operator: str, note: str, rules: Rules) -> None:
     """Waive one edit for one suspended claim, then re-queue it."""
-    _require_note(note)
+    access.require_note(note)
     if code not in rules.waivable:
         raise UserError(f"{code} cannot be waived (waivable: {', '.join(sorted(rules.waivable))})")
     with unit_of_work(engine) as repo:
@@ -420,11 +420,6 @@ def override(engine: Store, claim_id: str, code: str, operator: str, note: str, 
         repo.enqueue([claim_pk], "override")
         repo.audit(operator, "override", f"claim={claim_id} waive={code}", note)
     log.info("override on claim %s: %s waived", claim_id, code)
-
-
-def _require_note(note: str) -> None:
-    if not note or not note.strip():
-        raise UserError("--note must say why")
 
 
 def audit_trail(engine: Engine) -> pl.DataFrame:

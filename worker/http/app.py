@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adjudication.claim_file import ClaimFile, ClaimFileError, detect_format, label
 from worker import intake, service, submitters
 from worker.bootstrap import App, build
+from worker.exports import safe_for_spreadsheets
 from worker.http.upload import GZIP_MAGIC, MULTIPART_OVERHEAD, UploadRefused, receive
 from worker.submitters import Submitter
 
@@ -380,8 +381,6 @@ def _wants(request: Request) -> str:
 
 
 def _csv(frame: pl.DataFrame) -> str:
-    from worker.cli import safe_for_spreadsheets
-
     return safe_for_spreadsheets(frame).write_csv()
 
 
