@@ -100,6 +100,9 @@ def test_requeue_override_and_audit(ready):
     actions = [(r["operator"], r["action"]) for r in trail]
     assert ("ann", "requeue") in actions and ("root", "operators.grant") in actions and ("bob", "override") in actions
     assert ("ann", "outcomes.export") in actions
+    # A reference load (a data feed, like submit) is recorded as the system's, with the OS user and host.
+    load = next(r for r in trail if r["action"] == "reference.load")
+    assert load["operator"] == "system" and "spas.csv=" in load["target"] and load["os_user"] and load["host"]
     assert all(r["at"] for r in trail)
     override_row = next(r for r in trail if r["action"] == "override")
     assert override_row["note"] == "ODDS approved" and "WX-5" in override_row["target"]

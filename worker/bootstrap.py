@@ -48,7 +48,7 @@ class App:
                      contact_phone=s.payer_contact_phone, receiver_id=s.remit_receiver_id,
                      payee_qualifier=s.payee_id_qualifier, usage=s.x12_usage)
 
-    def run(self, progress: service.Progress = service._quiet, dry_run: bool = False, operator: str = "system"):
+    def run(self, progress: service.Progress = service._quiet, dry_run: bool = False, operator: str = service.SYSTEM):
         """In-process, or with a broker, the edits split by client across the Celery workers; a
         service.RunSummary (a service.DryRun with dry_run). Rewrites the metrics file when set."""
         try:

@@ -219,7 +219,7 @@ def run(
         raise typer.BadParameter("--output goes with --dry-run (after a run: adjudicate outcomes)",
                                  param_hint="--output")
     a = app(ctx)
-    who = access.check(a.engine, acting(ctx, operator)) if dry_run else "system"
+    who = access.check(a.engine, acting(ctx, operator)) if dry_run else service.SYSTEM
     with progress_bar(True, a.settings.progress_interval_seconds) as progress:
         result = a.run(progress, dry_run=dry_run, operator=who)
     summary = result.summary if dry_run else result

@@ -48,18 +48,26 @@ def upgrade_schema(engine: Engine) -> None:
 
 # --- reference -----------------------------------------------------------------------------
 
+# The actor of what no operator does: the nightly run, reference loads (the audit also records the
+# OS user and host).
+SYSTEM = "system"
+
+
 def load_reference(engine: Store, folder: Path, rules: Rules | None = None) -> dict[str, int]:
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder")
     loaded = read_reference_dir(folder)
     if not loaded:
         raise UserError(f"{folder} holds none of providers.csv, plans.csv, enrollments.csv, spas.csv")
+    counts = {name: len(rows) for name, rows in loaded.items()}
     with unit_of_work(engine) as repo:
         repo.lock("reference load")
         # Only the stored rows the load could conflict with; raises before anything is written.
         merge(repo.reference_set(loaded), loaded, rules)
         repo.save_reference(loaded)
-    counts = {name: len(rows) for name, rows in loaded.items()}
+        # Rates and units change payments: every load is in the audit trail (by the OS user and host
+        # it records; a load is a data feed, like `submit`, not an operator's action: SPEC 6).
+        repo.audit(SYSTEM, "reference.load", " ".join(f"{name}={n}" for name, n in counts.items()), "")
     log.info("reference loaded: %s", counts)
     return counts
 
@@ -143,7 +151,7 @@ class DryRun:
 
 def run(engine: Engine, rules: Rules, progress: Progress = _quiet, decider: Decider = decide,
         max_claims_per_client_day: int | None = None, *, lock_wait_seconds: float = 600.0,
-        dry_run: bool = False, operator: str = "system") -> RunSummary | DryRun:
+        dry_run: bool = False, operator: str = SYSTEM) -> RunSummary | DryRun:
     """Adjudicate everything queued, in one transaction: all outcomes are stored, or none.
 
     decider: how the edits are decided, here or split across workers (worker.distributed).
