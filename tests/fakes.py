@@ -9,10 +9,17 @@ import polars as pl
 from worker.store.repository import SUSPENDED_SCHEMA
 
 
+class FakeOperators(dict):
+    """Operators and their roles, as repository.Operators answers access.authorize."""
+
+    def roles(self, name: str) -> set[str] | None:
+        return self.get(name)
+
+
 class FakeRepository:
     def __init__(self):
         self.batches: dict[str, dict] = {}
-        self.operators: dict[str, set[str]] = {}  # name -> roles granted
+        self.operators = FakeOperators()  # name -> roles granted
         self.suspended: list[dict] = []  # SUSPENDED_SCHEMA rows
         self.statuses: dict[int, str] = {}  # claim_pk -> latest status
         self.holder_pks: dict[str, int] = {}
@@ -45,13 +52,6 @@ class FakeRepository:
 
     def add_waiver(self, claim_pk: int, code: str, operator: str, note: str) -> None:
         self.waivers.add((claim_pk, code))
-
-    def authorize(self, operator: str | None, role: str | None) -> str:
-        from worker import access
-
-        if operator is None or not operator.strip():
-            raise access.NotAllowed("name the acting operator")
-        return access.permitted(operator, role, self.operators.get(operator))
 
     def audit(self, operator: str, action: str, target: str, note: str) -> None:
         self.audit_rows.append((operator, action, target, note))

@@ -113,3 +113,31 @@ def test_the_engine_check_finds_io(tmp_path):
     assert found == ["calls load()", "calls open()", "calls read_bytes()", "calls read_csv() with a path",
                      "calls read_parquet() with a path", "calls scan_parquet() with a path",
                      "calls write_csv() with a path", "imports from pathlib", "imports from worker.store", "imports os"]
+
+
+def _store_imports_above(path: Path, root: Path = ROOT) -> list[str]:
+    """Imports of worker modules other than the store's own and worker.errors, at any depth."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [f"{node.module}.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) and node.module
+                 else [])
+        found += [f"imports {n}" for n in names if n.split(".")[0] == "worker"
+                  and not n.startswith(("worker.store.", "worker.errors."))]
+    return [f"{path.relative_to(root)}:{problem}" for problem in sorted(found)]
+
+
+def test_the_store_imports_nothing_above_it():
+    """worker/store is the bottom layer: the service layer imports it, never the other way round
+    (a store that called back into access or audit rules would hide an import cycle)."""
+    modules = sorted((ROOT / "worker" / "store").rglob("*.py"))
+    assert len(modules) > 15
+    assert [problem for path in modules for problem in _store_imports_above(path)] == []
+
+
+def test_the_store_check_finds_imports_above(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("import worker.access\nfrom worker import audit\nfrom worker.store import chain\n"
+                      "from worker.errors import UserError\ndef f():\n    from worker.service import run\n")
+    found = [p.partition(":")[2] for p in _store_imports_above(sample, tmp_path)]
+    assert found == ["imports worker.access", "imports worker.audit", "imports worker.service.run"]

@@ -30,7 +30,7 @@ def uow() -> FakeUnitOfWork:
     ]
     repo.statuses = {1: "paid", 3: "suspended", 5: "suspended", 9: "suspended"}
     repo.holder_pks = {"WX-1": 1, "WX-3": 3, "WX-5": 5, "WX-9": 9}
-    repo.operators = {"ann": {"operator"}, "bob": {"override"}}
+    repo.operators.update({"ann": {"operator"}, "bob": {"override"}})
     repo.batches = {"B1": {"batch_id": "B1", "status": "adjudicated", "claims": 6},
                     "B3": {"batch_id": "B3", "status": "queued", "claims": 4}}
     return uow

@@ -10,8 +10,8 @@ Nobody grants a role to themselves: the first admin is created when the database
 Names are ASCII only, `NAME_PATTERN`: a lower-case letter, then up to 31 lower-case letters, digits,
 '.', '_' or '-' (no look-alike letters from other scripts, no spaces, no line breaks).
 
-Every use case that acts for an operator calls `repo.authorize(operator, role)` first, inside its
-unit of work, and records what it did with `repo.audit` (worker.audit).
+Every use case that acts for an operator calls `authorize(repo, operator, role)` first, inside its
+unit of work, and records what it did with `repo.audit` (the hash chain: worker/store/chain.py).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def permitted(operator: str, role: str | None, held: set[str] | None) -> str:
 def check(engine, operator: str | None, role: str | None = ANY_ROLE) -> str:
     """`authorize` in a transaction of its own: before work that only reads."""
     with unit_of_work(engine, write=False) as repo:
-        return repo.authorize(operator, role)
+        return authorize(repo, operator, role)
 
 
 def require_note(note: str) -> None:
@@ -121,7 +121,7 @@ def _by_admin(engine, name: str, role: str, by: str, note: str) -> Iterator[Repo
     check_role(role)
     require_note(note)
     with unit_of_work(engine) as repo:
-        repo.authorize(by, "admin")
+        authorize(repo, by, "admin")
         yield repo
 
 
@@ -162,5 +162,5 @@ def listing(engine) -> pl.DataFrame:
 def record_export(engine, operator: str | None, action: str, target: str, fmt: str) -> None:
     """An export by a registered operator of any role, audited (the note is the format)."""
     with unit_of_work(engine) as repo:
-        repo.authorize(operator, ANY_ROLE)
+        authorize(repo, operator, ANY_ROLE)
         repo.audit(operator, action, target, fmt)

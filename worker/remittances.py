@@ -17,7 +17,7 @@ import polars as pl
 
 from adjudication import remittance as rem
 from adjudication import run_report
-from worker import service
+from worker import access, service
 from worker.exports import safe_for_spreadsheets
 from worker.store.repository import Repository
 from worker.store.unit_of_work import unit_of_work
@@ -27,9 +27,7 @@ FORMATS = {"x12": "835", "csv": "csv", "html": "html"}
 
 def require_operator(repo: Repository, operator: str | None) -> str:
     """Exports need a registered operator (any role). The one place to put a permission check."""
-    from worker import access
-
-    return repo.authorize(operator, access.ANY_ROLE)
+    return access.authorize(repo, operator, access.ANY_ROLE)
 
 
 def _run(repo: Repository, run_id: int) -> dict:

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 
 import polars as pl
 
+from worker import access
+from worker.errors import Unavailable, UserError
 from worker.store.unit_of_work import unit_of_work
 
 log = logging.getLogger("adjudication.runs")
@@ -95,12 +97,9 @@ def unlock(engine, operator: str, note: str) -> str | None:
     """Clear a run lock whose holder is gone (a machine that died mid-run), by an operator with the
     operator role; audited. Returns the holder cleared (None when the lock was free). Refuses while
     the holder runs on this host."""
-    from worker.service import UserError
-
-    if not note.strip():
-        raise UserError("--note must say why")
+    access.require_note(note)
     with unit_of_work(engine) as repo:
-        repo.authorize(operator, "operator")
+        access.authorize(repo, operator, "operator")
         holder, _since = repo.runs.lease()
         if holder is None:
             return None
@@ -113,8 +112,7 @@ def unlock(engine, operator: str, note: str) -> str | None:
 
 def failure_text(error: BaseException) -> str:
     """What a failed run's record says: the refusal as reported, or the error's type and first line."""
-    from worker.poison import RunBroke
-    from worker.service import Unavailable, UserError
+    from worker.poison import RunBroke  # poison reads LockTimeout from here
 
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     if isinstance(error, (UserError, Unavailable, LockTimeout, RunBroke)):

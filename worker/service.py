@@ -275,7 +275,7 @@ def outcomes(engine: Store, batch: str | None = None, status: str | None = None,
                                 date_to=_date(date_to, "--to"), history=history)
     with unit_of_work(engine) as repo:
         if export_format and submitter is None:
-            operator = repo.authorize(operator, access.ANY_ROLE)
+            operator = access.authorize(repo, operator, access.ANY_ROLE)
         if batch and repo.batch(batch) is None:
             raise UserError(f"no batch {batch}")
         frame = repo.outcome_rows(chosen)
@@ -351,7 +351,7 @@ def requeue(engine: Store, selection: Selection, operator: str, note: str) -> li
         raise UserError("name the claims to re-queue (--claim, --batch, --provider, --client, --reason, --from/--to)")
     access.require_note(note)
     with unit_of_work(engine) as repo:
-        repo.authorize(operator, "operator")
+        access.authorize(repo, operator, "operator")
         repo.lock("requeue")
         chosen = _select_suspended(repo, selection)
         if chosen:
@@ -367,7 +367,7 @@ def withdraw(engine: Store, batch_id: str, operator: str, note: str) -> int:
     how many claims it carried."""
     access.require_note(note)
     with unit_of_work(engine) as repo:
-        repo.authorize(operator, "operator")
+        access.authorize(repo, operator, "operator")
         repo.lock("withdraw")
         batch = repo.batch(batch_id)
         if batch is None:
@@ -417,7 +417,7 @@ def override(engine: Store, claim_id: str, code: str, operator: str, note: str, 
     if code not in rules.waivable:
         raise UserError(f"{code} cannot be waived (waivable: {', '.join(sorted(rules.waivable))})")
     with unit_of_work(engine) as repo:
-        repo.authorize(operator, "override")
+        access.authorize(repo, operator, "override")
         repo.lock("override")
         chosen = _select_suspended(repo, Selection(claim_ids=(claim_id,)))
         claim_pk = chosen[0][0]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
+from worker import access
 from worker.service import UserError
 from worker.store.records import now
 from worker.store.unit_of_work import unit_of_work
@@ -53,7 +54,7 @@ def add(engine, name: str, providers: list[str], operator: str) -> str:
         raise UserError("name the providers the submitter may post for (--provider P, repeatable)")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with unit_of_work(engine) as repo:
-        repo.authorize(operator, "admin")
+        access.authorize(repo, operator, "admin")
         if repo.submitters.exists(name):
             raise UserError(f"submitter {name} exists (a revoked name is not reused)")
         known = repo.submitters.known_providers(wanted)
@@ -68,7 +69,7 @@ def add(engine, name: str, providers: list[str], operator: str) -> str:
 def revoke(engine, name: str, operator: str) -> None:
     """Revoke a submitter's token (by an admin); the name stays, and is not reused."""
     with unit_of_work(engine) as repo:
-        repo.authorize(operator, "admin")
+        access.authorize(repo, operator, "admin")
         if not repo.submitters.exists(name):
             raise UserError(f"no submitter {name}")
         if repo.submitters.revoked_at(name) is not None:

@@ -14,6 +14,7 @@ from sqlalchemy import (ARRAY, Connection, String, and_, any_, bindparam, case, 
 from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA, OPTIONAL_COLUMNS, PARSE_VERSION, as_read, parse_fields
 from adjudication.engine import LEDGER_SCHEMA, PROVIDER_SCHEMA, ReferenceFrames
 from adjudication.reference import ATTRS, KEYS, SCHEMAS, ReferenceSet
+from worker.store import chain
 from worker.store import schema as t
 from worker.store.bulk import insert_frame, read_frame, upsert_frame
 from worker.store.records import AuditTrail, Operators, RunRecords, Submitters, now, take_write_lock
@@ -675,21 +676,13 @@ class Repository:
                                                        at=now()))
 
     # operators and audit
-    def authorize(self, operator: str | None, role: str | None) -> str:
-        """The acting operator's name if registered with `role` (None: any role); else access.NotAllowed."""
-        from worker import access
-
-        return access.authorize(self, operator, role)
-
     def audit(self, operator: str, action: str, target: str, note: str) -> None:
         """Append one entry to the hash-chained audit trail (worker.audit)."""
         self.audit_many(operator, action, [(target, note)])
 
     def audit_many(self, operator: str, action: str, entries: list[tuple[str, str]]) -> None:
         """One audit entry per (target, note), in one statement: a run's remittances are thousands."""
-        from worker import audit
-
-        audit.append_many(self.trail, operator, action, entries)
+        chain.append_many(self.trail, operator, action, entries)
 
     # what a run decided (remittances, the run report)
     def run_row(self, run_id: int) -> dict | None:

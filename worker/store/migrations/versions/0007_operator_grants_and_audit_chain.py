@@ -30,7 +30,7 @@ POSTGRESQL_TRIGGERS = (
 
 
 def upgrade() -> None:
-    from worker.audit import GENESIS, entry_hash
+    from worker.store.chain import GENESIS, entry_hash
 
     bind = op.get_bind()
     op.create_table(
