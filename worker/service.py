@@ -25,7 +25,7 @@ from worker.files import read_reference_dir
 from worker.store import repository
 from worker.store.repository import EXPORT_SCHEMA, OutcomeFilter, Queue, Repository, queue_clients, run_state
 from worker.store.unit_of_work import UnitOfWork, unit_of_work
-from worker import access, audit, poison
+from worker import access, audit, poison, runs
 from worker.errors import Unavailable, UserError  # noqa: F401 (re-exported: adapters catch service.UserError, service.Unavailable)
 
 log = logging.getLogger("adjudication")
@@ -161,8 +161,6 @@ def run(engine: Engine, rules: Rules, progress: Progress = _quiet, decider: Deci
     refusal is raised as poison.RunBroke, naming what the run was doing. dry_run: everything is
     decided and rolled back; a `dry-run` record and an audit entry are kept; returns a DryRun.
     """
-    from worker import runs
-
     started = repository.now()
     doing = ["taking the run lock"]
 
