@@ -18,14 +18,17 @@ LIMIT = 100_000  # every number read is below it (5 whole digits, as CLAIM_NUMBE
 
 def to_scaled(value: Decimal | str | int) -> int:
     """Exact Decimal -> int scaled by 10^4; ValueError when it is not a number, needs more than 4
-    places or is not below LIMIT in size. The messages do not repeat the value (it may be client data)."""
+    places or is not below LIMIT. The messages do not repeat the value (it may be client data)."""
+    text = str(value).strip()
     try:
-        number = Decimal(str(value).strip())
+        if not text.isascii():  # Decimal reads other scripts' digits too
+            raise InvalidOperation
+        number = Decimal(text)
     except InvalidOperation as error:
         raise ValueError("is not a decimal number") from error
     if not number.is_finite():
         raise ValueError("is not a finite number")
-    if abs(number) >= LIMIT:
+    if number >= LIMIT:  # a negative one is refused by its reader, as negative
         raise ValueError(f"must be below {LIMIT:,}")
     scaled = number * SCALE
     if scaled != scaled.to_integral_value():

@@ -405,11 +405,25 @@ def merge(current: ReferenceSet, loaded: dict[str, pl.DataFrame], rules: Rules |
         kept = current.enrollments.filter(~pl.col("client_prime").is_in(new.get_column("client_prime").implode()))
         updates["enrollments"] = pl.concat([kept, new])
     result = replace(current, **updates)
-    _check(result, rules or default_rules())
+    _check(result, rules or default_rules(), _put_in_force(current, loaded.get("plans.csv")))
     return result
 
 
-def _check(reference: ReferenceSet, rules: Rules) -> None:
+def _put_in_force(current: ReferenceSet, plans: pl.DataFrame | None) -> pl.DataFrame:
+    """plan_id, field: the loaded plans that put their SPAs in force for a client they were not in
+    force for: accepted now and stored as not accepted (`status`) or under another client
+    (`client_prime`). A plan reloaded as it was puts nothing new in force."""
+    schema = {"plan_id": pl.String, "field": pl.String}
+    if plans is None:
+        return pl.DataFrame(schema=schema)
+    stored = current.plans.select("plan_id", was_status="status", was_client="client_prime")
+    return (plans.filter(pl.col("status") == "accepted").join(stored, on="plan_id", how="left")
+            .select("plan_id", field=pl.when(pl.col("was_status") != "accepted").then(pl.lit("status"))
+                    .when(pl.col("was_client") != pl.col("client_prime")).then(pl.lit("client_prime")))
+            .filter(pl.col("field").is_not_null()))
+
+
+def _check(reference: ReferenceSet, rules: Rules, in_force: pl.DataFrame) -> None:
     """The first broken rule, in the order of the rules below and, within one, in the order the
     rows were met (ReferenceSet); the row blamed is the loaded one, the later line when both are."""
     plans = reference.plans.with_row_index("pos")
@@ -435,7 +449,7 @@ def _check(reference: ReferenceSet, rules: Rules) -> None:
         file, line = ("spas.csv", first["line"]) if first["line"] is not None else ("plans.csv", first["plan_line"])
         raise ReferenceLoadError(file, line, side,
                                  f"SPA {first['spa_id']} is not inside the dates of its plan {first['plan_id']}")
-    _no_in_home_and_residential_overlap(plans, spas, rules)
+    _no_in_home_and_residential_overlap(plans, spas, rules, in_force)
 
     accepted = pl.col("status") == "accepted"
     _no_overlap(plans.filter(accepted), ["client_prime"], "plans.csv", "plan_id",
@@ -474,22 +488,25 @@ def _no_overlap(items: pl.DataFrame, group: list[str], file: str, ident: str, me
     _raise_pair(pairs, file, ident, message)
 
 
-def _no_in_home_and_residential_overlap(plans: pl.DataFrame, spas: pl.DataFrame, rules: Rules) -> None:
+def _no_in_home_and_residential_overlap(plans: pl.DataFrame, spas: pl.DataFrame, rules: Rules,
+                                        in_force: pl.DataFrame) -> None:
     """One client's accepted SPAs under accepted plans may not be in-home and residential on one
     day, except an in-home SPA ending on the day a residential one starts (moving day, seed 000:
-    in-home services earlier that day can still be billed)."""
+    in-home services earlier that day can still be billed). Checked for the SPAs a load brings and
+    those a loaded plan puts in force (`in_force`: _put_in_force)."""
     in_home = pl.col("service_element").is_in(sorted(rules.in_home_service_elements))
     residential = pl.col("service_element").is_in(sorted(rules.residential_service_elements)) & ~in_home
     accepted = (spas.filter(pl.col("status") == "accepted")
                 .join(plans.filter(pl.col("status") == "accepted").select("plan_id", "client_prime", plan_line="line"),
                       on="plan_id")
+                .join(in_force.select("plan_id", plan_field="field"), on="plan_id", how="left", maintain_order="left")
                 .sort("pos"))
     clients = accepted.select("client_prime").unique(maintain_order=True).with_row_index("client_rank")
     homes = accepted.filter(in_home).join(clients, on="client_prime")
     stays = accepted.filter(residential).select("client_prime", *(pl.col(c).alias(f"o_{c}") for c in (
-        "pos", "line", "plan_line", "plan_id", "spa_id", "start_date", "end_date")))
-    # A pair this load touches: either SPA, or either's plan (a reloaded plan may accept stored SPAs).
-    touched = [pl.col(c).is_not_null() for c in ("line", "o_line", "plan_line", "o_plan_line")]
+        "pos", "line", "plan_line", "plan_field", "plan_id", "spa_id", "start_date", "end_date")))
+    # A pair this load touches: either SPA, or a plan that puts either in force.
+    touched = [pl.col(c).is_not_null() for c in ("line", "o_line", "plan_field", "o_plan_field")]
     pairs = (homes.join(stays, on="client_prime")
              .filter((pl.col("start_date") <= pl.col("o_end_date")) & (pl.col("o_start_date") <= pl.col("end_date"))
                      & (pl.col("end_date") != pl.col("o_start_date")) & pl.any_horizontal(touched))
@@ -500,8 +517,8 @@ def _no_in_home_and_residential_overlap(plans: pl.DataFrame, spas: pl.DataFrame,
     if pairs.height and pairs.item(0, "line") is None and pairs.item(0, "o_line") is None:
         # Both SPAs were stored: the plan this load accepted (or moved to the client) is named.
         first = pairs.row(0, named=True)
-        me = "" if _later(first["plan_line"], first["o_plan_line"]) else "o_"
-        raise ReferenceLoadError("plans.csv", first[f"{me}plan_line"], "status",
+        me = "" if _later(*[first[f"{p}plan_line"] if first[f"{p}plan_field"] else None for p in ("", "o_")]) else "o_"
+        raise ReferenceLoadError("plans.csv", first[f"{me}plan_line"], first[f"{me}plan_field"],
                                  f"plan {first[f'{me}plan_id']} would put in force in-home and residential SPAs of "
                                  f"one client that overlap ({first['spa_id']}, {first['o_spa_id']})")
     _raise_pair(pairs, "spas.csv", "spa_id", message)

@@ -99,7 +99,17 @@ def merge(current: ReferenceSet, loaded: dict[str, list[Located]], rules: Rules)
         kept = tuple(item for item in current.enrollments if item.row.client_prime not in replaced)
         updates["enrollments"] = kept + tuple(new)
     result = replace(current, **updates)
-    _check(result, rules)
+    # The loaded plans that put their SPAs in force for a client: accepted now, and stored as not
+    # accepted or under another client (a plan reloaded as it was changes nothing).
+    in_force = {}
+    for item in loaded.get("plans.csv", []):
+        stored = current.plans.get(item.row.plan_id)
+        if item.row.status == "accepted" and stored is not None:
+            if stored.row.status != "accepted":
+                in_force[item.row.plan_id] = "status"
+            elif stored.row.client_prime != item.row.client_prime:
+                in_force[item.row.plan_id] = "client_prime"
+    _check(result, rules, in_force)
     return result
 
 
@@ -112,7 +122,7 @@ def _blame(first: Located, second: Located) -> Located:
     return max(first, second, key=lambda item: item.line)
 
 
-def _check(reference: ReferenceSet, rules: Rules) -> None:
+def _check(reference: ReferenceSet, rules: Rules, in_force: dict[str, str]) -> None:
     for item in reference.spas.values():
         spa = item.row
         if item.line is None:
@@ -132,7 +142,7 @@ def _check(reference: ReferenceSet, rules: Rules) -> None:
                 blamed = item if item.line is not None else plan
                 raise ReferenceLoadError(blamed.file, blamed.line, side,
                                          f"SPA {spa.spa_id} is not inside the dates of its plan {plan.row.plan_id}")
-    _no_in_home_and_residential_overlap(reference, rules)
+    _no_in_home_and_residential_overlap(reference, rules, in_force)
 
     accepted_plans: dict[str, list[Located]] = {}
     for item in reference.plans.values():
@@ -164,7 +174,7 @@ def _no_overlap(items: list[Located], message: str) -> None:
             raise ReferenceLoadError(blamed.file, blamed.line, "start_date", message.format(other=ident))
 
 
-def _no_in_home_and_residential_overlap(reference: ReferenceSet, rules: Rules) -> None:
+def _no_in_home_and_residential_overlap(reference: ReferenceSet, rules: Rules, in_force: dict[str, str]) -> None:
     """One client's accepted SPAs under accepted plans may not be in-home and residential on one
     day, except an in-home SPA ending on the day a residential one starts (moving day, seed 000:
     in-home services earlier that day can still be billed)."""
@@ -184,13 +194,14 @@ def _no_in_home_and_residential_overlap(reference: ReferenceSet, rules: Rules) -
             for stay in residential:
                 if not home.row.overlaps(stay.row) or home.row.end_date == stay.row.start_date:
                     continue
-                plans = [reference.plans[item.row.plan_id] for item in (home, stay)]
+                plans = [reference.plans[item.row.plan_id] for item in (home, stay)
+                         if item.row.plan_id in in_force]
                 if home.line is None and stay.line is None:
-                    if all(plan.line is None for plan in plans):
+                    if not plans:
                         continue
-                    plan = _blame(*plans)  # a reloaded plan puts two stored SPAs in force
+                    plan = _blame(*plans) if len(plans) == 2 else plans[0]  # it puts two stored SPAs in force
                     raise ReferenceLoadError(
-                        plan.file, plan.line, "status",
+                        plan.file, plan.line, in_force[plan.row.plan_id],
                         f"plan {plan.row.plan_id} would put in force in-home and residential SPAs of one client "
                         f"that overlap ({home.row.spa_id}, {stay.row.spa_id})")
                 blamed = _blame(home, stay)

@@ -203,7 +203,8 @@ def test_reference_errors_name_file_line_and_field_and_change_nothing(ready, tmp
     # A rate of 100,000 or more is refused (a units x rate product must fit the engine's 64-bit cents),
     # and a message about a value never repeats it (it may be client data).
     for rate, message in (("100000", "must be below 100,000"), ("99999999999999", "must be below 100,000"),
-                          ("12ab-secret", "is not a decimal number"), ("1.23456", "has more than 4 decimal places")):
+                          ("12ab-secret", "is not a decimal number"), ("1.23456", "has more than 4 decimal places"),
+                          ("-100000", "must not be negative"), ("\u0663", "is not a decimal number")):  # an Arabic-Indic 3
         write(bad / "spas.csv", "spa_id,plan_id,provider_id,service_element,procedure_code,modifier,start_date,"
               f"end_date,units,unit_period,rate,status\nE,POC9,P1,SE49,OR526,NA,2026-01-01,2026-06-30,1,month,{rate},"
               "accepted\n")

@@ -79,7 +79,10 @@ def prepare(db: str) -> dict[str, str]:
     return tokens
 
 
-SERVICE_TZ = "Etc/GMT-14"  # POSIX spells UTC+14 with a minus
+# The service runs where its local day is not UTC's at this hour: fourteen hours ahead from 11:00
+# UTC on, twelve behind before (POSIX spells UTC+14 with a minus).
+SERVICE_HOURS = 14 if dt.datetime.now(dt.timezone.utc).hour >= 11 else -12
+SERVICE_TZ = f"Etc/GMT{-SERVICE_HOURS:+d}"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -92,7 +95,6 @@ def served(request, tmp_path_factory):
         tokens = prepare(db)
         env = {"ADJUDICATION_MAX_FILE_BYTES": str(MAX_FILE_BYTES),
                "ADJUDICATION_MAX_DECOMPRESSED_BYTES": str(MAX_DECOMPRESSED_BYTES), "ADJUDICATION_BROKER_URL": BROKER,
-               # Fourteen hours ahead of UTC: from 10:00 UTC on, the service's local day is not UTC's.
                "TZ": SERVICE_TZ}
         running = Service(db, work / "service.log", env=env)
         try:
@@ -139,7 +141,7 @@ def test_a_posted_file_is_queued_acknowledged_and_gets_the_outcomes_submit_gives
     assert first.headers["location"] == f"/v1/batches/{batch}"
     assert body["new"] is True and body["status"] == "queued"
     # The day the post was received where the service runs (the default of `submit --received`).
-    local_day = dt.datetime.now(dt.timezone(dt.timedelta(hours=14))).date().isoformat()
+    local_day = dt.datetime.now(dt.timezone(dt.timedelta(hours=SERVICE_HOURS))).date().isoformat()
     assert body["received"] == body["acknowledgement"]["received_date"] == local_day
     assert (body["acknowledgement"]["claims"], body["acknowledgement"]["accepted"]) == (6, 6)
     again = served.post(content)

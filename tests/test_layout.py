@@ -88,7 +88,8 @@ def _io_in_the_engine(path: Path, root: Path = ROOT) -> list[str]:
             name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
             if name in IO_CALLS:
                 found.append(f"calls {name}()")
-            elif name.startswith(POLARS_FILES) and node.args and _path_like(node.args[0]):
+            elif name.startswith(POLARS_FILES) and any(_path_like(a) for a in [
+                    *node.args[:1], *(k.value for k in node.keywords if k.arg in ("source", "file", "path"))]):
                 found.append(f"calls {name}() with a path")
     return [f"{path.relative_to(root)}:{problem}" for problem in sorted(found)]
 
@@ -108,22 +109,30 @@ def test_the_engine_check_finds_io(tmp_path):
                       "def f(p, data, folder):\n    open(p)\n    tomllib.load(p)\n    pl.read_csv(data)\n"
                       "    pl.read_csv('x.csv')\n    pl.scan_parquet(f'{p}.parquet')\n    pl.read_parquet(folder / 'a')\n"
                       "    pl.DataFrame().write_csv(Path(p))\n    pl.DataFrame().write_csv()\n"
+                      "    pl.read_csv(source='y.csv')\n"
                       "    return Path(p).read_bytes()\n")
     found = [p.partition(":")[2] for p in _io_in_the_engine(sample, tmp_path)]
     assert found == ["calls load()", "calls open()", "calls read_bytes()", "calls read_csv() with a path",
-                     "calls read_parquet() with a path", "calls scan_parquet() with a path",
+                     "calls read_csv() with a path", "calls read_parquet() with a path", "calls scan_parquet() with a path",
                      "calls write_csv() with a path", "imports from pathlib", "imports from worker.store", "imports os"]
 
 
 def _store_imports_above(path: Path, root: Path = ROOT) -> list[str]:
-    """Imports of worker modules other than the store's own and worker.errors, at any depth."""
+    """Imports of worker modules other than the store's own and worker.errors, at any depth
+    (relative ones resolved from the module's place under `root`)."""
+    package = path.relative_to(root).parent.parts
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                 else [f"{node.module}.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) and node.module
-                 else [])
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join([*package[:len(package) - node.level + 1], *([node.module] if node.module else [])]
+                            if node.level else [node.module or ""])
+            names = [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
         found += [f"imports {n}" for n in names if n.split(".")[0] == "worker"
-                  and not n.startswith(("worker.store.", "worker.errors."))]
+                  and not n.startswith(("worker.store.", "worker.errors"))]
     return [f"{path.relative_to(root)}:{problem}" for problem in sorted(found)]
 
 
@@ -136,8 +145,11 @@ def test_the_store_imports_nothing_above_it():
 
 
 def test_the_store_check_finds_imports_above(tmp_path):
-    sample = tmp_path / "sample.py"
+    sample = tmp_path / "worker" / "store" / "sample.py"
+    sample.parent.mkdir(parents=True)
     sample.write_text("import worker.access\nfrom worker import audit\nfrom worker.store import chain\n"
-                      "from worker.errors import UserError\ndef f():\n    from worker.service import run\n")
+                      "from worker.errors import UserError\nfrom worker import errors\nfrom . import records\n"
+                      "from .. import runs\nfrom ..http import app\ndef f():\n    from worker.service import run\n")
     found = [p.partition(":")[2] for p in _store_imports_above(sample, tmp_path)]
-    assert found == ["imports worker.access", "imports worker.audit", "imports worker.service.run"]
+    assert found == ["imports worker.access", "imports worker.audit", "imports worker.http.app", "imports worker.runs",
+                     "imports worker.service.run"]

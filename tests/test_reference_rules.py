@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from adjudication.reference import ReferenceLoadError, ReferenceSet, merge, parse_file
+from adjudication.rules import default_rules
 
 PROVIDERS = "provider_id,name,kind,start_date,end_date\nP1,Pat,psw,,\nG1,Agency,agency,2026-01-01,2026-06-30\n"
 PLANS = "plan_id,client_prime,start_date,end_date,status,monthly_hours\nPL1,c1,2026-01-01,2026-12-31,accepted,300\n"
@@ -71,6 +72,28 @@ def test_a_plan_reload_that_puts_overlapping_stored_spas_in_force_is_refused():
                                                  "in-home and residential SPAs of one client that overlap \\(S1, S2\\)"):
         merge(ref, {"plans.csv": parse_file("plans.csv", PLANS)})
     merge(ref, {"plans.csv": parse_file("plans.csv", plans)})  # the plan reloaded as it was: nothing in force
+
+
+def test_a_plan_reloaded_as_it_was_passes_and_a_plan_moved_to_a_client_is_checked():
+    """Stored SPAs that overlap under an accepted plan (loaded under rules that had SE50 in neither
+    list) do not block a reload of the plan as it was; moving a plan to the client of an in-home SPA
+    its residential SPA overlaps is refused, naming client_prime."""
+    plans = PLANS + "PL2,c2,2026-01-01,2026-12-31,accepted,300\n"
+    lenient = default_rules().model_copy(update={"residential_service_elements": frozenset({"SE158"})})
+    files = {"providers.csv": PROVIDERS, "plans.csv": PLANS,
+             "spas.csv": SPA_HEADER + spa("S1", "SE49", "2026-01-01", "2026-06-30") + spa("S2", "SE50", "2026-03-01",
+                                                                                          "2026-12-31")}
+    loaded = merge(ReferenceSet(), {n: parse_file(n, t) for n, t in files.items()}, lenient)
+    ref = ReferenceSet.from_rows(*(loaded.rows(n) for n in ("providers.csv", "plans.csv", "enrollments.csv",
+                                                             "spas.csv")))
+    merge(ref, {"plans.csv": parse_file("plans.csv", PLANS)})  # default rules: S1 and S2 now overlap; unchanged plan
+    moved = load(spa("S1", "SE49", "2026-01-01", "2026-06-30") + spa("S2", "SE50", "2026-03-01", "2026-12-31",
+                                                                      plan="PL2"), plans=plans)
+    ref = ReferenceSet.from_rows(*(moved.rows(n) for n in ("providers.csv", "plans.csv", "enrollments.csv",
+                                                            "spas.csv")))
+    with pytest.raises(ReferenceLoadError, match="plans.csv line 2, field client_prime: plan PL2 would put in force"):
+        merge(ref, {"plans.csv": parse_file("plans.csv", PLANS.splitlines()[0] + "\nPL2,c1,2026-01-01,2026-12-31,"
+                                                         "accepted,300\n")})
 
 
 def test_only_accepted_spas_under_accepted_plans_count_for_the_overlap():

@@ -40,6 +40,10 @@ def test_roles_are_granted_by_an_admin_never_taken(tmp_path):
     for name in ("\u0430nn", "ann\nroot", "", " ", "Ann", "ann smith", "a" * 33, "9ann", "ann@x"):
         refused = cli("operators", "add", name, "--role", "operator", "--operator", "boss", "--note", "x", ok=False)
         assert "is not valid" in one_line(refused), name
+    # The audit's names for actors that are not operators (the run, reference loads, HTTP without a token).
+    for name in ("system", "anonymous"):
+        refused = cli("operators", "add", name, "--role", "operator", "--operator", "boss", "--note", "x", ok=False)
+        assert "the audit's name for actions no operator takes" in one_line(refused), name
     assert "nobody grants a role to themselves" in one_line(
         cli("operators", "add", "boss", "--role", "override", "--operator", "boss", "--note", "x", ok=False))
     cli("operators", "add", "ann", "--role", "operator", "--operator", "boss", "--note", "clerk")

@@ -41,10 +41,21 @@ def shown(name: str) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+# Names the audit trail uses for actors that are not operators: the nightly run and reference
+# loads (worker.service.SYSTEM), a request without a valid token (the HTTP service). Never granted.
+RESERVED = frozenset({"system", "anonymous"})
+
+
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise UserError(f"operator name {shown(str(name))} is not valid: a lower-case letter, then up to 31 "
                         f"lower-case letters, digits, '.', '_' or '-' (ASCII only)")
+    return name
+
+
+def not_reserved(name: str) -> str:
+    if name in RESERVED:
+        raise NotAllowed(f"{name} is the audit's name for actions no operator takes: choose another name")
     return name
 
 
@@ -99,7 +110,7 @@ def require_note(note: str) -> None:
 def bootstrap_admin(engine, name: str) -> bool:
     """The first admin, when the database has none (`db upgrade --admin NAME`). True when created;
     False when NAME is already an admin; refused when another admin exists."""
-    check_name(name)
+    not_reserved(check_name(name))
     with unit_of_work(engine) as repo:
         repo.trail.serialize()  # two set-ups at once: one first admin
         held = repo.operators.roles(name) or set()
@@ -130,6 +141,7 @@ def grant(engine, name: str, role: str, by: str, note: str) -> bool:
     with _by_admin(engine, name, role, by, note) as repo:
         if name == by:
             raise NotAllowed("nobody grants a role to themselves: another admin grants it")
+        not_reserved(name)
         if role in (repo.operators.roles(name) or set()):
             return False
         repo.operators.register(name)

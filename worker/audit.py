@@ -7,8 +7,9 @@ DELETE on the table (and TRUNCATE on PostgreSQL) with triggers (migration 0007);
 when someone with the rights to drop those triggers edits the table anyway. Appends are serialized
 (an advisory lock on PostgreSQL, SQLite's single writer) so concurrent commands extend one chain.
 
-Each entry records the operator (a registered name), what was done, to what, why, and the
-operating-system user and host of the process that did it.
+Each entry records the operator (a registered name, or `system` for a run or a reference load and
+`anonymous` for an HTTP request without a valid token: names no operator may take), what was done,
+to what, why, and the operating-system user and host of the process that did it.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 import polars as pl
 
 from worker import access
+from worker.poison import RunBroke
 from worker.errors import Unavailable, UserError
 from worker.store.unit_of_work import unit_of_work
 
@@ -112,8 +113,6 @@ def unlock(engine, operator: str, note: str) -> str | None:
 
 def failure_text(error: BaseException) -> str:
     """What a failed run's record says: the refusal as reported, or the error's type and first line."""
-    from worker.poison import RunBroke  # poison reads LockTimeout from here
-
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     if isinstance(error, (UserError, Unavailable, LockTimeout, RunBroke)):
         return text[:500]

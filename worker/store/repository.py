@@ -677,7 +677,7 @@ class Repository:
 
     # operators and audit
     def audit(self, operator: str, action: str, target: str, note: str) -> None:
-        """Append one entry to the hash-chained audit trail (worker.audit)."""
+        """Append one entry to the hash-chained audit trail (worker/store/chain.py)."""
         self.audit_many(operator, action, [(target, note)])
 
     def audit_many(self, operator: str, action: str, entries: list[tuple[str, str]]) -> None:
