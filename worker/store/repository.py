@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, replace
 
 import polars as pl
-from sqlalchemy import (ARRAY, Connection, String, and_, any_, bindparam, case, delete, exists, func, insert,
+from sqlalchemy import (ARRAY, BigInteger, Connection, String, and_, any_, bindparam, case, delete, exists, func, insert,
                         literal_column, select, update)
 
 from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA, OPTIONAL_COLUMNS, PARSE_VERSION, as_read, parse_fields
@@ -279,11 +279,13 @@ def chunks(values: list, size: int = 10_000):
         yield values[start:start + size]
 
 
-def _in_values(conn: Connection, column, values: list[str], name: str = "values"):
-    """`column IN values` for any number of values, as one bound parameter (a JSON array on SQLite,
-    an array on PostgreSQL): a nightly queue carries a million claim ids."""
+def _in_values(conn: Connection, column, values: list[str] | list[int], name: str = "values"):
+    """`column IN values` for any number of values (texts, or integers for a claim_pk column), as one
+    bound parameter (a JSON array on SQLite, an array on PostgreSQL): a nightly queue carries a million
+    claim ids."""
     if conn.dialect.name == "postgresql":
-        return column == any_(bindparam(name, values, type_=ARRAY(String)))
+        item = BigInteger if isinstance(column.type, BigInteger) else String
+        return column == any_(bindparam(name, values, type_=ARRAY(item)))
     return column.in_(select(literal_column("value")).select_from(
         func.json_each(bindparam(name, json.dumps(values), type_=String))))
 
@@ -654,7 +656,7 @@ class Repository:
         statement = select(s.claim_pk, s.batch_id, s.reasons, a.claim_id, a.provider_id, a.client_prime,
                            a.service_date).join(t.attempts, (a.claim_pk == s.claim_pk) & (a.attempt == s.attempt))
         if claim_pks is not None:
-            statement = statement.where(_in_values_int(self.conn, s.claim_pk, claim_pks, "claim_pks"))
+            statement = statement.where(_in_values(self.conn, s.claim_pk, claim_pks, "claim_pks"))
         return read_frame(self.conn, statement, SUSPENDED_SCHEMA)
 
     def holders(self, claim_ids: list[str]) -> dict[str, int]:
@@ -704,18 +706,8 @@ class Repository:
         return provider_nets_before(self.conn, run_id)
 
 
-
 SUSPENDED_SCHEMA = {"claim_pk": pl.Int64, "batch_id": pl.String, "reasons": pl.String, "claim_id": pl.String,
                     "provider_id": pl.String, "client_prime": pl.String, "service_date": pl.Date}
-
-def _in_values_int(conn: Connection, column, values: list[int], name: str):
-    """`column IN values` for integer values, as one bound parameter (see _in_values)."""
-    from sqlalchemy import BigInteger
-
-    if conn.dialect.name == "postgresql":
-        return column == any_(bindparam(name, values, type_=ARRAY(BigInteger)))
-    return column.in_(select(literal_column("value")).select_from(
-        func.json_each(bindparam(name, json.dumps(values), type_=String))))
 
 
 # --- what a run decided, for remittances and the run report ------------------------------------
@@ -855,7 +847,7 @@ def _first_suspended(conn: Connection, run_id: int, claim_pks: list[int]) -> pl.
     statement = (select(a.claim_pk, func.min(t.runs.c.started_at))
                  .join(t.runs, t.runs.c.run_id == a.run_id)
                  .where(a.run_id < run_id, a.status == "suspended",
-                        _in_values_int(conn, a.claim_pk, claim_pks, "claim_pks"))
+                        _in_values(conn, a.claim_pk, claim_pks, "claim_pks"))
                  .group_by(a.claim_pk))
     rows = [(pk, _utc(started) if isinstance(started, dt.datetime) else
              _utc(dt.datetime.fromisoformat(str(started)))) for pk, started in conn.execute(statement)]
@@ -892,7 +884,7 @@ def provider_nets_before(conn: Connection, run_id: int) -> pl.DataFrame:
     if taken_back.height == 0:
         return pl.DataFrame(schema=NET_SCHEMA)
     originals = read_frame(conn, select(a.claim_pk, a.provider_id, a.paid_cents).where(
-        _in_values_int(conn, a.claim_pk, taken_back.get_column("claim_pk").to_list(), "claim_pks"),
+        _in_values(conn, a.claim_pk, taken_back.get_column("claim_pk").to_list(), "claim_pks"),
         a.status == "paid", a.provider_id.is_not(None)),
         {"claim_pk": pl.Int64, "provider_id": pl.String, "paid_cents": pl.Int64})
     taken = taken_back.join(originals, on="claim_pk").group_by("run_id", "provider_id").agg(
