@@ -138,31 +138,6 @@ def test_every_value_of_every_field_parses_as_its_model_reads_it():
                             [item.line for item in expected])), (name, column, form)
 
 
-def test_the_bench_shaped_file_takes_the_fast_reading(monkeypatch):
-    """Plain and '""'-quoted fields split on commas (the csv module is never called); a comma in
-    quotes goes to the csv module."""
-    from adjudication import reference
-
-    header = "spa_id,plan_id,provider_id,service_element,procedure_code,modifier,start_date,end_date,units," \
-             "unit_period,rate,status\n"
-    plain = header + 'S1,PL1,P1,SE49,T1016,"",2026-01-01,2026-12-31,8,total,25.00,accepted\n'
-    quoted = plain + 'S2,PL1,P1,"SE49, in home",OR526,NA,2026-01-01,2026-12-31,8,total,25.00,accepted\n'
-    by_csv_module = reference._raw_by_csv_module
-    called = []
-
-    def counted(name, text):
-        called.append(text)
-        return by_csv_module(name, text)
-
-    monkeypatch.setattr(reference, "_raw_by_csv_module", counted)
-    assert parse_file("spas.csv", plain).get_column("modifier").to_list() == [""]
-    assert called == []
-    rows = parse_file("spas.csv", quoted)
-    assert called == [quoted]
-    assert rows.get_column("modifier").to_list() == ["", "NA"]
-    assert rows.get_column("service_element").to_list() == ["SE49", "SE49, in home"]
-
-
 # --- merge and the load rules -----------------------------------------------------------------
 
 DAYS = [dt.date(2026, 1, 1), dt.date(2026, 3, 15), dt.date(2026, 3, 16), dt.date(2026, 6, 30), dt.date(2026, 12, 31),
