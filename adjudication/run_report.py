@@ -44,9 +44,13 @@ def figures(decisions: pl.DataFrame, reversals: pl.DataFrame, run: dict, previou
         "reversals": reversals.height, "amount_paid": money(paid_cents), "amount_reversed": money(reversed_cents),
         "net": money(paid_cents - reversed_cents),
     }
+    # One row per claim and reason code: a line rejected for several fields (INVALID_RECORD:units;
+    # INVALID_RECORD:service_date) counts once under INVALID_RECORD.
     coded = (decided.filter(status.is_in(["suspended", "rejected"]))
-             .select("status", "reasons", "carc", "first_suspended").explode("reasons", "carc")
-             .with_columns(code=pl.col("reasons").str.split(":").list.first()))
+             .select("status", "reasons", "carc", "first_suspended", claim=pl.int_range(pl.len()))
+             .explode("reasons", "carc")
+             .with_columns(code=pl.col("reasons").str.split(":").list.first())
+             .unique(["claim", "code"], maintain_order=True))
     by_reason = _rows(coded.group_by("code", "carc").agg(
         suspended=(status == "suspended").sum().cast(pl.Int64), rejected=(status == "rejected").sum().cast(pl.Int64),
         claims=pl.len()).sort("claims", "code", descending=[True, False]))

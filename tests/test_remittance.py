@@ -193,7 +193,8 @@ def test_every_835_balances_and_together_they_are_the_run_net(run):
 def test_report_figures_and_html_charts():
     decisions = [decision("A1", rate=200000), decision("A2", provider="P2"),
                  decision("A3", status="suspended", reasons=["NO_ACTIVE_SPA", "OVERLAP_DUPLICATE"], carc=["197", "B20"]),
-                 decision("A4", status="rejected", reasons=["INVALID_RECORD:units"], carc=["16"])]
+                 decision("A4", status="rejected", reasons=["INVALID_RECORD:service_date", "INVALID_RECORD:units"],
+                          carc=["16", "16"])]
     frame = pl.DataFrame(decisions, schema=DECISION_SCHEMA)
     started = dt.datetime(2026, 3, 15, tzinfo=dt.timezone.utc)
     figures = run_report.figures(frame, pl.DataFrame(schema=REVERSAL_SCHEMA),
@@ -201,8 +202,9 @@ def test_report_figures_and_html_charts():
                                  {"run_id": 1, "summary": run_report.summary_of(
                                      {"claims": 3, "paid": 1, "suspended": 2, "rejected": 0, "paid_cents": 1000})})
     assert figures["run"]["amount_paid"] == "140.24" and figures["run"]["claims"] == 4
-    assert {(r["code"], r["carc"], r["claims"]) for r in figures["by_reason"]} == {
-        ("NO_ACTIVE_SPA", "197", 1), ("OVERLAP_DUPLICATE", "B20", 1), ("INVALID_RECORD", "16", 1)}
+    # A line rejected for two fields is one claim under INVALID_RECORD.
+    assert {(r["code"], r["carc"], r["claims"], r["rejected"]) for r in figures["by_reason"]} == {
+        ("NO_ACTIVE_SPA", "197", 1, 0), ("OVERLAP_DUPLICATE", "B20", 1, 0), ("INVALID_RECORD", "16", 1, 1)}
     assert figures["suspended_by_age"][2] == {"age": "61-90 days", "claims": 1}  # Jan 1 -> Mar 15: 73 days
     assert figures["previous"]["difference"]["amount_paid"] == "130.24"
     assert figures["previous"]["difference"]["claims"] == 1
