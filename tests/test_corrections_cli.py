@@ -4,6 +4,7 @@ through the real command line (SQLite)."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import shutil
 from decimal import Decimal
@@ -94,7 +95,10 @@ def test_timely_filing_counts_from_the_received_date_also_on_requeue_and_overrid
     date (today would be in time); an override waiving TIMELY_FILING re-queues the claim, and it pays."""
     late = claims_file(tmp_path, "late.csv", "L1,xyz0000a,P1,,OR526,NA,2026-03-20,09:00,10:00,1,,,",
                        "L2,xyz0000a,P1,,OR526,NA,2026-03-21,09:00,10:00,1,,,")
-    batch = ready("submit", late, "--received", "2027-03-21").out.strip()
+    submitted = ready("submit", late, "--received", "2027-03-21")
+    batch = submitted.out.strip()
+    if dt.date.today() < dt.date(2027, 3, 21):
+        assert "warning: the received date 2027-03-21 is after today" in submitted.err
     [ack] = [r for r in ready("ack", batch, "--format", "csv").rows() if r["kind"] == "batch"]
     assert ack["received_date"] == "2027-03-21"
     assert "2 claims, 1 paid, 1 suspended, 0 rejected, amount paid 17.53" in ready("run").out

@@ -190,6 +190,11 @@ def submit(
         result = service.submit(a.engine, file, a.rules, a.limits, progress,
                                 received=received and received.date())
     out.print(result.batch_id)
+    if received and received.date() > dt.date.today():
+        # Allowed (a received date is the operator's word, and a test of timely filing needs one a year
+        # after its services), but said: FUTURE_SERVICE_DATE then admits services up to that day.
+        err.print(f"warning: the received date {received.date()} is after today: services up to that day "
+                  "are not refused as FUTURE_SERVICE_DATE")
     if result.new:
         err.print(f"queued {result.claims} claims ({result.rejected_at_intake} fail record checks)")
     elif result.status == "withdrawn":
