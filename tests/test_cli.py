@@ -160,6 +160,11 @@ def test_requeue_selectors(ready, tmp_path):
     assert "2 claims" in ready("run").out
     bare = ready("requeue", "--operator", "ann", "--note", "n", ok=False)
     assert bare.code == 1 and "name the claims" in bare.err
+    # A typo in a batch id or a reason code is refused, not taken for a selection of nothing.
+    typo = ready("requeue", "--batch", "B-NOPE", "--operator", "ann", "--note", "n", ok=False)
+    assert typo.code == 1 and typo.err.strip() == "error: no batch B-NOPE"
+    typo = ready("requeue", "--reason", "OVERLAP_SAME_PROVIDR", "--operator", "ann", "--note", "n", ok=False)
+    assert typo.code == 1 and "no reason code OVERLAP_SAME_PROVIDR (codes: " in typo.err
 
 
 def test_requeue_selectors_match_values_as_the_checks_read_them(ready, tmp_path):

@@ -347,9 +347,13 @@ def requeue(engine: Store, selection: Selection, operator: str, note: str) -> li
     """Re-queue the suspended claims selected; returns their claim ids."""
     if selection.empty():
         raise UserError("name the claims to re-queue (--claim, --batch, --provider, --client, --reason, --from/--to)")
+    if selection.reason and selection.reason not in R.ALL_CODES:  # a typo would re-queue nothing, silently
+        raise UserError(f"no reason code {selection.reason} (codes: {', '.join(R.ALL_CODES)})")
     access.require_note(note)
     with unit_of_work(engine) as repo:
         access.authorize(repo, operator, "operator")
+        if selection.batch and repo.batch(selection.batch) is None:
+            raise UserError(f"no batch {selection.batch}")
         repo.lock("requeue")
         chosen = _select_suspended(repo, selection)
         if chosen:
