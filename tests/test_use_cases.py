@@ -42,7 +42,7 @@ def uow() -> FakeUnitOfWork:
     (service.Selection(provider="P1"), ["WX-3", "WX-9"]),
     (service.Selection(client="c2"), ["WX-9"]),
     (service.Selection(reason="OVERLAP_SAME_PROVIDER"), ["WX-3", "WX-5"]),
-    (service.Selection(reason="OVERLAP"), []),  # a reason code is matched whole
+    (service.Selection(reason="TIMELY_FILING"), []),
     (service.Selection(date_from="2026-03-03"), ["WX-9"]),
     (service.Selection(date_to="2026-03-02", provider="P1"), ["WX-3"]),
 ])
@@ -57,6 +57,8 @@ def test_requeue_selects_suspended_claims_by_every_selector(uow, selection, chos
     (service.Selection(batch="B1"), " ", "--note must say why"),
     (service.Selection(claim_ids=("WX-404",)), "n", "no adjudicated claim WX-404"),
     (service.Selection(claim_ids=("WX-3", "WX-1")), "n", "claim WX-1 is paid; only suspended claims are re-queued"),
+    (service.Selection(reason="OVERLAP"), "n", "no reason code OVERLAP"),  # a reason code is matched whole
+    (service.Selection(batch="B404"), "n", "no batch B404"),
 ])
 def test_requeue_refusals_store_nothing(uow, selection, note, message):
     with pytest.raises(service.UserError, match=message):
