@@ -56,6 +56,12 @@ def test_a_failed_run_is_recorded_and_its_work_rolled_back(ready):
     assert as_json[1]["amount_paid"] == 196.44 and as_json[1]["paid"] == 4 and as_json[2]["status"] == "failed"
     table = ready("runs").out
     assert "Runs (newest first)" in table and "dry-run" in table and "196.44" in table and "failed" in table
+    # Neither has a report or remittances: refused in one line, not an empty page.
+    for run_id, said in (("3", "run 3 was a dry run: it stored nothing to report"),
+                         ("1", "run 1 failed: it stored nothing to report")):
+        for command in (("report", run_id, "--format", "json"), ("remittance", run_id, "--format", "csv")):
+            refused = ready(*command, "--operator", "ann", ok=False)
+            assert refused.code == 1 and refused.err.strip().startswith(f"error: {said}"), command
 
 
 def test_a_run_waiting_for_the_lock_says_who_holds_it_and_gives_up_with_exit_5(ready):

@@ -34,6 +34,11 @@ def _run(repo: Repository, run_id: int) -> dict:
     row = repo.run_row(run_id)
     if row is None:
         raise service.UserError(f"no run {run_id}")
+    # A dry run and a failed run stored no outcomes: an empty report would read as a night with nothing.
+    if row["status"] == "dry-run":
+        raise service.UserError(f"run {run_id} was a dry run: it stored nothing to report (its counts are in `runs`)")
+    if row["status"] != "done":
+        raise service.UserError(f"run {run_id} {row['status']}: it stored nothing to report (`runs` says why)")
     for key in ("started_at", "finished_at"):
         if row[key] is not None and row[key].tzinfo is None:  # SQLite gives back naive UTC
             row[key] = row[key].replace(tzinfo=dt.timezone.utc)
