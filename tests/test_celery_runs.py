@@ -125,6 +125,8 @@ def test_a_run_with_no_live_worker_fails_within_seconds(ready):
     assert "no worker answers on the broker" in failed.err and "nothing was stored" in failed.err
     assert len(failed.err.strip().splitlines()) == 1
     assert ready("outcomes", "--format", "csv").rows() == []
+    [record] = ready("runs", "--format", "csv").rows()
+    assert record["status"] == "failed" and "no worker answers on the broker" in record["failure"]
     assert "6 claims" in ready("run").out  # still queued, all of them
 
 
@@ -192,6 +194,9 @@ def test_a_run_with_an_unreachable_broker_refuses_in_one_line(ready):
     refused = ready("--broker", "redis://127.0.0.1:1/0", "run", ok=False)
     assert refused.code == 3
     assert refused.err.startswith("error: unavailable: cannot reach the broker") and "the claims stay queued" in refused.err
+    # Recorded as a failed run (the nightly alert reads the last run's status), then the claims run.
+    [record] = ready("runs", "--format", "csv").rows()
+    assert record["status"] == "failed" and record["failure"].startswith("cannot reach the broker")
     assert "6 claims" in ready("run").out
 
 

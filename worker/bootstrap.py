@@ -11,9 +11,10 @@ from sqlalchemy import Engine
 from adjudication.claim_file import Limits
 from adjudication.rules import Rules
 from worker.files import load_rules
-from worker import service
+from worker import runs, service
 from worker.settings import Settings
 from worker.store.database import make_engine
+from worker.store.records import now
 
 
 @dataclass
@@ -78,16 +79,30 @@ class App:
         from worker.distributed import BrokerUnavailable, CeleryShards, ShardsFailed
 
         s = self.settings
+        started = now()
         try:
             shards = CeleryShards(make_celery(s), s.run_timeout_seconds, progress, s.run_shard_resend_seconds,
                                   s.run_shard_claims_per_second, s.broker_outage_seconds)
             shards.check_broker()
             shards.check_workers()  # in seconds, not after the run's timeout
+        except (BrokerUnavailable, ShardsFailed) as error:
+            # The run did not start, but it failed all the same: its record says so (the nightly
+            # alert on the last run's status counts on it), as service.run records its own failures.
+            refusal = _refusal(error)
+            runs.record_failure(self.engine, started, refusal)
+            raise refusal from None
+        try:
             return service.run(self.engine, self.rules, progress, sharded(s.run_shards, shards), limit, **options)
-        except BrokerUnavailable as error:
-            raise service.Unavailable(f"{error}; nothing was stored, the claims stay queued") from None
-        except ShardsFailed as error:
-            raise service.UserError(f"{error}; nothing was stored, the claims stay queued") from None
+        except (BrokerUnavailable, ShardsFailed) as error:
+            raise _refusal(error) from None
+
+
+def _refusal(error: Exception) -> Exception:
+    """A distributed run's failure as the command line reports it (broker gone: exit 3)."""
+    from worker.distributed import BrokerUnavailable
+
+    kind = service.Unavailable if isinstance(error, BrokerUnavailable) else service.UserError
+    return kind(f"{error}; nothing was stored, the claims stay queued")
 
 
 def require_database(engine: Engine) -> None:
