@@ -82,6 +82,14 @@ def test_a_schedule_that_is_neither_refuses_in_one_line(cli):
     assert refused.code == 1 and refused.err.startswith("error: configuration") and "at two" in refused.err
 
 
+@pytest.mark.parametrize("options", [("-c", "1"), ("--pool", "solo"), ("-c", "1", "-Q", "adjudication.intake,adjudication.shards")])
+def test_a_worker_with_one_slot_for_both_queues_is_refused(cli, options):
+    """Its scheduled run would hold the only slot while waiting for shards only it could decide."""
+    refused = cli("--broker", "redis://127.0.0.1:6379/8", "worker", *options, ok=False)
+    assert refused.code == 1 and refused.err.startswith("error: a worker taking both queues needs --concurrency 2")
+    assert len(refused.err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("processes", ["redis://127.0.0.1:6379/8"], indirect=True)
 def test_beat_runs_the_night_on_its_schedule_and_sweeps_the_drop_folder(processes, ready, tmp_path):
     drop, cwd = tmp_path / "drop", tmp_path / "cwd"

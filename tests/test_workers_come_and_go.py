@@ -97,7 +97,8 @@ class Workers:
     def start(self, name: str) -> subprocess.Popen:
         log = open(self.folder / f"worker-{name}.log", "wb")
         process = subprocess.Popen(
-            [str(ADJUDICATE), "--db", self.db, "--broker", BROKER, "worker", "-n", f"{name}@test", "-c", "1"],
+            [str(ADJUDICATE), "--db", self.db, "--broker", BROKER, "worker", "-n", f"{name}@test", "-c", "1",
+             "-Q", "adjudication.shards"],
             cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.processes[name] = process
         deadline = time.monotonic() + 90

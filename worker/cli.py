@@ -595,8 +595,16 @@ def worker(
     """Start a Celery worker (needs --broker): it decides the shards of runs started with --broker
     (queue adjudication.shards) and runs the scheduled run and drop-folder sweep (adjudication.intake).
     The same as `celery -A worker.celery_app worker`."""
-    _celery_environment(app(ctx))
     from worker.celery_app import QUEUES
+
+    taken = [q.strip() for q in queues.split(",")] if queues else list(QUEUES)
+    if set(QUEUES) <= set(taken) and (concurrency < 2 or pool == "solo"):
+        # The scheduled run (intake queue) waits for its shards (shards queue): with one slot it
+        # would hold the only one and time out, storing nothing.
+        raise service.UserError("a worker taking both queues needs --concurrency 2 or more (not the solo pool): "
+                        "a scheduled run waits for shards the same worker must decide; or start one worker "
+                        "per queue (-Q adjudication.shards, -Q adjudication.intake)")
+    _celery_environment(app(ctx))
     from worker.celery_app import app as celery
 
     # Threads by default, not forked processes: polars' thread pool does not survive a fork (a forked
