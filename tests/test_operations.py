@@ -154,10 +154,12 @@ def test_the_database_must_exist_and_be_at_this_versions_schema(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "ADJUDICATION_DATABASE_URL"}
     folder = tmp_path / "new folder"
     folder.mkdir()
-    missing = subprocess.run([str(ADJUDICATE), "run"], capture_output=True, text=True, cwd=folder, env=env)
-    assert missing.returncode == 3
-    assert f"no database at {folder / 'adjudication.db'}; run `adjudicate db upgrade`" in missing.stderr
-    assert list(folder.iterdir()) == []  # nothing created
+    for command in (["run"], ["serve", "--port", "1"]):  # serve: before it listens, not a 500 per request
+        missing = subprocess.run([str(ADJUDICATE), *command], capture_output=True, text=True, cwd=folder, env=env,
+                                 timeout=60)
+        assert missing.returncode == 3, command
+        assert f"no database at {folder / 'adjudication.db'}; run `adjudicate db upgrade`" in missing.stderr
+        assert list(folder.iterdir()) == []  # nothing created
     old = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
     upgrade(old, "0004")
     old.dispose()

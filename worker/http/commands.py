@@ -46,6 +46,9 @@ def serve(
     if a.settings.rules_file:
         os.environ["ADJUDICATION_RULES_FILE"] = str(a.settings.rules_file)
     a.rules  # a broken rules file stops here, in one line, not in every worker  # noqa: B018
+    # So does a missing database or one at another schema version (exit 3), before anything listens
+    # (a SQLite file is not created; each worker process opens its own engine).
+    a.engine.dispose()
     uvicorn.run("worker.http.app:from_environment", factory=True, host=host, port=port, workers=workers,
                 access_log=False, log_config=LOG_CONFIG, server_header=False, proxy_headers=False)
 
