@@ -267,6 +267,10 @@ def test_errors_are_one_line_with_exit_codes(cli, tmp_path):
     usage = cli("outcomes", "--format", "xml", ok=False)
     assert usage.code == 2 and "Usage: adjudicate outcomes" in usage.err and "internal" not in usage.err
     assert cli("run").out.startswith("run -: 0 claims")
+    for url in ("foo://bar", "not a url:s3cret"):  # the URL is not echoed: it may carry a password
+        bad = cli("--db", url, "runs", ok=False)
+        assert bad.code == 1 and bad.err.startswith("error: configuration: the database URL is not one")
+        assert "s3cret" not in bad.err and "foo" not in bad.err and len(bad.err.strip().splitlines()) == 1
     for sub in ("db upgrade", "reference load", "submit", "run", "outcomes", "requeue", "operators add", "override",
                 "audit", "demo", "withdraw"):
         assert "Usage" in cli(*sub.split(), "--help").out

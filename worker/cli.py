@@ -747,7 +747,7 @@ def main() -> None:
     from adjudication.claim_file import ClaimFileError
     from adjudication.reference import ReferenceLoadError
     from adjudication.rules import RulesError
-    from sqlalchemy.exc import OperationalError, ProgrammingError
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
     from worker.errors import Unavailable, database_error, unavailable
     from pydantic import ValidationError
 
@@ -785,6 +785,11 @@ def main() -> None:
         sys.exit(EXIT_UNAVAILABLE)
     except ValidationError as error:
         err.print(f"error: configuration: {str(error).splitlines()[0]} {str(error).splitlines()[1:3]}", markup=False)
+        sys.exit(EXIT_REFUSED)
+    except (ArgumentError, NoSuchModuleError):
+        # Not the URL itself: it may carry a password.
+        err.print("error: configuration: the database URL is not one this program can open "
+                  "(sqlite:///FILE or postgresql+psycopg://USER@HOST/DATABASE)", markup=False)
         sys.exit(EXIT_REFUSED)
     except (click.exceptions.ClickException, typer.TyperException) as error:
         # typer vendors click (typer._click): its usage errors are not click's classes; both print
