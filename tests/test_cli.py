@@ -296,3 +296,20 @@ def test_default_database_is_a_file_in_the_working_folder(tmp_path):
 def test_demo_runs_the_story(cli):
     out = cli("demo").out
     assert "4 paid, 2 suspended, 0 rejected" in out and "same batch" in out and "audit trail" in out
+
+
+def test_an_output_file_that_cannot_be_written_is_refused_before_anything_is_audited(ready, tmp_path):
+    batch = ready("submit", CLAIMS).out.strip()
+    ready("run")
+
+    def actions() -> list[str]:
+        return [r["action"] for r in ready("audit", "--format", "csv").rows() if r["action"] != "audit.export"]
+
+    before = actions()
+    for command in (("outcomes",), ("ack", batch), ("audit",), ("report", "1", "--format", "json"),
+                    ("run", "--dry-run")):
+        for target, why in ((tmp_path / "nowhere" / "x.out", f"its folder {tmp_path / 'nowhere'} does not exist"),
+                            (tmp_path, "is a folder, not a file")):
+            refused = ready(*command, "--output", target, ok=False)
+            assert refused.code == 1 and refused.err.strip() == f"error: --output {target}: {why}", command
+    assert actions() == before

@@ -52,6 +52,15 @@ Operator = Annotated[Optional[str], typer.Option(
     "--operator", help="The acting operator: a registered name holding the role needed (env ADJUDICATION_OPERATOR)")]
 
 
+def _output_file(value: Optional[Path]) -> Optional[Path]:
+    """`--output FILE`, checked as the command line is read: before any work, and before an export is
+    audited (a refused file records nothing)."""
+    if value is not None and (value.is_dir() or not value.parent.is_dir()):
+        why = "is a folder, not a file" if value.is_dir() else f"its folder {value.parent} does not exist"
+        raise service.UserError(f"--output {value}: {why}")
+    return value
+
+
 def acting(ctx: typer.Context, flag: Optional[str]) -> str:
     from worker import access
 
@@ -208,8 +217,8 @@ def run(
     ctx: typer.Context,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Adjudicate what is queued and report, storing "
                                           "nothing (the dry run itself is recorded and audited)")] = False,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="With --dry-run: write the outcomes "
-                                                   "it would store here")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", callback=_output_file, help="With --dry-run: write the outcomes it would store here")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Of --output: csv, json, jsonl or parquet")] = Format.csv,
     operator: Annotated[Optional[str], typer.Option(
         "--operator", help="With --dry-run: the acting operator, a registered name of any role (env "
@@ -254,7 +263,8 @@ class RunsFormat(str, Enum):
 def runs_command(
     ctx: typer.Context,
     fmt: Annotated[RunsFormat, typer.Option("--format", help="table, csv or json")] = RunsFormat.table,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", callback=_output_file, help="Write here instead of stdout")] = None,
 ) -> None:
     """Every run, newest first: started, finished, status (done, failed, dry-run), claims, paid,
     suspended, rejected, voids, amount paid and amount reversed, and why a failed run failed."""
@@ -304,15 +314,21 @@ def unlock(
 def _emit(text: str, output: Optional[Path]) -> None:
     if output is None:
         sys.stdout.write(text)
-    else:
+        return
+    try:
         output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise service.UserError(f"--output {output}: cannot write ({error.strerror})") from None
 
 
 def _write(frame: pl.DataFrame, fmt: str, output: Optional[Path]) -> None:
     if fmt == "parquet":
         if output is None:
             raise service.UserError("--format parquet needs --output FILE")
-        frame.write_parquet(output)
+        try:
+            frame.write_parquet(output)
+        except OSError as error:
+            raise service.UserError(f"--output {output}: cannot write ({error.strerror})") from None
         return
     if fmt == "csv":
         text = safe_for_spreadsheets(frame).write_csv()
@@ -341,7 +357,8 @@ def _write_outcomes(frame: pl.DataFrame, fmt: str, output: Optional[Path]) -> No
 def outcomes(
     ctx: typer.Context,
     fmt: Annotated[Format, typer.Option("--format", help="csv, json (an array), jsonl or parquet")] = Format.csv,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", callback=_output_file, help="Write here instead of stdout")] = None,
     batch: Annotated[Optional[str], typer.Option(help="Only this batch")] = None,
     status: Annotated[Optional[str], typer.Option(help="Only paid, suspended, rejected or void")] = None,
     history: Annotated[bool, typer.Option("--history", help="Every attempt, not only the latest")] = False,
@@ -461,7 +478,7 @@ def override(
 def audit(
     ctx: typer.Context,
     fmt: Annotated[TextFormat, typer.Option("--format")] = TextFormat.csv,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", callback=_output_file)] = None,
     operator: Operator = None,
 ) -> None:
     """The audit trail: every operator action and export (who, when, what, why, from which OS user and
@@ -493,7 +510,8 @@ def ack(
     batch: str,
     fmt: Annotated[TextFormat, typer.Option("--format", help="csv (a batch row with the counts, then one row per "
                                             "rejected field) or json")] = TextFormat.csv,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", callback=_output_file, help="Write here instead of stdout")] = None,
     operator: Operator = None,
 ) -> None:
     """Acknowledge a submitted batch (like X12 999/277CA): accepted and rejected counts, and every
@@ -508,10 +526,7 @@ def ack(
         _write(intake.ack_frame(document), "csv", output)
         return
     text = json.dumps(document, indent=1, default=str) + "\n"
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
+    _emit(text, output)
 
 
 @cli.command()
@@ -695,17 +710,15 @@ def report(
     run_id: Annotated[int, typer.Argument(metavar="RUN", help="The run")],
     fmt: Annotated[ReportFormat, typer.Option("--format", help="html (with charts, opens offline) or json")],
     operator: Operator = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", callback=_output_file, help="Write here instead of stdout")] = None,
 ) -> None:
     """The run report for the billing office: counts and amounts by status, reason, provider and
     procedure; reversals; suspended claims by reason and age; the change from the previous run."""
     from worker import remittances
 
     text = remittances.report(app(ctx).engine, run_id, fmt.value, acting(ctx, operator))
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
+    _emit(text, output)
 
 
 @cli.command()
