@@ -430,11 +430,19 @@ def test_submitters_through_the_program(tmp_path):
     assert cli("submitters", "add", "a", "--provider", "P1", "--operator", "boss", ok=False).code == 1
     listed = [json.loads(line) for line in cli("submitters", "list").out.splitlines()]
     assert [(row["name"], row["providers"], row["revoked_at"]) for row in listed] == [("a", ["G1", "P1"], None)]
-    cli("submitters", "revoke", "a", "--operator", "boss")
-    assert json.loads(cli("submitters", "list").out)["revoked_at"] is not None
+    # The acting admin may come from ADJUDICATION_OPERATOR, as for every other command; --note is audited.
+    cli("submitters", "add", "b", "--provider", "P1", "--note", "vendor onboarding",
+        env={"ADJUDICATION_OPERATOR": "boss"})
+    cli("submitters", "revoke", "a", "--note", "contract ended", env={"ADJUDICATION_OPERATOR": "boss"})
+    assert [json.loads(line)["revoked_at"] is not None for line in cli("submitters", "list").out.splitlines()] == [
+        True, False]
+    trail = [(r["operator"], r["action"], r["target"], r["note"])
+             for r in json.loads(cli("audit", "--format", "json").out)]
+    assert ("boss", "submitters.add", "b", "providers=P1; vendor onboarding") in trail
+    assert ("boss", "submitters.revoke", "a", "contract ended") in trail
     engine = make_engine(cli.db)
     with engine.connect() as conn:
-        stored = conn.execute(select(t.submitters.c.token_hash)).scalar_one()
+        stored = conn.execute(select(t.submitters.c.token_hash).where(t.submitters.c.name == "a")).scalar_one()
     engine.dispose()
     assert stored == submitters.hash_token(token) and token not in stored
     assert token not in cli("audit", "--format", "json").out

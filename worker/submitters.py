@@ -43,7 +43,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def add(engine, name: str, providers: list[str], operator: str) -> str:
+def add(engine, name: str, providers: list[str], operator: str, note: str = "") -> str:
     """Register a submitter for some providers (by an admin); returns its token (stored hashed, never
     shown again)."""
     name = name.strip()
@@ -62,11 +62,12 @@ def add(engine, name: str, providers: list[str], operator: str) -> str:
         if unknown:
             raise UserError(f"unknown provider {', '.join(unknown)} (load providers.csv first)")
         repo.submitters.add(name, hash_token(token), wanted, by=operator)
-        repo.audit(operator, "submitters.add", name, "providers=" + ",".join(wanted))
+        repo.audit(operator, "submitters.add", name, "; ".join(filter(None, ["providers=" + ",".join(wanted),
+                                                                         note.strip()])))
     return token
 
 
-def revoke(engine, name: str, operator: str) -> None:
+def revoke(engine, name: str, operator: str, note: str = "") -> None:
     """Revoke a submitter's token (by an admin); the name stays, and is not reused."""
     with unit_of_work(engine) as repo:
         access.authorize(repo, operator, "admin")
@@ -75,7 +76,7 @@ def revoke(engine, name: str, operator: str) -> None:
         if repo.submitters.revoked_at(name) is not None:
             raise UserError(f"submitter {name} is already revoked")
         repo.submitters.revoke(name, by=operator)
-        repo.audit(operator, "submitters.revoke", name, "token revoked")
+        repo.audit(operator, "submitters.revoke", name, note.strip() or "token revoked")
 
 
 def listing(engine) -> list[dict]:

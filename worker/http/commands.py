@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 submitters_cli = typer.Typer(no_args_is_help=True, help="Submitters: upstream systems posting claim files over HTTP.")
+# The acting admin, as worker.cli's --operator (a flag, or ADJUDICATION_OPERATOR when it is absent).
+Operator = Annotated[Optional[str], typer.Option(
+    "--operator", help="The acting admin, audited (env ADJUDICATION_OPERATOR)")]
 
 # uvicorn's own logging, reduced: its access log (which would show query strings) is off, and the
 # service logs one line per request itself (method, path, status, time: worker.http.app.AccessLog).
@@ -58,13 +61,14 @@ def submitters_add(
     ctx: typer.Context,
     name: str,
     provider: Annotated[list[str], typer.Option("--provider", help="A provider it may post for; repeat for more")],
-    operator: Annotated[str, typer.Option(help="The admin registering it (audited)")],
+    operator: Operator = None,
+    note: Annotated[str, typer.Option(help="Why (audited with the providers)")] = "",
 ) -> None:
-    """Register a submitter and print its token, once (only its hash is stored)."""
+    """Register a submitter and print its token, once (only its hash is stored); by an admin."""
     from worker import submitters
-    from worker.cli import app, err, out
+    from worker.cli import acting, app, err, out
 
-    token = submitters.add(app(ctx).engine, name, provider, operator)
+    token = submitters.add(app(ctx).engine, name, provider, acting(ctx, operator), note)
     out.print(token, markup=False)
     err.print(f"submitter {name}: keep this token, it is not shown again", markup=False)
 
@@ -83,11 +87,12 @@ def submitters_list(ctx: typer.Context) -> None:
 def submitters_revoke(
     ctx: typer.Context,
     name: str,
-    operator: Annotated[str, typer.Option(help="The admin revoking it (audited)")],
+    operator: Operator = None,
+    note: Annotated[str, typer.Option(help="Why (audited)")] = "",
 ) -> None:
-    """Revoke a submitter's token: its requests are refused (401) from now on."""
+    """Revoke a submitter's token (by an admin): its requests are refused (401) from now on."""
     from worker import submitters
-    from worker.cli import app, out
+    from worker.cli import acting, app, out
 
-    submitters.revoke(app(ctx).engine, name, operator)
+    submitters.revoke(app(ctx).engine, name, acting(ctx, operator), note)
     out.print(f"submitter {name}: revoked")
