@@ -235,6 +235,33 @@ def _claim_segments(lines: pl.LazyFrame) -> pl.LazyFrame:
     ), segments=pl.lit(4, pl.Int64) + adjusted.cast(pl.Int64))
 
 
+# Values posted as claim-file text that an 835 element holds only so long (005010X221A1): intake
+# takes ids of up to 64 characters, which most 835 elements hold, but not these.
+X12_CLAIM_LIMITS = (("claim_id", 38, "CLP01"), ("procedure_code", 48, "SVC01-2"), ("modifier", 2, "SVC01-3"))
+X12_REFERENCE_LIMIT = 50  # TRN02 and PLB03-2: RUN-PROVIDER
+X12_RECEIVER_LIMIT = 15  # ISA08 and GS03, the provider's id when no receiver id is configured
+
+
+def x12_unfit(lines: pl.LazyFrame, payer: Payer, run_id: int) -> pl.DataFrame:
+    """provider_id, element: the providers whose 835 cannot be made (the first element a value of
+    theirs would overflow); their CSV and HTML remittances carry every claim."""
+    money = lines.filter(pl.col("section").is_in(["reversal", "payment"]))
+    provider = x12_safe(pl.col("provider_id")).str.len_chars()
+    checks = [(x12_safe(pl.col(column)).str.len_chars() > limit, f"{element} (claim_id over {limit} characters)"
+               if column == "claim_id" else f"{element} ({column} over {limit} characters)")
+              for column, limit, element in X12_CLAIM_LIMITS]
+    checks.append((provider + len(f"{run_id}-") > X12_REFERENCE_LIMIT,
+                   f"TRN02 (run and provider_id over {X12_REFERENCE_LIMIT} characters)"))
+    if not payer.receiver_id:
+        checks.append((provider > X12_RECEIVER_LIMIT, f"ISA08 (provider_id over {X12_RECEIVER_LIMIT} characters, "
+                                                      "and no ADJUDICATION_REMIT_RECEIVER_ID)"))
+    element = pl.lit(None, pl.String)
+    for broken, name in reversed(checks):
+        element = pl.when(broken).then(pl.lit(name)).otherwise(element)
+    return (money.select("provider_id", element=element).drop_nulls("element")
+            .unique("provider_id", keep="first", maintain_order=True).collect())
+
+
 def x12_835(lines: pl.LazyFrame, names: pl.DataFrame, payer: Payer, run: RunInfo,
             adjustments: pl.DataFrame) -> pl.DataFrame:
     """One 835 per provider with at least one payment or reversal: provider_id, text.

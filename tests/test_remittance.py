@@ -68,6 +68,31 @@ def test_paid_claims_and_a_billed_rate_above_the_spa_rate():
     assert validate_835(files["P2"]) == []
 
 
+def test_ids_an_835_cannot_hold_are_found_before_it_is_made():
+    """Each limit x12_unfit keeps is one pyx12 enforces: the 835 made anyway fails it; and a provider
+    id too long for ISA08 fits once a receiver id is configured."""
+    import dataclasses
+
+    long_provider = "PROVIDER3LONGID12345"
+    cases = {"P1": decision("C" * 39), "P2": decision("A2", provider="P2", modifier="N:A"),
+             long_provider: decision("A3", provider=long_provider), "P4": decision("A4", provider="P4")}
+    lines = rem.claim_lines(pl.DataFrame(list(cases.values()), schema=DECISION_SCHEMA).lazy(),
+                            pl.DataFrame(schema=REVERSAL_SCHEMA).lazy())
+    unfit = dict(rem.x12_unfit(lines, PAYER, RUN.run_id).iter_rows())
+    assert unfit == {"P1": "CLP01 (claim_id over 38 characters)", "P2": "SVC01-3 (modifier over 2 characters)",
+                     long_provider: "ISA08 (provider_id over 15 characters, and no ADJUDICATION_REMIT_RECEIVER_ID)"}
+    files = build(list(cases.values()))
+    for provider in unfit:
+        assert validate_835(files[provider]) != [], provider
+    assert validate_835(files["P4"]) == []
+    receiver = dataclasses.replace(PAYER, receiver_id="CLEARINGHOUSE")
+    assert long_provider not in dict(rem.x12_unfit(lines, receiver, RUN.run_id).iter_rows())
+    adjustments = rem.balance_forward(pl.DataFrame(schema=NET_SCHEMA), RUN.run_id,
+                                      rem.provider_totals(lines).select("provider_id", "net_cents").collect())
+    made = dict(rem.x12_835(lines, NAMES, receiver, RUN, adjustments).iter_rows())
+    assert validate_835(made[long_provider]) == []
+
+
 def test_reversals_and_a_negative_net_carried_in_plb():
     files = build([decision("R1", adjusts="O1", units=20000)], [reversal("O1", "R1", rate=200000),
                                                                  reversal("O2", "V2", paid=3506, units=20000)])

@@ -76,6 +76,31 @@ def test_remittances_of_the_worked_example(dbcli, tmp_path):
     assert "run=1 provider=G1 format=html" in [e["target"] for e in entries]
 
 
+def test_a_provider_whose_ids_an_835_cannot_hold_gets_none_and_the_others_theirs(dbcli, tmp_path):
+    """Intake takes claim ids of up to 64 characters; CLP01 holds 38. That provider's 835 is not
+    written (the command says so, exit 1); the other providers' are, valid and audited."""
+    long_id = "L" * 39
+    claims = tmp_path / "long.csv"
+    claims.write_text(CLAIMS.read_text().splitlines()[0] + "\n"
+                      f"{long_id},xyz0000a,P1,,OR526,NA,2026-03-09,09:00,13:00,4,\n"
+                      "SHORT-1,xyz0000a,P3,,OR526,ZE,2026-03-09,10:00,12:00,2,\n")
+    dbcli("submit", claims)
+    assert "2 claims, 2 paid" in dbcli("run").out
+    out = tmp_path / "remit"
+    refused = dbcli("remittance", "2", "--format", "x12", "--operator", "ann", "--output", out, ok=False)
+    assert refused.code == 1 and len(refused.err.strip().splitlines()) == 1
+    assert refused.err.startswith("error: 1 835s not written, as an id of theirs is longer than the 835 allows: "
+                                  "provider P1: CLP01 (claim_id over 38 characters); 1 written")
+    assert long_id not in refused.err
+    assert sorted(p.name for p in out.iterdir()) == ["run-2-provider-P3.835"]
+    assert validate_835((out / "run-2-provider-P3.835").read_text()) == []
+    entries = [e["target"] for e in json.loads(dbcli("audit", "--format", "json").out) if e["action"] == "remittance"]
+    assert entries == ["run=2 provider=P3 format=x12"]
+    dbcli("remittance", "2", "--format", "csv", "--operator", "ann", "--output", out)  # carries every claim
+    with (out / "run-2-provider-P1.csv").open() as handle:
+        assert [r["claim_id"] for r in csv.DictReader(handle) if r["section"] == "payment"] == [long_id]
+
+
 CORRECTION_HEADER = ("claim_id,client_prime,provider_id,staff_id,procedure_code,modifier,service_date,start_time,"
                      "end_time,units,billed_rate,frequency,original_claim_id\n")
 

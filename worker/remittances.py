@@ -77,6 +77,10 @@ def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | No
         totals = rem.provider_totals(lines).collect()
         adjustments = rem.balance_forward(repo.provider_nets_before(run_id), run_id,
                                           totals.select("provider_id", "net_cents"))
+        unfit = pl.DataFrame(schema={"provider_id": pl.String, "element": pl.String})
+        if fmt == "x12":
+            unfit = rem.x12_unfit(lines, payer, run_id)
+            lines = lines.filter(~pl.col("provider_id").is_in(unfit.get_column("provider_id").implode()))
         output.mkdir(parents=True, exist_ok=True)
         if fmt == "x12":
             texts = rem.x12_835(lines, repo.provider_names(), payer, info, adjustments)
@@ -89,6 +93,12 @@ def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | No
         written = [(p, file_name(run_id, p, fmt)) for p in providers]
         repo.audit_many(submitter or operator, "remittance", [
             (f"run={run_id} provider={p} format={fmt}", name) for p, name in written])
+    if unfit.height:  # the others are written (and audited): one provider's ids do not hold back the rest
+        first, element = unfit.row(0)
+        raise service.UserError(
+            f"{unfit.height} 835s not written, as an id of theirs is longer than the 835 allows: provider {first}: "
+            f"{element}{' and others' if unfit.height > 1 else ''}; {len(written)} written; their csv and html "
+            "remittances carry every claim")
     return [name for _p, name in written]
 
 
