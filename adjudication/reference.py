@@ -331,10 +331,14 @@ def _kind(name: str, info) -> str:
 
 def parse_content(name: str, data: bytes) -> pl.DataFrame:
     """One reference file's bytes (UTF-8, a byte-order mark allowed), parsed."""
+    body = data.removeprefix(b"\xef\xbb\xbf")
     try:
-        text = data.decode("utf-8-sig")
+        text = body.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ReferenceLoadError(name, 1, "-", f"not UTF-8 (byte {error.start})") from None
+        line_start = body.rfind(b"\n", 0, error.start) + 1
+        raise ReferenceLoadError(name, body.count(b"\n", 0, error.start) + 1, "-",
+                                 f"not UTF-8: byte 0x{body[error.start]:02X} at column {error.start - line_start + 1}; "
+                                 "save the file as UTF-8") from None
     return parse_file(name, text)
 
 

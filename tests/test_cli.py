@@ -222,6 +222,11 @@ def test_reference_errors_name_file_line_and_field_and_change_nothing(ready, tmp
     assert huge.code == 1 and "providers.csv line 3, field (record): not readable as CSV" in huge.err
     write(bad / "providers.csv", "provider_id," + "n" * 200_000 + ",kind\nP1,Pat,psw\n")
     assert "providers.csv line 1, field (header): not readable as CSV" in ready("reference", "load", bad, ok=False).err
+    # Bytes that are not UTF-8: the line and column they are on (a byte-order mark first is allowed).
+    (bad / "providers.csv").write_bytes(b"\xef\xbb\xbfprovider_id,name,kind\nP1,Pat,psw\nP2,Jos\xe9 X,psw\n")
+    latin = ready("reference", "load", bad, ok=False)
+    assert latin.err.strip() == ("error: providers.csv line 3, field -: not UTF-8: byte 0xE9 at column 7; "
+                                 "save the file as UTF-8")
     # None of the refused loads changed anything: the worked example still adjudicates as before.
     ready("submit", CLAIMS)
     assert "4 paid, 2 suspended" in ready("run").out
