@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Annotated, Iterable, Literal, get_args, get_origin
@@ -33,10 +34,26 @@ def _strip(value: object) -> object:
     return value.strip() if isinstance(value, str) else value
 
 
+# A decimal as people write one (a sign only for a negative, which is then refused as negative): no
+# exponent, underscore, NaN or infinity, which Decimal would read.
+DECIMAL_TEXT = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)")
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def _exact(value: object) -> object:
     value = _strip(value)
     if isinstance(value, str) and value:
+        if not DECIMAL_TEXT.fullmatch(value):
+            raise ValueError("is not a decimal number")
         to_scaled(value)  # at most 4 decimal places
+    return value
+
+
+def _iso_date(value: object) -> object:
+    """Dates are YYYY-MM-DD (SPEC 3): pydantic alone would also take a Unix time or a midnight datetime."""
+    value = _strip(value)
+    if isinstance(value, str) and not ISO_DATE.fullmatch(value):
+        raise ValueError("must be a date YYYY-MM-DD")
     return value
 
 
@@ -54,9 +71,12 @@ class _Row(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
 
 
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
+
+
 class _Dated(_Row):
-    start_date: dt.date
-    end_date: dt.date
+    start_date: IsoDate
+    end_date: IsoDate
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -70,7 +90,7 @@ class _Dated(_Row):
 
 def _optional_date(value: object) -> object:
     value = _strip(value)
-    return None if value == "" else value
+    return None if value == "" else _iso_date(value)
 
 
 OptionalDate = Annotated[dt.date | None, BeforeValidator(_optional_date)]
@@ -79,7 +99,7 @@ OptionalDate = Annotated[dt.date | None, BeforeValidator(_optional_date)]
 class Provider(_Row):
     provider_id: Required
     name: Text = ""
-    kind: Literal["psw", "agency", "generic"]
+    kind: Annotated[Literal["psw", "agency", "generic"], BeforeValidator(_strip)]
     # The provider's enrollment (None: open-ended on that side).
     start_date: OptionalDate = None
     end_date: OptionalDate = None
@@ -94,7 +114,7 @@ class Provider(_Row):
 class Plan(_Dated):
     plan_id: Required
     client_prime: Required
-    status: Literal["draft", "accepted", "closed", "void"]
+    status: Annotated[Literal["draft", "accepted", "closed", "void"], BeforeValidator(_strip)]
     monthly_hours: Amount
 
 
@@ -111,9 +131,9 @@ class Spa(_Dated):
     procedure_code: Required
     modifier: Text = ""
     units: Amount
-    unit_period: Literal["month", "day", "total"]
+    unit_period: Annotated[Literal["month", "day", "total"], BeforeValidator(_strip)]
     rate: Amount
-    status: Literal["draft", "pending", "accepted", "closed", "void"]
+    status: Annotated[Literal["draft", "pending", "accepted", "closed", "void"], BeforeValidator(_strip)]
 
 
 FILES: dict[str, type[_Row]] = {

@@ -138,6 +138,14 @@ def test_every_value_of_every_field_parses_as_its_model_reads_it():
                             [item.line for item in expected])), (name, column, form)
 
 
+def test_a_status_kind_or_period_with_spaces_around_is_trimmed_as_ids_are():
+    row = PLAIN_ROWS["spas.csv"] | {"unit_period": " month ", "status": "accepted\t"}
+    text = ",".join(row) + "\n" + ",".join(row.values()) + "\n"
+    assert parse_file("spas.csv", text).select("unit_period", "status").row(0) == ("month", "accepted")
+    row = PLAIN_ROWS["providers.csv"] | {"kind": "psw "}
+    assert parse_file("providers.csv", ",".join(row) + "\n" + ",".join(row.values()) + "\n").get_column("kind")[0] == "psw"
+
+
 # --- merge and the load rules -----------------------------------------------------------------
 
 DAYS = [dt.date(2026, 1, 1), dt.date(2026, 3, 15), dt.date(2026, 3, 16), dt.date(2026, 6, 30), dt.date(2026, 12, 31),
