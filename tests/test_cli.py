@@ -309,7 +309,8 @@ def test_default_database_is_a_file_in_the_working_folder(tmp_path):
 
 def test_demo_runs_the_story(cli):
     out = cli("demo").out
-    assert "4 paid, 2 suspended, 0 rejected" in out and "same batch" in out and "audit trail" in out
+    assert "4 paid, 2 suspended, 0 rejected, amount paid 196.44" in out and "same batch" in out and "audit trail" in out
+    assert "run 2: 1 paid, 0 suspended, 0 rejected, 1 void, amount paid 112.40, amount reversed 91.26" in out
 
 
 def test_an_output_file_that_cannot_be_written_is_refused_before_anything_is_audited(ready, tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from adjudication.remittance import money
 from worker import access, service
 from worker.bootstrap import build
 
@@ -30,7 +31,7 @@ def run_demo(console: Console, rules_file: Path | None = None) -> None:
         console.print(f"    submitting it again is a no-op: same batch {again.batch_id}")
         summary = app.run()
         console.print(f"[bold]3.[/] nightly run {summary.run_id}: {summary.paid} paid, {summary.suspended} suspended, "
-                      f"{summary.rejected} rejected, amount paid {summary.paid_cents / 100:.2f}")
+                      f"{summary.rejected} rejected, amount paid {money(summary.paid_cents)}")
         _table(console, service.outcomes(app.engine), "Outcomes of the worked example (SPEC section 7)")
         # Seed 004: an agency bills its 2:1 shift as one OR526/RB line, not as a second staff member's
         # line (WX-5 stays suspended: one provider cannot overlap itself). G1 replaces WX-4 by the RB
@@ -40,8 +41,8 @@ def run_demo(console: Console, rules_file: Path | None = None) -> None:
                       "(agency G1 bills its 2:1 shift as OR526/RB), WX-8 voids WX-6")
         second = app.run()
         console.print(f"[bold]5.[/] run {second.run_id}: {second.paid} paid, {second.suspended} suspended, "
-                      f"amount paid {second.paid_cents / 100:.2f}, amount reversed "
-                      f"{_reversed(app.engine, second.run_id) / 100:.2f}")
+                      f"{second.rejected} rejected, {second.voids} void, amount paid {money(second.paid_cents)}, "
+                      f"amount reversed {money(second.reversed_cents)}")
         _table(console, service.outcomes(app.engine, history=True), "Every attempt (history)")
         access.bootstrap_admin(app.engine, "admin")
         access.grant(app.engine, "ops.clerk", "operator", "admin", "demo: the billing office")
@@ -50,14 +51,6 @@ def run_demo(console: Console, rules_file: Path | None = None) -> None:
         console.print(f"[bold]6.[/] audit trail: {trail.height} entries: "
                       + "; ".join(f"{r['operator']} {r['action']}" for r in trail.iter_rows(named=True)))
         app.engine.dispose()
-
-
-def _reversed(engine, run_id: int) -> int:
-    """Cents the run took back (replaced and voided originals)."""
-    from worker.store.unit_of_work import unit_of_work
-
-    with unit_of_work(engine, write=False) as repo:
-        return int(repo.run_row(run_id)["reversed_cents"])
 
 
 def _table(console: Console, frame, title: str) -> None:
