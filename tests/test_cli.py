@@ -218,11 +218,11 @@ def test_reference_errors_name_file_line_and_field_and_change_nothing(ready, tmp
     # Dates are YYYY-MM-DD and amounts plain decimals, as in claim files: not a Unix time, a datetime
     # or an exponent, which a lax parser would take.
     plans = "plan_id,client_prime,start_date,end_date,status,monthly_hours\n"
-    for row, message in (("POC9,abc0001b,1767225600,2026-06-30,accepted,100", "field start_date: must be a date"),
-                         ("POC9,abc0001b,2026-01-01,2026-06-30T00:00:00,accepted,100", "field end_date: must be a date"),
-                         ("POC9,abc0001b,2026-01-01,2026-06-30,accepted,1e2", "field monthly_hours: is not a decimal"),
-                         ("POC9,abc0001b,2026-01-01,2026-06-30,accepted,+100", "field monthly_hours: is not a decimal")):
-        write(bad / "plans.csv", plans + row + "\n")
+    for row, message in (("1767225600,2026-06-30,accepted,100", "field start_date: must be a date"),
+                         ("2026-01-01,2026-06-30T00:00:00,accepted,100", "field end_date: must be a date"),
+                         ("2026-01-01,2026-06-30,accepted,1e2", "field monthly_hours: is not a decimal"),
+                         ("2026-01-01,2026-06-30,accepted,+100", "field monthly_hours: is not a decimal")):
+        write(bad / "plans.csv", plans + "POC9,abc0001b," + row + "\n")
         assert f"error: plans.csv line 2, {message}" in ready("reference", "load", bad, ok=False).err, row
     # A field over the csv module's size limit is a refusal naming the line, not an internal error.
     (bad / "spas.csv").unlink()
