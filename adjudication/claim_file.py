@@ -184,11 +184,9 @@ def _text(shown: str, data: bytes) -> bytes:
         try:
             text = data.decode("utf-8").removeprefix("\ufeff")
         except UnicodeDecodeError as error:
-            start = error.start
-            line = data.count(b"\n", 0, start) + 1
-            column = start - (data.rfind(b"\n", 0, start) + 1) + 1
-            raise ClaimFileError(f"{shown}: not UTF-8: byte 0x{data[start]:02X} on line {line}, column {column} "
-                                 f"(byte offset {start}); save the file as UTF-8") from None
+            line, column = line_and_column(data, error.start)
+            raise ClaimFileError(f"{shown}: not UTF-8: byte 0x{data[error.start]:02X} on line {line}, column {column} "
+                                 f"(byte offset {error.start}); save the file as UTF-8") from None
         data = data.removeprefix(UTF8_BOM)
     controls = data.translate(None, NOT_CONTROL)  # the control bytes, in file order
     if controls:
@@ -526,6 +524,11 @@ def _parquet_text(column: str, dtype: pl.DataType) -> pl.Expr:
         midnight = (col.dt.hour() + col.dt.minute() + col.dt.second() + col.dt.nanosecond()) == 0
         return pl.when(midnight).then(col.dt.strftime("%Y-%m-%d")).otherwise(col.cast(pl.String)).alias(column)
     return col.cast(pl.String)
+
+
+def line_and_column(data: bytes, offset: int) -> tuple[int, int]:
+    """The line (from 1) and the column (in bytes, from 1) of the byte at `offset`."""
+    return data.count(b"\n", 0, offset) + 1, offset - data.rfind(b"\n", 0, offset)
 
 
 def _first_line(error: Exception) -> str:

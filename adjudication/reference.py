@@ -18,6 +18,7 @@ from typing import Annotated, Iterable, Literal, get_args, get_origin
 import polars as pl
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
+from adjudication.claim_file import line_and_column
 from adjudication.claims import scaled_number
 from adjudication.decimals import to_scaled
 from adjudication.engine import PROVIDER_SCHEMA, ReferenceFrames
@@ -355,9 +356,8 @@ def parse_content(name: str, data: bytes) -> pl.DataFrame:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
-        line_start = body.rfind(b"\n", 0, error.start) + 1
-        raise ReferenceLoadError(name, body.count(b"\n", 0, error.start) + 1, "-",
-                                 f"not UTF-8: byte 0x{body[error.start]:02X} at column {error.start - line_start + 1}; "
+        line, column = line_and_column(body, error.start)
+        raise ReferenceLoadError(name, line, "-", f"not UTF-8: byte 0x{body[error.start]:02X} at column {column}; "
                                  "save the file as UTF-8") from None
     return parse_file(name, text)
 

@@ -240,6 +240,8 @@ def _claim_segments(lines: pl.LazyFrame) -> pl.LazyFrame:
 X12_CLAIM_LIMITS = (("claim_id", 38, "CLP01"), ("procedure_code", 48, "SVC01-2"), ("modifier", 2, "SVC01-3"))
 X12_REFERENCE_LIMIT = 50  # TRN02 and PLB03-2: RUN-PROVIDER
 X12_RECEIVER_LIMIT = 15  # ISA08 and GS03, the provider's id when no receiver id is configured
+X12_ID_MINIMUM = 2  # N104 (and GS03): a provider id of one character is too short
+X12_NAME_LIMIT = 60  # N102, the payee's name: cut to it (a name identifies nothing the 835 reconciles)
 
 
 def x12_unfit(lines: pl.LazyFrame, payer: Payer, run_id: int) -> pl.DataFrame:
@@ -252,6 +254,7 @@ def x12_unfit(lines: pl.LazyFrame, payer: Payer, run_id: int) -> pl.DataFrame:
               for column, limit, element in X12_CLAIM_LIMITS]
     checks.append((provider + len(f"{run_id}-") > X12_REFERENCE_LIMIT,
                    f"TRN02 (run and provider_id over {X12_REFERENCE_LIMIT} characters)"))
+    checks.append((provider < X12_ID_MINIMUM, f"N104 (provider_id under {X12_ID_MINIMUM} characters)"))
     if not payer.receiver_id:
         checks.append((provider > X12_RECEIVER_LIMIT, f"ISA08 (provider_id over {X12_RECEIVER_LIMIT} characters, "
                                                       "and no ADJUDICATION_REMIT_RECEIVER_ID)"))
@@ -306,7 +309,8 @@ def x12_835(lines: pl.LazyFrame, names: pl.DataFrame, payer: Payer, run: RunInfo
         pl.lit(f"N1*PR*{_element(payer.name)}~\nN3*{_element(payer.address)}~\n"
                f"N4*{_element(payer.city)}*{_element(payer.state)}*{_element(payer.postal_code)}~\n"
                f"PER*BL*{_element(payer.contact_name)}*TE*{_element(payer.contact_phone)}~\n"),
-        pl.lit("N1*PE*"), x12_safe(pl.coalesce(pl.col("name"), pl.col("provider_id"))),
+        pl.lit("N1*PE*"), x12_safe(pl.coalesce(pl.col("name"), pl.col("provider_id"))
+                                   .str.slice(0, X12_NAME_LIMIT)),
         pl.lit(f"*{_element(payer.payee_qualifier)}*"), provider, pl.lit("~\n"),
         pl.lit("REF*PQ*"), provider, pl.lit("~\nLX*1~\n"),
     )

@@ -69,7 +69,7 @@ def main() -> None:
 
     def remit(fmt: str):
         out = work / fmt
-        names = remittances.remittances(engine, summary.run_id, fmt, "bench", payer, out)
+        names = remittances.remittances(engine, summary.run_id, fmt, "bench", payer, out).names
         return f"{len(names):,} files, {sum((out / n).stat().st_size for n in names) / 1e6:.0f} MB"
 
     timed("report --format json", lambda: report("json"))

@@ -191,6 +191,8 @@ def test_stored_runs_through_the_workers_equal_the_sequential_reference(celery_a
 
 def test_a_run_with_an_unreachable_broker_refuses_in_one_line(ready):
     ready("submit", FIXTURES / "worked_example" / "claims.csv")
+    dry = ready("--broker", "redis://127.0.0.1:1/0", "run", "--dry-run", ok=False)
+    assert dry.code == 3 and ready("runs", "--format", "csv").rows() == []  # a dry run is no failed night
     refused = ready("--broker", "redis://127.0.0.1:1/0", "run", ok=False)
     assert refused.code == 3
     assert refused.err.startswith("error: unavailable: cannot reach the broker") and "the claims stay queued" in refused.err

@@ -90,15 +90,25 @@ def decided(row: dict) -> tuple:
     return row["status"], row["reasons"], row["carc"], row["spa_id"], row["paid_amount"]
 
 
+def test_a_received_date_after_today_is_taken_with_a_warning(ready, tmp_path):
+    """Taken (the SPEC allows any received date), but said: FUTURE_SERVICE_DATE then admits services
+    up to that day. Submitting the same content again changes nothing, and warns of nothing."""
+    later = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    soon = claims_file(tmp_path, "soon.csv", "S1,xyz0000a,P1,,OR526,NA,2026-03-20,09:00,10:00,1,,,")
+    first = ready("submit", soon, "--received", later)
+    assert f"warning: the received date {later} is after today" in first.err
+    [ack] = [r for r in ready("ack", first.out.strip(), "--format", "csv").rows() if r["kind"] == "batch"]
+    assert ack["received_date"] == later
+    again = ready("submit", soon, "--received", later)
+    assert "warning" not in again.err and "already submitted" in again.err
+
+
 def test_timely_filing_counts_from_the_received_date_also_on_requeue_and_override_waives_it(ready, tmp_path):
     """365 days before the received date is in time, 366 late; a re-queue keeps the batch's received
     date (today would be in time); an override waiving TIMELY_FILING re-queues the claim, and it pays."""
     late = claims_file(tmp_path, "late.csv", "L1,xyz0000a,P1,,OR526,NA,2026-03-20,09:00,10:00,1,,,",
                        "L2,xyz0000a,P1,,OR526,NA,2026-03-21,09:00,10:00,1,,,")
-    submitted = ready("submit", late, "--received", "2027-03-21")
-    batch = submitted.out.strip()
-    if dt.date.today() < dt.date(2027, 3, 21):
-        assert "warning: the received date 2027-03-21 is after today" in submitted.err
+    batch = ready("submit", late, "--received", "2027-03-21").out.strip()
     [ack] = [r for r in ready("ack", batch, "--format", "csv").rows() if r["kind"] == "batch"]
     assert ack["received_date"] == "2027-03-21"
     assert "2 claims, 1 paid, 1 suspended, 0 rejected, amount paid 17.53" in ready("run").out

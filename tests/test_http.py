@@ -199,6 +199,20 @@ def test_a_posted_file_is_queued_acknowledged_and_gets_the_outcomes_submit_gives
     exports = [row for row in served.audit() if row["action"] == "outcomes.export"]
     assert {row["operator"] for row in exports} == {"submitter:agency"}
 
+    # A provider whose payments carry an id the 835 cannot hold (CLP01: 38 characters): 422 naming the
+    # element, not the 404 of a run without its claims; its CSV has the claim.
+    long_id = "L" * 39
+    longer = tmp_path / "long.csv"
+    longer.write_text(CLAIMS.read_text().splitlines()[0] + "\n"
+                      f"{long_id},xyz0000a,P1,,OR526,NA,2026-03-16,09:00,10:00,1,\n")
+    Cli(served.db, tmp_path)("submit", longer)
+    assert "1 paid" in Cli(served.db, tmp_path)("run").out
+    run_2 = json.loads(Cli(served.db, tmp_path)("runs", "--format", "json").out)[0]["run_id"]
+    with served.client() as client:
+        refused = client.get(f"/v1/runs/{run_2}/remittance", params={"provider": "P1"})
+        assert refused.status_code == 422 and "CLP01" in refused.json()["detail"] and long_id not in refused.text
+        assert long_id in client.get(f"/v1/runs/{run_2}/remittance", params={"provider": "P1", "format": "csv"}).text
+
 
 def test_a_line_failing_a_field_is_named_in_the_acknowledgement_of_the_accepted_file(served):
     content = (HEADER + "L-1,xyz0000a,P3,,OR526,ZE,2026-03-03,10:00,12:00,2,\n"

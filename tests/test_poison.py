@@ -106,6 +106,31 @@ def test_a_run_that_fails_anyway_names_the_batch_and_the_claim(tmp_path):
     assert first != second
 
 
+def test_losing_the_broker_mid_run_is_no_claims_doing(tmp_path):
+    """BrokerUnavailable (a ShardsFailed) is raised as it is: no part of the queue is decided again to
+    find a claim to blame (each try would wait out the outage again), and the run is recorded failed."""
+    from worker import runs
+    from worker.distributed import BrokerUnavailable
+    from worker.store.database import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    service.upgrade_schema(engine)
+    service.load_reference(engine, FIXTURES / "worked_example")
+    rules = default_rules()
+    service.submit(engine, CLAIMS, rules, service.Limits())
+    calls = []
+
+    def lost(*_args):
+        calls.append(1)
+        raise BrokerUnavailable("lost the broker for more than 30 s")
+
+    with pytest.raises(BrokerUnavailable):
+        service.run(engine, rules, decider=lost)
+    assert calls == [1]
+    [record] = runs.list_runs(engine).to_dicts()
+    assert record["status"] == "failed" and "lost the broker" in record["failure"]
+
+
 def failed_run(result) -> str:
     """The one line of a run that failed on something no refusal covers (exit 70)."""
     lines = result.err.strip().splitlines()

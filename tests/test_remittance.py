@@ -73,24 +73,31 @@ def test_ids_an_835_cannot_hold_are_found_before_it_is_made():
     id too long for ISA08 fits once a receiver id is configured."""
     import dataclasses
 
-    long_provider = "PROVIDER3LONGID12345"
+    long_provider, longer_provider = "PROVIDER3LONGID12345", "Q" * 49
     cases = {"P1": decision("C" * 39), "P2": decision("A2", provider="P2", modifier="N:A"),
-             long_provider: decision("A3", provider=long_provider), "P4": decision("A4", provider="P4")}
+             long_provider: decision("A3", provider=long_provider), "P4": decision("A4", provider="P4"),
+             "P5": decision("A5", provider="P5", procedure="T" * 49), "6": decision("A6", provider="6"),
+             longer_provider: decision("A7", provider=longer_provider)}
     lines = rem.claim_lines(pl.DataFrame(list(cases.values()), schema=DECISION_SCHEMA).lazy(),
                             pl.DataFrame(schema=REVERSAL_SCHEMA).lazy())
-    unfit = dict(rem.x12_unfit(lines, PAYER, RUN.run_id).iter_rows())
-    assert unfit == {"P1": "CLP01 (claim_id over 38 characters)", "P2": "SVC01-3 (modifier over 2 characters)",
-                     long_provider: "ISA08 (provider_id over 15 characters, and no ADJUDICATION_REMIT_RECEIVER_ID)"}
-    files = build(list(cases.values()))
-    for provider in unfit:
-        assert validate_835(files[provider]) != [], provider
-    assert validate_835(files["P4"]) == []
     receiver = dataclasses.replace(PAYER, receiver_id="CLEARINGHOUSE")
-    assert long_provider not in dict(rem.x12_unfit(lines, receiver, RUN.run_id).iter_rows())
+    unfit = dict(rem.x12_unfit(lines, receiver, RUN.run_id).iter_rows())
+    assert unfit == {"P1": "CLP01 (claim_id over 38 characters)", "P2": "SVC01-3 (modifier over 2 characters)",
+                     "P5": "SVC01-2 (procedure_code over 48 characters)", "6": "N104 (provider_id under 2 characters)",
+                     longer_provider: "TRN02 (run and provider_id over 50 characters)"}
+    # Without a receiver id, the provider's id is the receiver's: 15 characters at most.
+    assert dict(rem.x12_unfit(lines, PAYER, RUN.run_id).iter_rows())[long_provider] == (
+        "ISA08 (provider_id over 15 characters, and no ADJUDICATION_REMIT_RECEIVER_ID)")
+    # Each is a limit pyx12 enforces: the 835 made anyway fails; the others pass, a 70-character
+    # payee name cut to N102's 60.
+    names = pl.DataFrame({"provider_id": list(cases), "name": ["N" * 70] * len(cases)})
     adjustments = rem.balance_forward(pl.DataFrame(schema=NET_SCHEMA), RUN.run_id,
                                       rem.provider_totals(lines).select("provider_id", "net_cents").collect())
-    made = dict(rem.x12_835(lines, NAMES, receiver, RUN, adjustments).iter_rows())
-    assert validate_835(made[long_provider]) == []
+    made = dict(rem.x12_835(lines, names, receiver, RUN, adjustments).iter_rows())
+    for provider in cases:
+        assert (validate_835(made[provider]) != []) == (provider in unfit), provider
+    assert ["N1", "PE", "N" * 60, "FI", "P4"] in segments(made["P4"])
+    assert validate_835(build([cases[long_provider]])[long_provider]) != []  # ISA08 without a receiver id
 
 
 def test_reversals_and_a_negative_net_carried_in_plb():

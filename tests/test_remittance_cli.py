@@ -78,7 +78,7 @@ def test_remittances_of_the_worked_example(dbcli, tmp_path):
 
 def test_a_provider_whose_ids_an_835_cannot_hold_gets_none_and_the_others_theirs(dbcli, tmp_path):
     """Intake takes claim ids of up to 64 characters; CLP01 holds 38. That provider's 835 is not
-    written (the command says so, exit 1); the other providers' are, valid and audited."""
+    written (the command warns, exit 4); the other providers' are, valid and audited."""
     long_id = "L" * 39
     claims = tmp_path / "long.csv"
     claims.write_text(CLAIMS.read_text().splitlines()[0] + "\n"
@@ -87,11 +87,11 @@ def test_a_provider_whose_ids_an_835_cannot_hold_gets_none_and_the_others_theirs
     dbcli("submit", claims)
     assert "2 claims, 2 paid" in dbcli("run").out
     out = tmp_path / "remit"
-    refused = dbcli("remittance", "2", "--format", "x12", "--operator", "ann", "--output", out, ok=False)
-    assert refused.code == 1 and len(refused.err.strip().splitlines()) == 1
-    assert refused.err.startswith("error: 1 835s not written, as an id of theirs is longer than the 835 allows: "
-                                  "provider P1: CLP01 (claim_id over 38 characters); 1 written")
-    assert long_id not in refused.err
+    partly = dbcli("remittance", "2", "--format", "x12", "--operator", "ann", "--output", out, ok=False)
+    assert partly.code == 4 and partly.out.strip() == f"1 remittances written to {out}"
+    assert partly.err.strip() == ("warning: no 835 for provider P1: an id is longer than the 835 allows (CLP01 "
+                                  "(claim_id over 38 characters)); their csv and html remittances carry every claim")
+    assert long_id not in partly.err
     assert sorted(p.name for p in out.iterdir()) == ["run-2-provider-P3.835"]
     assert validate_835((out / "run-2-provider-P3.835").read_text()) == []
     entries = [e["target"] for e in json.loads(dbcli("audit", "--format", "json").out) if e["action"] == "remittance"]
@@ -169,6 +169,11 @@ def test_remittance_and_report_refusals(dbcli, tmp_path):
         assert result.code == 1 and result.err.startswith("error: ") and message in result.err, (args, result.err)
         assert len(result.err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+    long_receiver = dbcli("remittance", "1", "--format", "x12", "--operator", "ann", "--output", tmp_path / "x",
+                          ok=False, env={"ADJUDICATION_REMIT_RECEIVER_ID": "R" * 16})
+    assert long_receiver.code == 1 and "ADJUDICATION_REMIT_RECEIVER_ID is longer than the 835's 15" in long_receiver.err
+    assert "3 remittances" in dbcli("remittance", "1", "--format", "csv", "--operator", "ann", "--output", tmp_path / "y",
+                                    env={"ADJUDICATION_REMIT_RECEIVER_ID": "R" * 16}).out  # other commands run on
 
 
 def test_report_of_a_second_run_compares_with_the_first(dbcli):
@@ -221,7 +226,7 @@ def test_remittances_add_up_to_the_runs_and_the_outcomes(store, tmp_path, refere
             reversed_cents = int(repo.run_reversals(conn, summary.run_id).get_column("paid_cents").sum() or 0)
         assert run_row["reversed_cents"] == reversed_cents == summary.reversed_cents
         out = tmp_path / f"run-{summary.run_id}"
-        names = remittances.remittances(store, summary.run_id, "x12", "ann", PAYER, out)
+        names = remittances.remittances(store, summary.run_id, "x12", "ann", PAYER, out).names
         nets = [balances((out / name).read_text()) for name in names]
         assert sum((n["bpr02"] + n["plb"] for n in nets), Decimal(0)) * 100 == run_row["paid_cents"] - reversed_cents
         assert len({n["trace"] for n in nets}) == len(nets)
@@ -241,7 +246,7 @@ def test_remittances_add_up_to_the_runs_and_the_outcomes(store, tmp_path, refere
         assert report["run"]["net"] == f"{Decimal(run_row['paid_cents'] - reversed_cents) / 100:.2f}"
         assert (report["run"]["paid"], report["run"]["suspended"], report["run"]["rejected"]) == (
             run_row["paid"], run_row["suspended"], run_row["rejected"])
-        names = remittances.remittances(store, summary.run_id, "csv", "ann", PAYER, out)
+        names = remittances.remittances(store, summary.run_id, "csv", "ann", PAYER, out).names
         csv_rows = [row for name in names for row in csv.DictReader((out / name).open())]
         assert sum(Decimal(r["paid_amount"]) for r in csv_rows if r["section"] == "net") * 100 == (
             run_row["paid_cents"] - reversed_cents)

@@ -26,7 +26,13 @@ class App:
 
     @cached_property
     def engine(self) -> Engine:
-        engine = make_engine(self.settings.database_url, self.settings.sqlite_busy_timeout)
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            engine = make_engine(self.settings.database_url, self.settings.sqlite_busy_timeout)
+        except (ArgumentError, NoSuchModuleError):  # not the URL itself: it may carry a password
+            raise service.UserError("configuration: the database URL is not one this program can open "
+                                    "(sqlite:///FILE or postgresql+psycopg://USER@HOST/DATABASE)") from None
         if self.check_database:
             require_database(engine)
         return engine
@@ -88,8 +94,10 @@ class App:
         except (BrokerUnavailable, ShardsFailed) as error:
             # The run did not start, but it failed all the same: its record says so (the nightly
             # alert on the last run's status counts on it), as service.run records its own failures.
+            # A dry run tried while the broker is down is no failed night: not recorded.
             refusal = _refusal(error)
-            runs.record_failure(self.engine, started, refusal)
+            if not options.get("dry_run"):
+                runs.record_failure(self.engine, started, refusal)
             raise refusal from None
         try:
             return service.run(self.engine, self.rules, progress, sharded(s.run_shards, shards), limit, **options)

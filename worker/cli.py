@@ -55,8 +55,14 @@ Operator = Annotated[Optional[str], typer.Option(
 def _output_file(value: Optional[Path]) -> Optional[Path]:
     """`--output FILE`, checked as the command line is read: before any work, and before an export is
     audited (a refused file records nothing)."""
-    if value is not None and (value.is_dir() or not value.parent.is_dir()):
-        why = "is a folder, not a file" if value.is_dir() else f"its folder {value.parent} does not exist"
+    if value is None:
+        return value
+    try:
+        folder, in_a_folder = value.is_dir(), value.parent.is_dir()
+    except OSError as error:  # a folder on the way that may not be read
+        raise service.UserError(f"--output {value}: cannot be checked ({error.strerror})") from None
+    if folder or not in_a_folder:
+        why = "is a folder, not a file" if folder else f"its folder {value.parent} does not exist"
         raise service.UserError(f"--output {value}: {why}")
     return value
 
@@ -199,7 +205,7 @@ def submit(
         result = service.submit(a.engine, file, a.rules, a.limits, progress,
                                 received=received and received.date())
     out.print(result.batch_id)
-    if received and received.date() > dt.date.today():
+    if received and result.new and received.date() > dt.date.today():
         # Allowed (a received date is the operator's word, and a test of timely filing needs one a year
         # after its services), but said: FUTURE_SERVICE_DATE then admits services up to that day.
         err.print(f"warning: the received date {received.date()} is after today: services up to that day "
@@ -610,17 +616,17 @@ def worker(
     """Start a Celery worker (needs --broker): it decides the shards of runs started with --broker
     (queue adjudication.shards) and runs the scheduled run and drop-folder sweep (adjudication.intake).
     The same as `celery -A worker.celery_app worker`."""
+    _celery_environment(app(ctx))  # before worker.celery_app is imported: its app reads the environment
     from worker.celery_app import QUEUES
+    from worker.celery_app import app as celery
 
     taken = [q.strip() for q in queues.split(",")] if queues else list(QUEUES)
     if set(QUEUES) <= set(taken) and (concurrency < 2 or pool == "solo"):
         # The scheduled run (intake queue) waits for its shards (shards queue): with one slot it
         # would hold the only one and time out, storing nothing.
         raise service.UserError("a worker taking both queues needs --concurrency 2 or more (not the solo pool): "
-                        "a scheduled run waits for shards the same worker must decide; or start one worker "
-                        "per queue (-Q adjudication.shards, -Q adjudication.intake)")
-    _celery_environment(app(ctx))
-    from worker.celery_app import app as celery
+                                "a scheduled run waits for shards the same worker must decide; or start one "
+                                "worker per queue (-Q adjudication.shards, -Q adjudication.intake)")
 
     # Threads by default, not forked processes: polars' thread pool does not survive a fork (a forked
     # child can hang in it), and the engine's work runs outside the GIL anyway. Celery enforces task
@@ -700,8 +706,11 @@ def remittance(
     from worker import remittances
 
     a = app(ctx)
-    names = remittances.remittances(a.engine, run_id, fmt.value, acting(ctx, operator), a.payer, output, provider)
-    out.print(f"{len(names)} remittances written to {output}", markup=False)
+    written = remittances.remittances(a.engine, run_id, fmt.value, acting(ctx, operator), a.payer, output, provider)
+    out.print(f"{len(written.names)} remittances written to {output}", markup=False)
+    if written.no_835:  # the others are written and audited: exit 4, done with a warning
+        err.print(f"warning: {written.warning()}", markup=False)
+        raise typer.Exit(EXIT_WARNING)
 
 
 @cli.command()
@@ -740,6 +749,7 @@ EXIT_REFUSED = 1  # refused input: one line `error: ...`, nothing changed
 EXIT_USAGE = 2  # usage: typer's usage message
 EXIT_UNAVAILABLE = 3  # a service unavailable: database (unreachable, missing, old schema), broker, no worker
 EXIT_FATAL_WARNING = 4  # the run completed (stored) with a warning the settings make fatal
+EXIT_WARNING = 4  # done, with a warning on stderr (remittance: some providers' 835s could not be made)
 EXIT_LOCKED = 5  # the run lock stayed held by another run for ADJUDICATION_LOCK_WAIT_SECONDS
 EXIT_INTERNAL = 70  # an internal error (a bug; EX_SOFTWARE): one line, the traceback at --log-level debug
 
@@ -760,7 +770,7 @@ def main() -> None:
     from adjudication.claim_file import ClaimFileError
     from adjudication.reference import ReferenceLoadError
     from adjudication.rules import RulesError
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
+    from sqlalchemy.exc import OperationalError, ProgrammingError
     from worker.errors import Unavailable, database_error, unavailable
     from pydantic import ValidationError
 
@@ -798,11 +808,6 @@ def main() -> None:
         sys.exit(EXIT_UNAVAILABLE)
     except ValidationError as error:
         err.print(f"error: configuration: {str(error).splitlines()[0]} {str(error).splitlines()[1:3]}", markup=False)
-        sys.exit(EXIT_REFUSED)
-    except (ArgumentError, NoSuchModuleError):
-        # Not the URL itself: it may carry a password.
-        err.print("error: configuration: the database URL is not one this program can open "
-                  "(sqlite:///FILE or postgresql+psycopg://USER@HOST/DATABASE)", markup=False)
         sys.exit(EXIT_REFUSED)
     except (click.exceptions.ClickException, typer.TyperException) as error:
         # typer vendors click (typer._click): its usage errors are not click's classes; both print

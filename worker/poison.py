@@ -34,8 +34,14 @@ class RunBroke(Exception):
 
 
 # Failures that are no claim's doing, left as they are: the workers of a distributed run did not
-# answer (worker.distributed.ShardsFailed, named here because importing it would import Celery).
+# answer, or the broker was lost (worker.distributed.ShardsFailed and its subclass BrokerUnavailable,
+# named here because importing them would import Celery).
 NOT_A_CLAIM = ("ShardsFailed",)
+
+
+def _not_a_claim(error: BaseException) -> bool:
+    """Whether `error` is, or derives from, one of NOT_A_CLAIM."""
+    return any(kind.__name__ in NOT_A_CLAIM for kind in type(error).__mro__)
 
 
 def naming_the_claim(decider: Decider, origin: pl.DataFrame) -> Decider:
@@ -48,7 +54,7 @@ def naming_the_claim(decider: Decider, origin: pl.DataFrame) -> Decider:
         except UserError:
             raise
         except Exception as error:
-            if type(error).__name__ in NOT_A_CLAIM:
+            if _not_a_claim(error):
                 raise
 
             def fails(part: pl.Series) -> bool:
@@ -76,7 +82,7 @@ def reported(error: BaseException, doing: str) -> BaseException:
     from worker.runs import LockTimeout
     from worker.store.repository import StoredBatchUnreadable
 
-    if (not isinstance(error, Exception) or type(error).__name__ in NOT_A_CLAIM or unavailable(error) is not None
+    if (not isinstance(error, Exception) or _not_a_claim(error) or unavailable(error) is not None
             or isinstance(error, (UserError, Unavailable, LockTimeout, OperationalError, InterfaceError))):
         return error
     log.debug("run failed while %s", doing, exc_info=error)

@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -54,10 +55,31 @@ def file_name(run_id: int, provider_id: str, fmt: str) -> str:
     return f"run-{run_id}-provider-{safe}.{FORMATS[fmt]}"
 
 
+class No835(service.UserError):
+    """The provider's 835 cannot be made: an id of its payments is longer than the 835 allows."""
+
+
+@dataclass(frozen=True)
+class Written:
+    """What `remittances` wrote (file names, in provider order), and the providers it made no 835
+    for (provider_id, element: rem.x12_unfit), whose CSV and HTML remittances carry every claim."""
+
+    names: list[str]
+    no_835: list[tuple[str, str]]
+
+    def warning(self) -> str | None:
+        if not self.no_835:
+            return None
+        first, element = self.no_835[0]
+        others = f" and {len(self.no_835) - 1} other providers" if len(self.no_835) > 1 else ""
+        return (f"no 835 for provider {first}{others}: an id is longer than the 835 allows ({element}); "
+                "their csv and html remittances carry every claim")
+
+
 def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | None, payer: rem.Payer, output: Path,
-                provider: str | None = None, *, submitter: str | None = None) -> list[str]:
+                provider: str | None = None, *, submitter: str | None = None) -> Written:
     """Write one remittance per provider the run decided claims for (only `provider` when given)
-    into `output`; returns the file names. An 835 is made for the providers with a payment or a
+    into `output`. An 835 is made for the providers with a payment or a
     reversal (suspended and rejected claims are not in it); CSV and HTML for every provider, with
     the pending and rejected sections. Each file is audited; a failure writes no audit entry."""
     if fmt not in FORMATS:
@@ -79,6 +101,9 @@ def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | No
                                           totals.select("provider_id", "net_cents"))
         unfit = pl.DataFrame(schema={"provider_id": pl.String, "element": pl.String})
         if fmt == "x12":
+            if len(payer.receiver_id) > rem.X12_RECEIVER_LIMIT:
+                raise service.UserError(f"ADJUDICATION_REMIT_RECEIVER_ID is longer than the 835's "
+                                        f"{rem.X12_RECEIVER_LIMIT} characters (ISA08, GS03)")
             unfit = rem.x12_unfit(lines, payer, run_id)
             lines = lines.filter(~pl.col("provider_id").is_in(unfit.get_column("provider_id").implode()))
         output.mkdir(parents=True, exist_ok=True)
@@ -93,13 +118,8 @@ def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | No
         written = [(p, file_name(run_id, p, fmt)) for p in providers]
         repo.audit_many(submitter or operator, "remittance", [
             (f"run={run_id} provider={p} format={fmt}", name) for p, name in written])
-    if unfit.height:  # the others are written (and audited): one provider's ids do not hold back the rest
-        first, element = unfit.row(0)
-        raise service.UserError(
-            f"{unfit.height} 835s not written, as an id of theirs is longer than the 835 allows: provider {first}: "
-            f"{element}{' and others' if unfit.height > 1 else ''}; {len(written)} written; their csv and html "
-            "remittances carry every claim")
-    return [name for _p, name in written]
+    # One provider's ids do not hold back the others' 835s: the caller says which were not made.
+    return Written([name for _p, name in written], unfit.rows())
 
 
 def provider_remittance(engine: service.Store, run_id: int, provider: str, fmt: str, submitter: str,
@@ -109,10 +129,12 @@ def provider_remittance(engine: service.Store, run_id: int, provider: str, fmt: 
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
-        names = remittances(engine, run_id, fmt, None, payer, Path(folder), provider, submitter=submitter)
-        if not names:
+        written = remittances(engine, run_id, fmt, None, payer, Path(folder), provider, submitter=submitter)
+        if written.no_835:
+            raise No835(written.warning())
+        if not written.names:
             raise service.UserError(f"run {run_id} has no remittance for provider {provider}")
-        return (Path(folder) / names[0]).read_text(encoding="utf-8")
+        return (Path(folder) / written.names[0]).read_text(encoding="utf-8")
 
 
 def _write(run_id: int, fmt: str, files: Iterator[tuple[str, str]], output: Path, encoding: str) -> list[str]:

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     payer_postal_code: str = "97301"
     payer_contact_name: str = "EXPRS BILLING"
     payer_contact_phone: str = "5039450000"
-    remit_receiver_id: str = Field(default="", max_length=15)  # ISA08/GS03 receiver id; empty: each provider's own id
+    remit_receiver_id: str = ""  # ISA08/GS03 receiver id (at most 15 characters); empty: each provider's own id
     payee_id_qualifier: str = "FI"  # N1*PE N103 for the provider's id: FI, XV or XX
     x12_usage: str = Field(default="P", pattern="^[PT]$")  # ISA15: production or test
 

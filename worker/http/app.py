@@ -300,7 +300,8 @@ def create_app(app: App) -> FastAPI:
     async def get_remittance(run_id: int, submitter: Caller, provider: Annotated[str, Query()],
                        format: Annotated[str, Query(pattern="^(x12|csv)$")] = "x12") -> Response:
         """A provider's remittance advice for a run: the X12 835 or the readable CSV (404 for a
-        provider the submitter does not post for, or a run that decided none of its claims)."""
+        provider the submitter does not post for, or a run that decided none of its claims or stored
+        nothing; 422 when an id of its payments is longer than the 835 allows: format=csv has them)."""
         from worker import remittances
 
         if provider not in submitter.providers:
@@ -308,6 +309,8 @@ def create_app(app: App) -> FastAPI:
         try:
             text = await reading(remittances.provider_remittance, app.engine, run_id, provider, format,
                                  submitter.actor, app.payer)
+        except remittances.No835 as error:  # the run did decide its claims: say why, and what works
+            raise Problem(422, "No 835 for this provider", f"{error}; ask for format=csv") from None
         except service.UserError:
             raise Problem(404, "Not found", "no remittance for this provider in this run") from None
         media = "application/edi-x12" if format == "x12" else "text/csv; charset=utf-8"
