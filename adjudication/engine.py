@@ -369,9 +369,9 @@ def _at_orders(n: int, frame: pl.DataFrame, column: str) -> pl.Series:
 
 def _covering(keyed: pl.LazyFrame, table: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
     """The rows of `table` matching a claim on `on` whose dates cover its service day, in claim order."""
-    return keyed.join(table, on=on, maintain_order="left").filter(
+    return keyed.join(table, on=on).filter(
         pl.col("service_day").is_between(pl.col("start_date"), pl.col("end_date"))
-    )
+    ).sort("order")
 
 
 def _preferred(matches: pl.DataFrame, prefer: list) -> pl.DataFrame:
