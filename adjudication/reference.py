@@ -18,7 +18,7 @@ from typing import Annotated, Iterable, Literal, get_args, get_origin
 import polars as pl
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
-from adjudication.claim_file import line_and_column
+from adjudication.claim_file import UTF8_BOM, line_and_column
 from adjudication.claims import scaled_number
 from adjudication.decimals import to_scaled
 from adjudication.engine import PROVIDER_SCHEMA, ReferenceFrames
@@ -38,7 +38,6 @@ def _strip(value: object) -> object:
 # A decimal as people write one (a sign only for a negative, which is then refused as negative): no
 # exponent, underscore, NaN or infinity, which Decimal would read.
 DECIMAL_TEXT = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)")
-ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _exact(value: object) -> object:
@@ -53,7 +52,7 @@ def _exact(value: object) -> object:
 def _iso_date(value: object) -> object:
     """Dates are YYYY-MM-DD (SPEC 3): pydantic alone would also take a Unix time or a midnight datetime."""
     value = _strip(value)
-    if isinstance(value, str) and not ISO_DATE.fullmatch(value):
+    if isinstance(value, str) and not re.match(DATE_TEXT, value):
         raise ValueError("must be a date YYYY-MM-DD")
     return value
 
@@ -352,7 +351,7 @@ def _kind(name: str, info) -> str:
 
 def parse_content(name: str, data: bytes) -> pl.DataFrame:
     """One reference file's bytes (UTF-8, a byte-order mark allowed), parsed."""
-    body = data.removeprefix(b"\xef\xbb\xbf")
+    body = data.removeprefix(UTF8_BOM)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -249,8 +249,7 @@ def x12_unfit(lines: pl.LazyFrame, payer: Payer, run_id: int) -> pl.DataFrame:
     theirs would overflow); their CSV and HTML remittances carry every claim."""
     money = lines.filter(pl.col("section").is_in(["reversal", "payment"]))
     provider = x12_safe(pl.col("provider_id")).str.len_chars()
-    checks = [(x12_safe(pl.col(column)).str.len_chars() > limit, f"{element} (claim_id over {limit} characters)"
-               if column == "claim_id" else f"{element} ({column} over {limit} characters)")
+    checks = [(x12_safe(pl.col(column)).str.len_chars() > limit, f"{element} ({column} over {limit} characters)")
               for column, limit, element in X12_CLAIM_LIMITS]
     checks.append((provider + len(f"{run_id}-") > X12_REFERENCE_LIMIT,
                    f"TRN02 (run and provider_id over {X12_REFERENCE_LIMIT} characters)"))

@@ -37,6 +37,9 @@ STEPS = (
     ("worker.store.repository", "holders_for"),
     ("worker.service", "check_records"),
     ("adjudication.engine", "decide"),
+    ("adjudication.engine", "_static"),  # inside decide: the checks of each claim on its own,
+    ("adjudication.engine", "_lookups"),  # of which the reference matches (plan, SPA, enrollments)
+    ("adjudication.engine", "_walk"),  # inside decide: the ordered walk
     ("worker.store.repository", "run_state"),
     ("worker.store.repository", "store_run"),
     ("worker.store.repository", "store_attempts"),  # inside store_run

@@ -82,7 +82,7 @@ class App:
             return service.run(self.engine, self.rules, progress, max_claims_per_client_day=limit, **options)
         from adjudication.shards import sharded
         from worker.celery_app import make_celery
-        from worker.distributed import BrokerUnavailable, CeleryShards, ShardsFailed
+        from worker.distributed import CeleryShards, ShardsFailed
 
         s = self.settings
         started = now()
@@ -91,7 +91,7 @@ class App:
                                   s.run_shard_claims_per_second, s.broker_outage_seconds)
             shards.check_broker()
             shards.check_workers()  # in seconds, not after the run's timeout
-        except (BrokerUnavailable, ShardsFailed) as error:
+        except ShardsFailed as error:  # BrokerUnavailable too
             # The run did not start, but it failed all the same: its record says so (the nightly
             # alert on the last run's status counts on it), as service.run records its own failures.
             # A dry run tried while the broker is down is no failed night: not recorded.
@@ -101,7 +101,7 @@ class App:
             raise refusal from None
         try:
             return service.run(self.engine, self.rules, progress, sharded(s.run_shards, shards), limit, **options)
-        except (BrokerUnavailable, ShardsFailed) as error:
+        except ShardsFailed as error:  # BrokerUnavailable too
             raise _refusal(error) from None
 
 

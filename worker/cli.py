@@ -67,6 +67,11 @@ def _output_file(value: Optional[Path]) -> Optional[Path]:
     return value
 
 
+# `--output FILE` of the commands that write one file (the check runs as the command line is read).
+OutputFile = Annotated[Optional[Path], typer.Option(
+    "--output", "-o", callback=_output_file, help="Write here instead of stdout")]
+
+
 def acting(ctx: typer.Context, flag: Optional[str]) -> str:
     from worker import access
 
@@ -256,7 +261,7 @@ def run(
     for warning in warnings:
         err.print(f"warning: {warning}", markup=False)
     if warnings:
-        raise typer.Exit(EXIT_FATAL_WARNING)
+        raise typer.Exit(EXIT_WARNING)
 
 
 class RunsFormat(str, Enum):
@@ -269,8 +274,7 @@ class RunsFormat(str, Enum):
 def runs_command(
     ctx: typer.Context,
     fmt: Annotated[RunsFormat, typer.Option("--format", help="table, csv or json")] = RunsFormat.table,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", callback=_output_file, help="Write here instead of stdout")] = None,
+    output: OutputFile = None,
 ) -> None:
     """Every run, newest first: started, finished, status (done, failed, dry-run), claims, paid,
     suspended, rejected, voids, amount paid and amount reversed, and why a failed run failed."""
@@ -363,8 +367,7 @@ def _write_outcomes(frame: pl.DataFrame, fmt: str, output: Optional[Path]) -> No
 def outcomes(
     ctx: typer.Context,
     fmt: Annotated[Format, typer.Option("--format", help="csv, json (an array), jsonl or parquet")] = Format.csv,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", callback=_output_file, help="Write here instead of stdout")] = None,
+    output: OutputFile = None,
     batch: Annotated[Optional[str], typer.Option(help="Only this batch")] = None,
     status: Annotated[Optional[str], typer.Option(help="Only paid, suspended, rejected or void")] = None,
     history: Annotated[bool, typer.Option("--history", help="Every attempt, not only the latest")] = False,
@@ -484,7 +487,7 @@ def override(
 def audit(
     ctx: typer.Context,
     fmt: Annotated[TextFormat, typer.Option("--format")] = TextFormat.csv,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", callback=_output_file)] = None,
+    output: OutputFile = None,
     operator: Operator = None,
 ) -> None:
     """The audit trail: every operator action and export (who, when, what, why, from which OS user and
@@ -516,8 +519,7 @@ def ack(
     batch: str,
     fmt: Annotated[TextFormat, typer.Option("--format", help="csv (a batch row with the counts, then one row per "
                                             "rejected field) or json")] = TextFormat.csv,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", callback=_output_file, help="Write here instead of stdout")] = None,
+    output: OutputFile = None,
     operator: Operator = None,
 ) -> None:
     """Acknowledge a submitted batch (like X12 999/277CA): accepted and rejected counts, and every
@@ -719,8 +721,7 @@ def report(
     run_id: Annotated[int, typer.Argument(metavar="RUN", help="The run")],
     fmt: Annotated[ReportFormat, typer.Option("--format", help="html (with charts, opens offline) or json")],
     operator: Operator = None,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", callback=_output_file, help="Write here instead of stdout")] = None,
+    output: OutputFile = None,
 ) -> None:
     """The run report for the billing office: counts and amounts by status, reason, provider and
     procedure; reversals; suspended claims by reason and age; the change from the previous run."""
@@ -748,8 +749,9 @@ EXIT_OK = 0
 EXIT_REFUSED = 1  # refused input: one line `error: ...`, nothing changed
 EXIT_USAGE = 2  # usage: typer's usage message
 EXIT_UNAVAILABLE = 3  # a service unavailable: database (unreachable, missing, old schema), broker, no worker
-EXIT_FATAL_WARNING = 4  # the run completed (stored) with a warning the settings make fatal
-EXIT_WARNING = 4  # done, with a warning on stderr (remittance: some providers' 835s could not be made)
+# Done, with a warning on stderr: a run completed (stored) with a warning the settings make fatal, or
+# a remittance wrote every 835 but those an id did not fit.
+EXIT_WARNING = 4
 EXIT_LOCKED = 5  # the run lock stayed held by another run for ADJUDICATION_LOCK_WAIT_SECONDS
 EXIT_INTERNAL = 70  # an internal error (a bug; EX_SOFTWARE): one line, the traceback at --log-level debug
 

@@ -99,15 +99,14 @@ def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | No
         totals = rem.provider_totals(lines).collect()
         adjustments = rem.balance_forward(repo.provider_nets_before(run_id), run_id,
                                           totals.select("provider_id", "net_cents"))
-        unfit = pl.DataFrame(schema={"provider_id": pl.String, "element": pl.String})
-        if fmt == "x12":
-            if len(payer.receiver_id) > rem.X12_RECEIVER_LIMIT:
-                raise service.UserError(f"ADJUDICATION_REMIT_RECEIVER_ID is longer than the 835's "
-                                        f"{rem.X12_RECEIVER_LIMIT} characters (ISA08, GS03)")
-            unfit = rem.x12_unfit(lines, payer, run_id)
-            lines = lines.filter(~pl.col("provider_id").is_in(unfit.get_column("provider_id").implode()))
+        if fmt == "x12" and len(payer.receiver_id) > rem.X12_RECEIVER_LIMIT:
+            raise service.UserError(f"ADJUDICATION_REMIT_RECEIVER_ID is longer than the 835's "
+                                    f"{rem.X12_RECEIVER_LIMIT} characters (ISA08, GS03)")
         output.mkdir(parents=True, exist_ok=True)
+        no_835 = []
         if fmt == "x12":
+            no_835 = rem.x12_unfit(lines, payer, run_id).rows()
+            lines = lines.filter(~pl.col("provider_id").is_in([provider_id for provider_id, _ in no_835]))
             texts = rem.x12_835(lines, repo.provider_names(), payer, info, adjustments)
             providers = _write(run_id, fmt, texts.iter_rows(), output, "ascii")
         elif fmt == "csv":
@@ -119,7 +118,7 @@ def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | No
         repo.audit_many(submitter or operator, "remittance", [
             (f"run={run_id} provider={p} format={fmt}", name) for p, name in written])
     # One provider's ids do not hold back the others' 835s: the caller says which were not made.
-    return Written([name for _p, name in written], unfit.rows())
+    return Written([name for _p, name in written], no_835)
 
 
 def provider_remittance(engine: service.Store, run_id: int, provider: str, fmt: str, submitter: str,
