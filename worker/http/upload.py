@@ -30,7 +30,7 @@ class Upload:
     head: bytes  # the first bytes (gzip magic check)
 
 
-def too_large(size_seen: int, limit: int) -> UploadRefused:
+def too_large(limit: int) -> UploadRefused:
     return UploadRefused(413, "File too large", f"the body is over the limit of {limit} bytes "
                          f"(ADJUDICATION_MAX_FILE_BYTES); nothing was stored")
 
@@ -59,7 +59,7 @@ async def _raw(chunks: AsyncIterator[bytes], sink, limit: int) -> Upload:
     async for chunk in chunks:
         size += len(chunk)
         if size > limit:
-            raise too_large(size, limit)
+            raise too_large(limit)
         if len(head) < 4:
             head = (head + chunk)[:4]
         sink.write(chunk)
@@ -99,7 +99,7 @@ async def _multipart(chunks: AsyncIterator[bytes], boundary: bytes | None, sink,
         piece = data[start:end]
         state["size"] += len(piece)
         if state["size"] > limit:
-            raise too_large(state["size"], limit)
+            raise too_large(limit)
         if len(state["head"]) < 4:
             state["head"] = (state["head"] + piece)[:4]
         sink.write(piece)
@@ -113,7 +113,7 @@ async def _multipart(chunks: AsyncIterator[bytes], boundary: bytes | None, sink,
         async for chunk in chunks:
             seen += len(chunk)
             if seen > limit + MULTIPART_OVERHEAD:
-                raise too_large(seen, limit)
+                raise too_large(limit)
             parser.write(chunk)
         parser.finalize()
     except UploadRefused:

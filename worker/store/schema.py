@@ -3,8 +3,8 @@
 Append-only by design: claims are kept as posted, every adjudication attempt is kept, reversals and
 the audit trail only grow. A batch's posted claims are one Parquet blob (written and read whole);
 the history is rows (`attempts`, `reversals`), indexed for the questions operators ask, with the
-views `outcome_attempts` and `outcomes_latest` (worker/store/views.py) for people and tools. The
-paid ledger is the paid attempts whose claim was not reversed.
+views `outcome_attempts` and `outcomes_latest` (created by migration 0005; docs/store.md) for people
+and tools. The paid ledger is the paid attempts whose claim was not reversed.
 """
 
 from __future__ import annotations
