@@ -209,7 +209,7 @@ def _text(shown: str, data: bytes) -> bytes:
 HEADER_LIKE = re.compile(r"[A-Za-z][A-Za-z _]{0,39}")
 
 
-def _names(names: list[str], positions: list[int] | None = None) -> str:
+def column_labels(names: list[str], positions: list[int] | None = None) -> str:
     """Column names for a one-line message: a name that may be a value is given by its position."""
     def one(index: int, name: str) -> str:
         if name and HEADER_LIKE.fullmatch("".join(ch for ch in name if ch.isprintable())):
@@ -235,13 +235,13 @@ def _check_columns(shown: str, header: list[str]) -> list[str]:
     problems = []
     duplicates = sorted({h for h in cleaned if cleaned.count(h) > 1 and h}, key=position.get)
     if duplicates:
-        problems.append(f"duplicate columns: {_names(duplicates, [position[h] for h in duplicates])}")
+        problems.append(f"duplicate columns: {column_labels(duplicates, [position[h] for h in duplicates])}")
     missing = [c for c in CLAIM_COLUMNS if c not in cleaned and c not in OPTIONAL_COLUMNS]
     if missing:
-        problems.append(f"missing columns: {_names(missing)}")
+        problems.append(f"missing columns: {column_labels(missing)}")
     unknown = [h for h in dict.fromkeys(cleaned) if h not in CLAIM_COLUMNS and h]
     if unknown:
-        problems.append(f"unknown columns: {_names(unknown, [position[h] for h in unknown])}")
+        problems.append(f"unknown columns: {column_labels(unknown, [position[h] for h in unknown])}")
     unnamed = [str(i) for i, h in enumerate(cleaned, start=1) if not h]
     if unnamed:
         problems.append(f"columns without a name at position {', '.join(unnamed[:8])}")
@@ -430,7 +430,7 @@ def _jsonl(shown: str, text: str) -> tuple[pl.DataFrame, list[int]]:
             raise ClaimFileError(f"{shown}: line {number} is nested too deeply (a claim is one flat JSON object "
                                  f"per line)") from None
         except _DuplicateKey as error:
-            raise ClaimFileError(f"{shown}: line {number}: duplicate columns: {_names([str(error)])}") from None
+            raise ClaimFileError(f"{shown}: line {number}: duplicate columns: {column_labels([str(error)])}") from None
         except json.JSONDecodeError as error:
             raise ClaimFileError(f"{shown}: line {number} is not JSON ({error.msg.removesuffix(' at')} at column "
                                  f"{error.colno})") from None
@@ -439,18 +439,18 @@ def _jsonl(shown: str, text: str) -> tuple[pl.DataFrame, list[int]]:
         stripped = {key.strip(): value for key, value in record.items()}
         if len(stripped) != len(record):
             repeated = sorted({k.strip() for k in record if list(map(str.strip, record)).count(k.strip()) > 1})
-            raise ClaimFileError(f"{shown}: line {number}: duplicate columns: {_names(repeated)}")
+            raise ClaimFileError(f"{shown}: line {number}: duplicate columns: {column_labels(repeated)}")
         record = stripped
         new_keys = [key for key in record if key not in keys]
         if new_keys:
             unknown = [key for key in new_keys if key not in CLAIM_COLUMNS]
             if unknown:
-                raise ClaimFileError(f"{shown}: line {number}: unknown columns: {_names(unknown)}")
+                raise ClaimFileError(f"{shown}: line {number}: unknown columns: {column_labels(unknown)}")
             keys.update(dict.fromkeys(new_keys))
         for key, value in record.items():
             if isinstance(value, (dict, list)):
                 kind = "an object" if isinstance(value, dict) else "an array"
-                raise ClaimFileError(f"{shown}: line {number}: column {_names([key])} holds {kind}, not a single "
+                raise ClaimFileError(f"{shown}: line {number}: column {column_labels([key])} holds {kind}, not a single "
                                      f"value")
         records.append({key: _json_text(value) for key, value in record.items()})
         lines.append(number)

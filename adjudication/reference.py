@@ -18,7 +18,7 @@ from typing import Annotated, Iterable, Literal, get_args, get_origin
 import polars as pl
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
-from adjudication.claim_file import UTF8_BOM, line_and_column
+from adjudication.claim_file import UTF8_BOM, column_labels, line_and_column
 from adjudication.claims import scaled_number
 from adjudication.decimals import to_scaled
 from adjudication.engine import PROVIDER_SCHEMA, ReferenceFrames
@@ -359,6 +359,17 @@ def parse_content(name: str, data: bytes) -> pl.DataFrame:
         raise ReferenceLoadError(name, line, "-", f"not UTF-8: byte 0x{body[error.start]:02X} at column {column}; "
                                  "save the file as UTF-8") from None
     return parse_file(name, text)
+
+
+def ignored_columns(name: str, data: bytes) -> str:
+    """The header's names that are none of the file's columns (SPEC 2), for a one-line warning ("" if
+    none): a load ignores them, and says so (a misspelt optional column, `start_dat` for
+    `start_date`, would otherwise leave enrollment open without a word). A name that may be a value
+    is given by its position, as in claim files. `data` is a file parse_content took."""
+    first = data.removeprefix(UTF8_BOM).decode("utf-8").splitlines()[:1]
+    header = [h.strip() for h in next(csv.reader(first), [])]
+    ignored = [(position, h) for position, h in enumerate(header, start=1) if h not in FILES[name].model_fields]
+    return column_labels([h for _, h in ignored], [p for p, _ in ignored]) if ignored else ""
 
 
 # --- a load merged into what is stored, and its rules -----------------------------------------

@@ -178,6 +178,20 @@ def test_requeue_selectors_match_values_as_the_checks_read_them(ready, tmp_path)
     assert "2 claims" in ready("run").out
 
 
+def test_reference_load_names_the_columns_it_ignores_and_no_value(ready, tmp_path):
+    folder = tmp_path / "extra"
+    folder.mkdir()
+    # A misspelt optional column (start_dat) leaves enrollment open: loaded, but said. A header that
+    # may be a value (a client prime number) is named by its position only.
+    write(folder / "providers.csv", "provider_id,name,kind,start_dat,abc0001b\nP1,Provider One,psw,2026-06-01,x\n")
+    result = ready("reference", "load", folder)
+    assert "loaded providers.csv: 1 rows" in result.out
+    assert result.err.strip() == ("warning: providers.csv: ignored columns (not in SPEC 2's list for this file): "
+                                  "start_dat, (the column at position 5)")
+    write(folder / "providers.csv", "\ufeffprovider_id,name,kind,start_date\nP1,Provider One,psw,2026-01-01\n")
+    assert ready("reference", "load", folder).err == ""
+
+
 def test_reference_errors_name_file_line_and_field_and_change_nothing(ready, tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from adjudication.remittance import money, money_text
 from worker import service
+from worker.files import ignored_reference_columns
 from worker.exports import safe_for_spreadsheets
 from worker.bootstrap import App, build
 
@@ -194,6 +195,10 @@ def reference_load(ctx: typer.Context, folder: Path) -> None:
     a = app(ctx)
     counts = service.load_reference(a.engine, folder, a.rules)
     out.print("loaded " + ", ".join(f"{name}: {n} rows" for name, n in counts.items()))
+    for name, columns in ignored_reference_columns(folder).items():
+        # Loaded all the same (an export may carry columns of its own), but a misspelt optional
+        # column would otherwise pass unseen.
+        err.print(f"warning: {name}: ignored columns (not in SPEC 2's list for this file): {columns}")
 
 
 @cli.command()

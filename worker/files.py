@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from adjudication.reference import FILES, parse_content
+from adjudication.reference import FILES, ignored_columns, parse_content
 from adjudication.rules import Rules, RulesError, default_rules, parse_rules
 
 
@@ -28,3 +28,9 @@ def load_rules(path: Path | str | None = None) -> Rules:
 def read_reference_dir(folder: Path) -> dict[str, pl.DataFrame]:
     """The reference files present in `folder`, parsed (a file left out is simply absent)."""
     return {name: parse_content(name, (folder / name).read_bytes()) for name in FILES if (folder / name).exists()}
+
+
+def ignored_reference_columns(folder: Path) -> dict[str, str]:
+    """Per reference file in `folder` whose header has columns a load ignores: those columns, for a warning."""
+    found = {name: ignored_columns(name, (folder / name).read_bytes()) for name in FILES if (folder / name).exists()}
+    return {name: columns for name, columns in found.items() if columns}
