@@ -88,15 +88,28 @@ def label(name: str) -> str:
 
 def read_claim_file(name: str, data: bytes, limits: Limits = Limits()) -> ClaimFile:
     """The rows of a claim file, or ClaimFileError saying why the whole file is refused."""
-    fmt, named_gz = detect_format(name)
+    content, compressed = unpack(name, data, limits)
+    return parse_unpacked(name, content, compressed, limits)
+
+
+def unpack(name: str, data: bytes, limits: Limits = Limits()) -> tuple[bytes, bool]:
+    """The file's content, gzip removed (compression is a transport matter: the same claims posted
+    plain and gzip-compressed are the same content), and whether it came compressed; ClaimFileError
+    for a file refused before its content is read (size, format name, gzip that is broken or a bomb)."""
+    _fmt, named_gz = detect_format(name)
     shown = label(name)
     if len(data) > limits.max_file_bytes:
         raise ClaimFileError(f"{shown}: {len(data)} bytes is over the limit of {limits.max_file_bytes} bytes")
     compressed = data.startswith(GZIP_MAGIC)
     if named_gz and not compressed:
         raise ClaimFileError(f"{shown}: named .gz but not gzip-compressed")
-    if compressed:
-        data = _gunzip(shown, data, limits.max_decompressed_bytes)
+    return (_gunzip(shown, data, limits.max_decompressed_bytes) if compressed else data), compressed
+
+
+def parse_unpacked(name: str, data: bytes, compressed: bool, limits: Limits = Limits()) -> ClaimFile:
+    """The rows of a claim file's content (what `unpack` returned for it)."""
+    fmt, _named_gz = detect_format(name)
+    shown = label(name)
     _sniff(shown, fmt, data)
     if fmt == "parquet":
         frame, lines = _parquet(shown, data, limits.max_decompressed_bytes)

@@ -27,7 +27,8 @@ from bench import generated, pg_database  # noqa: E402
 
 # (module, function): the steps of submit and run, in the order they happen.
 STEPS = (
-    ("worker.service", "read_claim_file"),
+    ("worker.service", "unpack"),
+    ("worker.service", "parse_unpacked"),
     ("worker.service", "_store_batch"),  # everything below up to the run
     ("worker.service", "fields_to_keep"),  # parsing the claims once: the count printed, the fields kept
     ("worker.store.repository", "store_payload"),

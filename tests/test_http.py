@@ -293,6 +293,11 @@ def test_without_a_valid_token_every_request_is_401_and_audited_without_the_toke
     assert len(refused) == audited + 15
     assert {row["operator"] for row in refused} == {"anonymous"}
     assert not any(wrong in json.dumps(row, default=str) for row in served.audit())
+    # Anyone may send a long path: the audit (which only grows) keeps 200 characters of it.
+    with httpx.Client(base_url=served.url) as client:
+        assert client.get("/v1/batches/" + "y" * 6000).status_code == 401
+    longest = served.audit()[-1]["target"]
+    assert longest == "GET /v1/batches/" + "y" * 188 + "... (6012 characters)", longest
 
     # Revoked through the program: the token stops working at once.
     cli = Cli(served.db, tmp_path)
@@ -328,17 +333,25 @@ def test_a_submitter_sees_only_its_own_batches(served):
         assert client.get(f"/v1/batches/{batch}").status_code == 200
 
 
-def test_an_idempotency_key_makes_a_retry_safe_whatever_bytes_it_carries(served):
+def test_an_idempotency_key_makes_a_retry_safe_and_refuses_another_file(served):
     plain = p3_only("K")
     squeezed = gzip.compress(plain, mtime=1)
     first = served.post(squeezed, **{"Content-Encoding": "gzip", "Idempotency-Key": "post-1"})
     assert first.status_code == 201, first.text
     batch = first.json()["batch_id"]
-    # A retry that arrives uncompressed is other bytes, yet the same post: the same batch.
-    retry = served.post(plain, **{"Idempotency-Key": "post-1"})
-    assert (retry.status_code, retry.json()["batch_id"]) == (200, batch)
-    # Without the key, other bytes are another file: that is what the key protects against.
-    assert served.post(plain).status_code == 201
+    # A retry that arrives uncompressed, or compressed again (another time in the gzip header), is
+    # the same content: the same batch, with the key or without it.
+    for body, headers in ((plain, {"Idempotency-Key": "post-1"}), (plain, {}),
+                          (gzip.compress(plain, mtime=2), {"Content-Encoding": "gzip"})):
+        retry = served.post(body, **headers)
+        assert (retry.status_code, retry.json()["batch_id"]) == (200, batch), headers
+    # Another file under the settled key is refused: answering with the first batch would drop its claims.
+    batches = served.count(t.batches)
+    other = served.post(p3_only("K9"), **{"Idempotency-Key": "post-1"})
+    assert other.status_code == 422 and "Idempotency-Key" in other.json()["detail"], other.text
+    assert served.count(t.batches) == batches
+    broken_retry = served.post(b"not a claim file", **{"Idempotency-Key": "post-1"})
+    assert broken_retry.status_code == 422
     # Keys are per submitter, and a refused post leaves its key free for the corrected file.
     broken = served.post(plain + b"x,y\n", who="vendor", **{"Idempotency-Key": "post-1"})
     assert broken.status_code == 422

@@ -263,3 +263,36 @@ def test_ack_and_watch_have_help(tmp_path, monkeypatch, capsys):
     assert watch.code == 0 and "--once" in watch.out and "--interval" in watch.out and "--settle" in watch.out
     ack = adjudicate("ack", "--help")
     assert ack.code == 0 and "--format" in ack.out
+
+
+def test_the_same_claims_plain_or_gzip_compressed_are_one_batch(tmp_path, monkeypatch, capsys):
+    import gzip
+    import hashlib
+
+    from adjudication.claim_file import read_claim_file
+    from adjudication.rules import default_rules
+
+    cli, path = prepared(tmp_path)
+    adjudicate = InProcess(cli.db, monkeypatch, capsys)
+    plain = (FIXTURES / "worked_example" / "claims.csv").read_bytes()
+    first = adjudicate("submit", FIXTURES / "worked_example" / "claims.csv")
+    batch = first.out.strip()
+    # Compressed at two moments (the gzip header carries a time), and compressed as two members.
+    for mtime, name in ((1, "a.csv.gz"), (2, "b.csv.gz")):
+        (tmp_path / name).write_bytes(gzip.compress(plain, mtime=mtime))
+    (tmp_path / "c.csv.gz").write_bytes(gzip.compress(plain[:100], mtime=3) + gzip.compress(plain[100:], mtime=4))
+    for name in ("a.csv.gz", "b.csv.gz", "c.csv.gz"):
+        again = adjudicate("submit", tmp_path / name)
+        assert (again.out.strip(), again.err.strip()) == (batch, "already submitted: nothing changed"), name
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM batches").fetchone() == (1,)
+
+    # A gzip file queued by an earlier version was named by its compressed bytes: posting the same
+    # bytes again still finds that batch.
+    old = gzip.compress(plain.replace(b"WX-", b"OLD-"), mtime=5)
+    (tmp_path / "old.csv.gz").write_bytes(old)
+    engine = make_engine(cli.db)
+    stored = service._store_batch(engine, "old.csv.gz", hashlib.sha256(old).hexdigest(),
+                                  read_claim_file("old.csv.gz", old), default_rules(), service._quiet)
+    engine.dispose()
+    again = adjudicate("submit", tmp_path / "old.csv.gz")
+    assert (again.out.strip(), again.err.strip()) == (stored.batch_id, "already submitted: nothing changed")

@@ -16,7 +16,7 @@ import polars as pl
 from sqlalchemy import Engine
 
 from adjudication import reasons as R
-from adjudication.claim_file import ClaimFile, Limits, read_claim_file
+from adjudication.claim_file import ClaimFile, ClaimFileError, Limits, parse_unpacked, unpack
 from adjudication.claims import CLAIM_COLUMNS, fields_to_keep
 from adjudication.engine import Decider, check_records, crowded, decide
 from adjudication.reference import merge
@@ -448,16 +448,36 @@ def submit_bytes(engine: Store, name: str, data: bytes, rules: Rules, limits: Li
     detect_format(name)
     if len(data) > limits.max_file_bytes:
         raise UserError(f"{name}: {len(data)} bytes is over the limit of {limits.max_file_bytes} bytes")
-    content_hash = hashlib.sha256(data).hexdigest()
+    # The batch is named by its content, gzip removed: the same claims posted plain and compressed
+    # (or compressed twice, with another time stamp in the gzip header) are one batch. A batch of a
+    # gzip file stored before 2026-12-03 was named by the compressed bytes: found by those too.
+    content, compressed = unpack(name, data, limits)
+    content_hash = hashlib.sha256(content).hexdigest()
+    posted_hash = hashlib.sha256(data).hexdigest() if compressed else content_hash
     with unit_of_work(engine, write=False) as repo:
-        existing = repo.batch_by_hash(content_hash)
+        existing = repo.batch_by_hash(content_hash) or repo.batch_by_hash(posted_hash)
     if existing:
         return Submitted(existing["batch_id"], False, existing["claims"], existing["intake_rejected"],
                          existing["status"])
-    claim_file = read_claim_file(name, data, limits)
+    claim_file = parse_unpacked(name, content, compressed, limits)
     if vet is not None:
         vet(claim_file)
     return _store_batch(engine, name, content_hash, claim_file, rules, progress, submitter, received)
+
+
+def is_content_of(engine: Store, batch_id: str, name: str, path: Path, limits: Limits) -> bool:
+    """Whether the file at `path` holds the content of batch `batch_id` (gzip removed, as `submit`
+    names batches; or the very bytes, for a gzip batch named by them before 2026-12-03). False for a
+    file that `submit` would refuse: it cannot be that batch's."""
+    try:
+        data = path.read_bytes()
+        content, compressed = unpack(name, data, limits)
+    except (OSError, ClaimFileError):
+        return False
+    hashes = {hashlib.sha256(content).hexdigest()} | ({hashlib.sha256(data).hexdigest()} if compressed else set())
+    with unit_of_work(engine, write=False) as repo:
+        batch = repo.batch(batch_id)
+    return batch is not None and batch["content_hash"] in hashes
 
 
 def batch_claims(engine: Store, batch_id: str) -> tuple[dict, pl.DataFrame]:

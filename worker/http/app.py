@@ -107,13 +107,23 @@ class AccessLog:
         try:
             await self.app(scope, receive_, sending)
         except Exception as error:  # noqa: BLE001 - answered, and logged without its text
-            log.error("%s %s failed: %s", scope["method"], scope["path"], type(error).__name__)
+            log.error("%s %s failed: %s", scope["method"], shown_path(scope["path"]), type(error).__name__)
             if not status["sent"]:
                 await problem_response(500, "Internal error", "the request failed; nothing more is said here, "
                                        "the operators have the time of it")(scope, receive_, sending)
         finally:
-            log.info("%s %s %s %.0fms", scope["method"], scope["path"], status["code"],
+            log.info("%s %s %s %.0fms", scope["method"], shown_path(scope["path"]), status["code"],
                      (time.monotonic() - started) * 1000)
+
+
+# A path as the log and the audit show it: anyone may send a path, and a request without a token is
+# audited, so its length is capped (the audit can only grow) and what cannot be printed is escaped.
+PATH_SHOWN = 200
+
+
+def shown_path(path: str) -> str:
+    shown = path if path.isprintable() else path.encode("unicode_escape").decode("ascii")
+    return shown if len(shown) <= PATH_SHOWN else f"{shown[:PATH_SHOWN]}... ({len(path)} characters)"
 
 
 def create_app(app: App) -> FastAPI:
@@ -158,7 +168,8 @@ def create_app(app: App) -> FastAPI:
             if found is not None:
                 return found
             why = "unknown or revoked token"
-        await run_in_threadpool(submitters.audit_refused, app.engine, f"{request.method} {request.url.path}", why)
+        await run_in_threadpool(submitters.audit_refused, app.engine,
+                                f"{request.method} {shown_path(request.url.path)}", why)
         raise Problem(401, "Unauthorized", f"{why}: send Authorization: Bearer TOKEN (a submitter's token)",
                       headers={"WWW-Authenticate": 'Bearer realm="adjudication"'})
 
@@ -180,6 +191,27 @@ def create_app(app: App) -> FastAPI:
         if note:
             body["note"] = note
         return JSONResponse(body, status_code=status, headers={"Location": f"/v1/batches/{batch_id}"})
+
+    async def retried(request: Request, submitter: Submitter, earlier: str, name: str | None,
+                      content_type: str) -> JSONResponse:
+        """A post under an Idempotency-Key that an earlier post settled: the same file again is that
+        post's batch (200); another file under the key is refused (422): answering with the earlier
+        batch would drop the new file's claims without a word."""
+        try:
+            upload = await receive(request.stream(), content_type, limit, spool)
+        except UploadRefused as error:
+            raise Problem(error.status, error.title, error.detail) from None
+        try:
+            same = await run_in_threadpool(service.is_content_of, app.engine, earlier, name or upload.name or "",
+                                           upload.path, app.limits)
+        finally:
+            upload.path.unlink(missing_ok=True)
+        if not same:
+            raise Problem(422, "Idempotency-Key used for another file",
+                          "an earlier post with this Idempotency-Key queued other content; nothing was stored "
+                          "(post a new file under a new key)")
+        return await run_in_threadpool(answer, submitter, earlier, 200,
+                                       "a post with this Idempotency-Key was accepted before: nothing changed")
 
     @api.post("/v1/claim-files", status_code=201, tags=["claim files"], openapi_extra=POST_DOC, responses=POST_ANSWERS)
     async def post_claim_file(request: Request, submitter: Caller) -> JSONResponse:
@@ -211,8 +243,7 @@ def create_app(app: App) -> FastAPI:
             except submitters.KeyInUse as error:
                 raise Problem(409, "Conflict", str(error)) from None
             if earlier is not None:
-                return await run_in_threadpool(answer, submitter, earlier, 200,
-                                               "a post with this Idempotency-Key was accepted before: nothing changed")
+                return await retried(request, submitter, earlier, name, content_type)
         try:
             try:
                 upload = await receive(request.stream(), content_type, limit, spool)
@@ -427,7 +458,8 @@ POST_ANSWERS = {
     409: {"description": "A post with this Idempotency-Key is under way, or another channel posted this content"},
     413: {"description": "Over ADJUDICATION_MAX_FILE_BYTES"},
     415: {"description": "A Content-Type or Content-Encoding that does not fit the file"},
-    422: {"description": "The file is refused as a whole (as `adjudicate submit` refuses it): file, line, field"},
+    422: {"description": "The file is refused as a whole (as `adjudicate submit` refuses it): file, line, field; "
+                         "or another file under an Idempotency-Key an earlier post settled"},
 }
 
 
