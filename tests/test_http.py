@@ -185,6 +185,8 @@ def test_a_posted_file_is_queued_acknowledged_and_gets_the_outcomes_submit_gives
         assert listed.status_code == 200 and "claim_id" in listed.text.splitlines()[0]
         unknown = client.get(f"/v1/runs/{run_id}/remittance", params={"provider": "P9"})
         assert unknown.status_code == 404
+        for no_run in ("99999", "9" * 23):  # a number no run id can be: no run, not an overflow
+            assert client.get(f"/v1/runs/{no_run}/remittance", params={"provider": "P1"}).status_code == 404
     # P1 was paid in this run, but the vendor may not post for it: 404 as for a provider that does
     # not exist (not 403), so providers cannot be probed.
     with served.client("vendor") as client:

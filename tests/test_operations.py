@@ -226,6 +226,17 @@ def test_requeue_refuses_a_date_that_is_not_one(ready):
     assert "not a date" in ready("requeue", "--to", "20260301", "--operator", "a", "--note", "n", ok=False).err
 
 
+def test_a_date_range_that_holds_no_date_is_refused(ready):
+    ready("submit", CLAIMS)
+    ready("run")
+    expected = "error: --from 2026-03-31 is after --to 2026-03-01: no service date is in that range"
+    for command in (("outcomes", "--format", "csv"), ("requeue", "--note", "n")):
+        bad = ready(*command, "--from", "2026-03-31", "--to", "2026-03-01", "--operator", "ann", ok=False)
+        assert (bad.code, bad.err.strip(), bad.out) == (1, expected, ""), command
+    one_day = ready("outcomes", "--format", "csv", "--from", "2026-03-02", "--to", "2026-03-02", "--operator", "ann")
+    assert len(one_day.out.strip().splitlines()) > 1
+
+
 def test_outcomes_as_json_have_numbers_and_arrays(ready):
     ready("submit", CLAIMS)
     ready("run")

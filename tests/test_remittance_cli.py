@@ -164,6 +164,9 @@ def test_remittance_and_report_refusals(dbcli, tmp_path):
         (("remittance", "1", "--format", "x12", "--provider", "P9", "--operator", "ann"), "decided no claim of provider P9"),
         (("report", "1", "--format", "json", "--operator", "bob"), "operator bob is not registered"),
         (("report", "2", "--format", "json", "--operator", "ann"), "no run 2"),
+        (("report", "9" * 23, "--format", "json", "--operator", "ann"), f"no run {'9' * 23}"),
+        (("remittance", "9" * 20, "--format", "csv", "--operator", "ann"), f"no run {'9' * 20}"),
+        (("report", "0", "--format", "json", "--operator", "ann"), "no run 0"),
     ):
         result = dbcli(*args, "--output", tmp_path / "x", ok=False) if args[0] == "remittance" else dbcli(*args, ok=False)
         assert result.code == 1 and result.err.startswith("error: ") and message in result.err, (args, result.err)

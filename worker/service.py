@@ -268,9 +268,9 @@ def outcomes(engine: Store, batch: str | None = None, status: str | None = None,
 
     An export (export_format given) is by a registered operator of any role, or by an HTTP
     submitter (`submitter`: its audit name, authenticated by its token), and audited."""
+    start, end = _date_range(date_from, date_to)
     chosen = OutcomeFilter(batch=batch, claim_ids=tuple(i.strip() for i in claim_ids), provider=provider,
-                                client=client, status=status, date_from=_date(date_from, "--from"),
-                                date_to=_date(date_to, "--to"), history=history)
+                           client=client, status=status, date_from=start, date_to=end, history=history)
     with unit_of_work(engine) as repo:
         if export_format and submitter is None:
             operator = access.authorize(repo, operator, access.ANY_ROLE)
@@ -287,6 +287,15 @@ def _export_texts(frame: pl.DataFrame) -> pl.DataFrame:
     texts = [c for c, dtype in EXPORT_SCHEMA.items() if dtype == pl.String]
     return frame.with_columns(pl.col(texts).fill_null(""),
                               pl.col("service_date").dt.to_string("%Y-%m-%d").fill_null(""))
+
+
+def _date_range(date_from: str | None, date_to: str | None):
+    """The service dates --from and --to as dates; refused when --from is after --to (a range no date
+    is in: an export or a re-queue of nothing would otherwise say nothing about the typo)."""
+    start, end = _date(date_from, "--from"), _date(date_to, "--to")
+    if start and end and start > end:
+        raise UserError(f"--from {start} is after --to {end}: no service date is in that range")
+    return start, end
 
 
 def _date(text: str | None, flag: str):
@@ -349,6 +358,7 @@ def requeue(engine: Store, selection: Selection, operator: str, note: str) -> li
         raise UserError("name the claims to re-queue (--claim, --batch, --provider, --client, --reason, --from/--to)")
     if selection.reason and selection.reason not in R.ALL_CODES:  # a typo would re-queue nothing, silently
         raise UserError(f"no reason code {selection.reason} (codes: {', '.join(R.ALL_CODES)})")
+    _date_range(selection.date_from, selection.date_to)
     access.require_note(note)
     with unit_of_work(engine) as repo:
         access.authorize(repo, operator, "operator")

@@ -751,7 +751,11 @@ _DECIDED_FIELDS = {"claim_pk": pl.Int64, "status": pl.String, "reasons": pl.Stri
 
 
 def run_row(conn: Connection, run_id: int) -> dict | None:
-    """The stored row of a run (None when there is no such run)."""
+    """The stored row of a run (None when there is no such run, as for an id no run id can be: the
+    column is a 32-bit integer, and a bigger number typed on a command line or in a path must not
+    reach the driver, which refuses it with an overflow)."""
+    if not 0 < run_id < 2**31:
+        return None
     row = conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).first()
     return dict(row._mapping) if row else None
 
