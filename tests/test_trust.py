@@ -162,3 +162,72 @@ def test_concurrent_commands_extend_one_chain(db_url, tmp_path):
     for proc in procs:
         assert proc.wait(timeout=120) == 0, proc.stderr.read()
     assert "intact" in cli("audit", "verify").out
+
+
+@pytest.fixture
+def app_role_db():
+    """A PostgreSQL database owned by a fresh role without SUPERUSER or CREATEROLE (the application's,
+    as a deployment should run it): (its URL, the superuser's URL, the role, a name for the audit's
+    owner). Dropped afterwards, roles included."""
+    import uuid
+
+    import psycopg
+
+    from conftest import PG_ADMIN, require_server
+
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    tag = uuid.uuid4().hex[:10]
+    name, role, owner = f"adj_seal_{tag}", f"adj_app_{tag}", f"adj_audit_{tag}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB")
+        admin.execute(f"CREATE DATABASE {name} OWNER {role}")
+    try:
+        yield (f"postgresql+psycopg://{role}@127.0.0.1:5432/{name}",
+               f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", role, owner)
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            admin.execute(f"DROP ROLE IF EXISTS {owner}")
+            admin.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_a_sealed_audit_cannot_be_changed_by_the_role_that_owns_every_other_table(app_role_db, tmp_path):
+    app_url, superuser_url, role, owner = app_role_db
+    cli = Cli(app_url, tmp_path)
+    cli("db", "upgrade")
+    cli("reference", "load", FIXTURES / "worked_example")
+    # Refused for the application's own role (it cannot create roles) and for a name it owns under.
+    assert "permission denied" in one_line(cli("db", "seal-audit", "--owner", owner, ok=False)).lower()
+    assert "owns the other tables" in one_line(Cli(superuser_url, tmp_path)("db", "seal-audit", "--owner", role, ok=False))
+    sealed = Cli(superuser_url, tmp_path)("db", "seal-audit", "--owner", owner).out
+    assert f"the audit belongs to role {owner}; role {role} may read it and append to it" in sealed
+    assert "superuser" not in sealed
+    # The application goes on: a run (its first of the month creates and attaches a partition),
+    # re-queues and exports, each audited, and the chain holds.
+    cli("submit", CLAIMS)
+    cli("run")
+    cli("requeue", "--claim", "WX-3", "--note", "recheck")
+    cli("outcomes")
+    actions = [row["action"] for row in json.loads(cli("audit", "--format", "json").out)]
+    assert "db.seal-audit" in actions and actions[-3:] == ["requeue", "outcomes.export", "audit.export"]
+    assert "intact" in cli("audit", "verify").out
+    # With the application's rights, every way around the triggers is closed.
+    for statement in ("ALTER TABLE audit DISABLE TRIGGER audit_no_update_delete",
+                      "DROP TRIGGER audit_no_update_delete ON audit",
+                      "CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql "
+                      "AS $$ BEGIN RETURN NEW; END $$",
+                      "SET session_replication_role = replica",
+                      "ALTER TABLE audit OWNER TO CURRENT_USER",
+                      "DROP TABLE audit",
+                      "ALTER TABLE audit RENAME TO audit_before",
+                      "DROP SCHEMA public CASCADE",
+                      "TRUNCATE audit",
+                      "DELETE FROM audit",
+                      "UPDATE audit SET note = 'nothing happened' WHERE action = 'requeue'"):
+        with pytest.raises(Exception, match="must be owner|permission denied|append-only"):
+            _tamper(app_url, statement)
+    assert "intact" in cli("audit", "verify").out
+    # On SQLite there is no role to hand it to: said in one line.
+    sqlite = Cli(f"sqlite:///{tmp_path / 'x.db'}", tmp_path)
+    sqlite("db", "upgrade")
+    assert "for PostgreSQL" in one_line(sqlite("db", "seal-audit", "--owner", "auditor", ok=False))

@@ -189,6 +189,19 @@ def db_upgrade(
         out.print(f"first admin {admin} registered" if created else f"{admin} is already an admin")
 
 
+@db_cli.command("seal-audit")
+def db_seal_audit(
+    ctx: typer.Context,
+    owner: Annotated[str, typer.Option(help="The role to own the audit (created, without login, when missing)")],
+) -> None:
+    """PostgreSQL: make the audit trail unchangeable for the application's own database role.
+
+    Run once after `db upgrade`, as a superuser (--db with its URL): the audit table and its trigger
+    function go to OWNER; the role owning the other tables (the application's) may then only read
+    and append to the audit. docs/operations.md: "A database the application cannot rewrite"."""
+    out.print(service.seal_audit(app(ctx).engine, owner))
+
+
 @reference_cli.command("load")
 def reference_load(ctx: typer.Context, folder: Path) -> None:
     """Load providers.csv, plans.csv, enrollments.csv and spas.csv from FOLDER (all-or-nothing)."""

@@ -46,6 +46,28 @@ def upgrade_schema(engine: Engine) -> None:
     upgrade(engine)
 
 
+def seal_audit(engine: Engine, owner: str) -> str:
+    """Hand the audit to a role of its own (PostgreSQL, worker.store.database.seal_audit); audited.
+    Returns what to tell the operator."""
+    import re
+
+    from worker.store.database import SealRefused, seal_audit as hand_over
+
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", owner):
+        raise UserError("--owner: a role name of lower-case letters, digits and _ (up to 63)")
+    try:
+        app, superuser = hand_over(engine, owner)
+    except SealRefused as error:
+        raise UserError(str(error)) from None
+    with unit_of_work(engine) as repo:
+        repo.audit(SYSTEM, "db.seal-audit", f"owner={owner} app={app}", "")
+    said = f"the audit belongs to role {owner}; role {app} may read it and append to it, not change it"
+    if superuser:
+        said += (f". But {app} is a superuser, which nothing holds back: run the application as a role "
+                 "without SUPERUSER and CREATEROLE")
+    return said
+
+
 # --- reference -----------------------------------------------------------------------------
 
 # The actor of what no operator does: the nightly run, reference loads (the audit also records the

@@ -119,3 +119,54 @@ def sqlite_file(engine: Engine) -> Path | None:
     if engine.url.get_backend_name() != "sqlite" or engine.url.database in (None, "", ":memory:"):
         return None
     return Path(engine.url.database)
+
+
+class SealRefused(Exception):
+    """The audit cannot be handed to another role here (one line, for the operator)."""
+
+
+def seal_audit(engine: Engine, owner: str) -> tuple[str, bool]:
+    """PostgreSQL: make `owner` (created NOLOGIN when missing) the owner of the audit table, of its
+    trigger function and of the schema (whose owner could drop the table), and leave the
+    application's role (the owner of the other tables, which it needs: a run creates and attaches a
+    partition of `attempts` each month) the right to read and append to the audit, and to create
+    tables in the schema. That role can then neither change nor delete an entry, nor drop or disable
+    the triggers, nor replace their function, nor drop the table: only `owner` (nobody logs in as it)
+    or a superuser could. Run by a role that may create roles and change owners (a superuser).
+    Returns the application's role and whether it is a superuser (then nothing holds it back)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import ProgrammingError
+
+    if engine.dialect.name != "postgresql":
+        raise SealRefused("db seal-audit is for PostgreSQL (on SQLite whoever can write the file can change it)")
+    try:
+        return _seal_audit(engine, owner, text)
+    except ProgrammingError as error:  # a role that may not create roles or change owners
+        if getattr(error.orig, "sqlstate", None) != "42501":
+            raise
+        raise SealRefused("permission denied (the database refused it): run db seal-audit as a superuser") from None
+
+
+def _seal_audit(engine: Engine, owner: str, text) -> tuple[str, bool]:
+    with engine.begin() as conn:
+        app = conn.execute(text("SELECT tableowner FROM pg_tables WHERE schemaname = current_schema() "
+                                "AND tablename = 'attempts'")).scalar()
+        if app is None:
+            raise SealRefused("no schema here: run `adjudicate db upgrade` first")
+        if owner == app:
+            raise SealRefused(f"role {owner} owns the other tables (it is the application's): name another role")
+        if conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": owner}).first() is None:
+            conn.exec_driver_sql(f'CREATE ROLE "{owner}" NOLOGIN')
+        elif conn.execute(text("SELECT pg_has_role(:app, :owner, 'MEMBER')"), {"app": app, "owner": owner}).scalar():
+            raise SealRefused(f"role {app} is a member of {owner}: it could act as the audit's owner")
+        # The schema's owner may drop any table in it, the audit too: the schema goes to `owner` as
+        # well, and the application keeps the right to create tables in it (a run's new partitions).
+        schema = conn.execute(text("SELECT current_schema()")).scalar()
+        conn.exec_driver_sql(f'ALTER SCHEMA "{schema}" OWNER TO "{owner}"')
+        conn.exec_driver_sql(f'GRANT USAGE, CREATE ON SCHEMA "{schema}" TO "{app}"')
+        conn.exec_driver_sql(f'ALTER TABLE audit OWNER TO "{owner}"')
+        conn.exec_driver_sql(f'ALTER FUNCTION audit_append_only() OWNER TO "{owner}"')
+        conn.exec_driver_sql(f'REVOKE ALL ON audit FROM "{app}"')
+        conn.exec_driver_sql(f'GRANT SELECT, INSERT ON audit TO "{app}"')
+        superuser = bool(conn.execute(text("SELECT rolsuper FROM pg_roles WHERE rolname = :r"), {"r": app}).scalar())
+    return app, superuser
