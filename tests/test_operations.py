@@ -319,11 +319,14 @@ def test_run_records_the_lock_and_dry_runs_on_postgresql(pg_url, tmp_path):
         # Other writers still go ahead while a run holds the lease (they wait only for its transaction).
         pg("operators", "add", "bob", "--role", "operator", "--operator", "root", "--note", "new clerk")
     engine.dispose()
-    pg("run", "--dry-run", "--output", tmp_path / "dry.csv")
+    # The dry run says the number its record gets (its work, rolled back, freed the one it took), and
+    # runs are numbered without gaps, as on SQLite.
+    assert pg("run", "--dry-run", "--output", tmp_path / "dry.csv").out.startswith("dry run 3: 6 claims")
     assert pg("outcomes").rows() == []
-    pg("run")
+    assert pg("run").out.startswith("run 4: 6 claims")
     assert (tmp_path / "dry.csv").read_text() == pg("outcomes").out
-    assert [r["status"] for r in runs_of(pg)] == ["done", "dry-run", "failed", "failed"]
+    assert [(r["run_id"], r["status"]) for r in runs_of(pg)] == [
+        ("4", "done"), ("3", "dry-run"), ("2", "failed"), ("1", "failed")]
 
 
 def test_the_progress_bar_advances_through_the_run_on_a_terminal(ready):

@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from worker.store import schema as t
 
 AUDIT_LOCK_KEY = 0x61756469  # 'audi': the PostgreSQL advisory lock that serializes audit appends
+RUNS_LOCK_KEY = 0x72756E73  # 'runs': the one that numbers runs
 
 
 def now() -> dt.datetime:
@@ -236,9 +237,19 @@ class RunRecords:
             suspended: int = 0, rejected: int = 0, paid_cents: int = 0, voids: int = 0, reversed_cents: int = 0,
             failure: str | None = None) -> int:
         """A run's record: finished now (a failed or a dry run), or not yet (a run storing its work,
-        which Repository.store_run finishes)."""
+        which Repository.store_run finishes).
+
+        Runs are numbered 1, 2, 3, ... without gaps, as a billing office counts them: the next number
+        is the highest stored + 1, taken by one transaction at a time (a sequence would leave a gap
+        for every run rolled back: a dry run, a killed one). A run rolled back frees its number."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RUNS_LOCK_KEY})
+        else:  # SQLite has one writer: a write makes this transaction it, before the highest is read
+            take_write_lock(self.conn)
+        r = t.runs.c
+        next_id = self.conn.execute(select(func.coalesce(func.max(r.run_id), 0) + 1)).scalar_one()
         return self.conn.execute(insert(t.runs).values(
-            started_at=started, finished_at=now() if finished else None, claims=claims, paid=paid,
+            run_id=next_id, started_at=started, finished_at=now() if finished else None, claims=claims, paid=paid,
             suspended=suspended, rejected=rejected, paid_cents=paid_cents, voids=voids,
             reversed_cents=reversed_cents, status=status, failure=failure,
         ).returning(t.runs.c.run_id)).scalar_one()
