@@ -23,8 +23,12 @@ AGE_BUCKETS = ((0, 30, "0-30 days"), (31, 60, "31-60 days"), (61, 90, "61-90 day
 HTML_PROVIDER_ROWS = 200  # the HTML lists the providers with the most paid; the JSON has all
 
 
-def _rows(frame: pl.LazyFrame, money_columns: tuple[str, ...] = ()) -> list[dict]:
-    return frame.with_columns([money_text(pl.col(c)).alias(c) for c in money_columns]).collect().to_dicts()
+def _rows(frame: pl.LazyFrame, money_columns: dict[str, str] | None = None) -> list[dict]:
+    """The rows as dicts; money_columns: {cents column: the name of its amount as text} (a JSON key
+    names an amount, never the cents it was summed in)."""
+    money_columns = money_columns or {}
+    return (frame.with_columns([money_text(pl.col(c)).alias(c) for c in money_columns])
+            .rename(money_columns).collect().to_dicts())
 
 
 def figures(decisions: pl.DataFrame, reversals: pl.DataFrame, run: dict, previous: dict | None) -> dict:
@@ -63,13 +67,13 @@ def figures(decisions: pl.DataFrame, reversals: pl.DataFrame, run: dict, previou
                                       .fill_null(0))
                         .with_columns(net_cents=pl.col("paid_cents") - pl.col("reversed_cents"))
                         .sort("paid_cents", "provider_id", descending=[True, False], nulls_last=True),
-                        ("paid_cents", "reversed_cents", "net_cents"))
+                        {"paid_cents": "amount_paid", "reversed_cents": "amount_reversed", "net_cents": "net"})
     by_procedure = _rows(decided.group_by("procedure_code", "modifier").agg(
         claims=pl.len(), **{s: (status == s).sum().cast(pl.Int64) for s in STATUSES},
         paid_cents=pl.col("paid_cents").sum(), paid_units_s=pl.col("paid_units_s").sum())
         .with_columns(paid_units=units_text(pl.col("paid_units_s"))).drop("paid_units_s")
         .sort("paid_cents", "procedure_code", "modifier", descending=[True, False, False], nulls_last=True),
-        ("paid_cents",))
+        {"paid_cents": "amount_paid"})
     waiting = coded.filter(status == "suspended")
     suspended_by_reason = _rows(waiting.group_by("code").agg(claims=pl.len()).sort("claims", "code",
                                                                                    descending=[True, False]))
@@ -80,7 +84,8 @@ def figures(decisions: pl.DataFrame, reversals: pl.DataFrame, run: dict, previou
     ages = dict(decided.filter(status == "suspended").group_by(bucket.alias("age")).agg(pl.len()).collect().rows())
     suspended_by_age = [{"age": label, "claims": int(ages.get(label, 0))} for _low, _high, label in AGE_BUCKETS]
     reversal_rows = _rows(taken.select("claim_id", "reversed_by", "provider_id", "procedure_code", "modifier",
-                                       pl.col("service_date").cast(pl.String), "paid_cents"), ("paid_cents",))
+                                       pl.col("service_date").cast(pl.String), "paid_cents"),
+                          {"paid_cents": "amount_taken_back"})
     report = {
         "run": {"run_id": run["run_id"], "started_at": _time(run["started_at"]),
                 "finished_at": _time(run.get("finished_at")), **summary},
@@ -197,7 +202,7 @@ def html(report: dict) -> str:
     providers = report["by_provider"]
     parts.append(f"<h2>By provider ({len(providers)})</h2>")
     paid_providers = [r for r in providers if r["paid"] or r["reversals"]][:25]
-    parts.append(bar_chart("providers", [(r["provider_id"], _amount(r["paid_cents"]), r["paid_cents"])
+    parts.append(bar_chart("providers", [(r["provider_id"], _amount(r["amount_paid"]), r["amount_paid"])
                                          for r in paid_providers]))
     shown = providers[:HTML_PROVIDER_ROWS]
     if len(providers) > len(shown):
@@ -205,27 +210,27 @@ def html(report: dict) -> str:
                      f"{len(providers)}.</p>")
     parts.append(_table([("provider_id", "provider"), ("claims", "claims"), ("paid", "paid"),
                          ("suspended", "suspended"), ("rejected", "rejected"), ("void", "voids"),
-                         ("paid_cents", "amount paid"), ("reversed_cents", "reversed"), ("net_cents", "net")],
-                        shown, {"claims", "paid", "suspended", "rejected", "void", "paid_cents", "reversed_cents",
-                                "net_cents"}))
+                         ("amount_paid", "amount paid"), ("amount_reversed", "reversed"), ("net", "net")],
+                        shown, {"claims", "paid", "suspended", "rejected", "void", "amount_paid", "amount_reversed",
+                                "net"}))
 
     parts.append("<h2>By procedure and modifier</h2>")
     procedures = report["by_procedure"]
     parts.append(bar_chart("procedures", [(f'{r["procedure_code"] or "?"}/{r["modifier"] or "-"}',
-                                           _amount(r["paid_cents"]), r["paid_cents"]) for r in procedures[:25]
+                                           _amount(r["amount_paid"]), r["amount_paid"]) for r in procedures[:25]
                                           if r["paid"]]))
     parts.append(_table([("procedure_code", "procedure"), ("modifier", "modifier"), ("claims", "claims"),
                          ("paid", "paid"), ("suspended", "suspended"), ("rejected", "rejected"),
-                         ("paid_units", "units paid"), ("paid_cents", "amount paid")], procedures,
-                        {"claims", "paid", "suspended", "rejected", "paid_units", "paid_cents"}))
+                         ("paid_units", "units paid"), ("amount_paid", "amount paid")], procedures,
+                        {"claims", "paid", "suspended", "rejected", "paid_units", "amount_paid"}))
 
     reversals = report["reversals"]
     parts.append(f"<h2>Reversals ({reversals['count']}, {escape(reversals['amount'])})</h2>")
     if reversals["claims"]:
         parts.append(_table([("claim_id", "original"), ("reversed_by", "reversed by"), ("provider_id", "provider"),
                              ("procedure_code", "procedure"), ("modifier", "modifier"),
-                             ("service_date", "service date"), ("paid_cents", "amount taken back")],
-                            reversals["claims"], {"paid_cents"}))
+                             ("service_date", "service date"), ("amount_taken_back", "amount taken back")],
+                            reversals["claims"], {"amount_taken_back"}))
     else:
         parts.append('<p class="muted">No payment was reversed in this run.</p>')
 

@@ -192,10 +192,13 @@ def test_report_of_a_second_run_compares_with_the_first(dbcli):
     assert sum(b["claims"] for b in report["suspended_by_age"]) == 1
     first = json.loads(dbcli("report", "1", "--format", "json", "--operator", "ann").out)
     assert first["previous"] is None and first["run"]["amount_paid"] == "196.44"
-    assert {(r["provider_id"], r["paid_cents"]) for r in first["by_provider"]} == {
+    assert {(r["provider_id"], r["amount_paid"]) for r in first["by_provider"]} == {
         ("P1", "105.18"), ("G1", "56.20"), ("P3", "35.06")}
     assert {(r["procedure_code"], r["modifier"], r["paid"]) for r in first["by_procedure"]} == {
         ("OR526", "NA", 3), ("OR526", "ZE", 1)}
+    # An amount is named as one: no key names cents while holding a decimal text.
+    rows = [*first["by_provider"], *first["by_procedure"], *first["reversals"]["claims"], first["run"]]
+    assert not [key for row in rows for key, value in row.items() if key.endswith("_cents")]
     assert [e["target"] for e in json.loads(dbcli("audit", "--format", "json").out)
             if e["action"] == "report"] == ["run=2 format=json", "run=1 format=json"]
 
