@@ -222,6 +222,9 @@ def _text(shown: str, data: bytes) -> bytes:
 HEADER_LIKE = re.compile(r"[A-Za-z][A-Za-z _]{0,39}")
 
 
+COLUMNS_NAMED = 20
+
+
 def column_labels(names: list[str], positions: list[int] | None = None) -> str:
     """Column names for a one-line message: a name that may be a value is given by its position."""
     def one(index: int, name: str) -> str:
@@ -230,8 +233,10 @@ def column_labels(names: list[str], positions: list[int] | None = None) -> str:
         where = positions[index] if positions else index + 1
         return f"(the column at position {where})"
 
-    shown = [one(i, n) for i, n in enumerate(names[:8])]
-    return ", ".join(shown) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    # Every name up to COLUMNS_NAMED (a claim file has 13 columns of its own: all of them missing is
+    # named in full); past that, a file of another kind altogether: the first ones and a count.
+    shown = [one(i, n) for i, n in enumerate(names[:COLUMNS_NAMED])]
+    return ", ".join(shown) + (f" and {len(names) - COLUMNS_NAMED} more" if len(names) > COLUMNS_NAMED else "")
 
 
 def _check_columns(shown: str, header: list[str]) -> list[str]:

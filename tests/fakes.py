@@ -50,8 +50,11 @@ class FakeRepository:
     def enqueue(self, claim_pks: list[int], kind: str) -> None:
         self.queue = [q for q in self.queue if q[0] not in claim_pks] + [(pk, kind) for pk in claim_pks]
 
-    def add_waiver(self, claim_pk: int, code: str, operator: str, note: str) -> None:
+    def add_waiver(self, claim_pk: int, code: str, operator: str, note: str) -> bool:
+        if (claim_pk, code) in self.waivers:
+            return False
         self.waivers.add((claim_pk, code))
+        return True
 
     def audit(self, operator: str, action: str, target: str, note: str) -> None:
         self.audit_rows.append((operator, action, target, note))

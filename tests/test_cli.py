@@ -93,6 +93,10 @@ def test_requeue_override_and_audit(ready):
     not_waivable = ready("override", "WX-5", "--waive", "NO_ACTIVE_SPA", "--operator", "bob", "--note", "ok", ok=False)
     assert not_waivable.code == 1 and "cannot be waived" in not_waivable.err
     ready("override", "WX-5", "--waive", "OVERLAP_SAME_PROVIDER", "--operator", "bob", "--note", "ODDS approved")
+    twice = ready("override", "WX-5", "--waive", "OVERLAP_SAME_PROVIDER", "--operator", "bob", "--note", "again",
+                  ok=False)
+    assert (twice.code, twice.err) == (1, "error: claim WX-5: OVERLAP_SAME_PROVIDER is waived already; the next "
+                                          "run decides the claim again\n")
     assert "1 claims, 1 paid" in ready("run").out
     latest = {r["claim_id"]: r for r in ready("outcomes").rows()}
     assert latest["WX-5"]["status"] == "paid" and latest["WX-5"]["attempt"] == "2"

@@ -189,3 +189,18 @@ def test_the_plain_csv_reader_reads_as_the_record_by_record_reader(data):
         assert got.equals(expected)
     else:
         assert type(got) is type(expected) and got == expected
+
+
+def test_a_header_problem_names_every_column_up_to_twenty():
+    from adjudication.claims import CLAIM_COLUMNS, OPTIONAL_COLUMNS
+
+    required = [c for c in CLAIM_COLUMNS if c not in OPTIONAL_COLUMNS]
+    wrong = [f"col_{chr(97 + i)}" for i in range(12)]
+    with pytest.raises(ClaimFileError) as refused:
+        read_claim_file("f.csv", (",".join(required[1:] + wrong) + "\n" + ",".join("x" * 22) + "\n").encode())
+    message = str(refused.value)
+    assert f"missing columns: {required[0]}" in message and f"unknown columns: {', '.join(wrong)}" in message
+    assert "more" not in message
+    many = [f"col_{chr(97 + i)}{chr(97 + j)}" for i in range(3) for j in range(9)]  # 27 columns
+    with pytest.raises(ClaimFileError, match=f"unknown columns: {', '.join(many[:20])} and 7 more"):
+        read_claim_file("f.csv", (",".join(required + many) + "\n" + ",".join("x" * 38) + "\n").encode())

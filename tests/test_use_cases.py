@@ -83,6 +83,10 @@ def test_an_override_waives_one_code_and_requeues_the_claim(uow):
     service.override(uow, "WX-3", "OVERLAP_SAME_PROVIDER", "bob", "approved", RULES)
     assert uow.repo.waivers == {(3, "OVERLAP_SAME_PROVIDER")} and uow.repo.queue == [(3, "override")]
     assert uow.repo.audit_rows == [("bob", "override", "claim=WX-3 waive=OVERLAP_SAME_PROVIDER", "approved")]
+    # The same override again before the run: refused, nothing more queued or audited.
+    with pytest.raises(service.UserError, match="claim WX-3: OVERLAP_SAME_PROVIDER is waived already"):
+        service.override(uow, "WX-3", "OVERLAP_SAME_PROVIDER", "bob", "approved again", RULES)
+    assert uow.repo.queue == [(3, "override")] and len(uow.repo.audit_rows) == 1
 
 
 @pytest.mark.parametrize(("batch", "operator", "note", "message"), [

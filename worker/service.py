@@ -458,7 +458,9 @@ def override(engine: Store, claim_id: str, code: str, operator: str, note: str, 
         current = repo.suspended_claims([claim_pk]).get_column("reasons").item()
         if code not in current.split(";"):
             raise UserError(f"claim {claim_id} is not suspended for {code} (it is for {current.replace(';', ', ')})")
-        repo.add_waiver(claim_pk, code, operator, note)
+        if not repo.add_waiver(claim_pk, code, operator, note):
+            # Waived, and still suspended for it: the waiver waits for the next run (which applies it).
+            raise UserError(f"claim {claim_id}: {code} is waived already; the next run decides the claim again")
         repo.enqueue([claim_pk], "override")
         repo.audit(operator, "override", f"claim={claim_id} waive={code}", note)
     log.info("override on claim %s: %s waived", claim_id, code)

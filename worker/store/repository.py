@@ -670,12 +670,14 @@ class Repository:
             self.conn.execute(delete(t.requeues).where(t.requeues.c.claim_pk.in_(chunk)))
             self.conn.execute(insert(t.requeues), [{"claim_pk": pk, "seq": seq} for pk in chunk])
 
-    def add_waiver(self, claim_pk: int, code: str, operator: str, note: str) -> None:
-        """Waive `code` for a claim (once: a second waiver of the same code is not stored)."""
+    def add_waiver(self, claim_pk: int, code: str, operator: str, note: str) -> bool:
+        """Waive `code` for a claim; False (nothing stored) when it is waived already."""
         w = t.waivers.c
-        if not self.conn.execute(select(w.id).where(w.claim_pk == claim_pk, w.code == code)).first():
-            self.conn.execute(insert(t.waivers).values(claim_pk=claim_pk, code=code, operator=operator, note=note,
-                                                       at=now()))
+        if self.conn.execute(select(w.id).where(w.claim_pk == claim_pk, w.code == code)).first():
+            return False
+        self.conn.execute(insert(t.waivers).values(claim_pk=claim_pk, code=code, operator=operator, note=note,
+                                                   at=now()))
+        return True
 
     # operators and audit
     def audit(self, operator: str, action: str, target: str, note: str) -> None:
