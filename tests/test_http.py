@@ -267,6 +267,9 @@ def test_refusals_answer_problem_details_and_store_nothing(served):
     assert refused["lines"] == [2, 4, 5, 6, 7]
     assert served.count(t.batches) == batches
     assert served.count(t.idempotency_keys) == 0
+    # The same answer for a file another channel posted: the refusal does not tell that it exists.
+    assert served.post(content, who="agency").status_code in (200, 201)
+    problem(served.post(content, who="vendor"), 403, "provider_id on line 2")
 
     with served.client() as client:
         problem(client.get("/v1/batches/Bnothere"), 404)
