@@ -365,9 +365,12 @@ def ignored_columns(name: str, data: bytes) -> str:
     """The header's names that are none of the file's columns (SPEC 2), for a one-line warning ("" if
     none): a load ignores them, and says so (a misspelt optional column, `start_dat` for
     `start_date`, would otherwise leave enrollment open without a word). A name that may be a value
-    is given by its position, as in claim files. `data` is a file parse_content took."""
-    first = data.removeprefix(UTF8_BOM).decode("utf-8").splitlines()[:1]
-    header = [h.strip() for h in next(csv.reader(first), [])]
+    is given by its position, as in claim files. Reads the first line only, and never raises."""
+    first = data.removeprefix(UTF8_BOM).split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r")
+    try:
+        header = [h.strip() for h in next(csv.reader([first]), [])]
+    except csv.Error:
+        return ""  # a header the load refuses, saying why
     ignored = [(position, h) for position, h in enumerate(header, start=1) if h not in FILES[name].model_fields]
     return column_labels([h for _, h in ignored], [p for p, _ in ignored]) if ignored else ""
 

@@ -253,9 +253,10 @@ def x12_unfit(lines: pl.LazyFrame, payer: Payer, run_id: int) -> pl.DataFrame:
               for column, limit, element in X12_CLAIM_LIMITS]
     # A claim id with an X12 delimiter or a character outside printable ASCII would reach CLP01
     # altered ('?' in its place): the provider could not match it to the claim it billed.
-    claim_id = pl.col("claim_id").fill_null("")
-    checks.append((claim_id != x12_safe(claim_id), "CLP01 (claim_id holds a character an 835 cannot carry: "
-                                                  "* ~ : ^ or one outside printable ASCII)"))
+    for column, element in (("claim_id", "CLP01"), ("provider_id", "N104")):
+        value = pl.col(column).fill_null("")
+        checks.append((value != x12_safe(value), f"{element} ({column} holds a character an 835 cannot carry: "
+                                                 "* ~ : ^ or one outside printable ASCII)"))
     checks.append((provider + len(f"{run_id}-") > X12_REFERENCE_LIMIT,
                    f"TRN02 (run and provider_id over {X12_REFERENCE_LIMIT} characters)"))
     checks.append((provider < X12_ID_MINIMUM, f"N104 (provider_id under {X12_ID_MINIMUM} characters)"))

@@ -347,7 +347,8 @@ def test_an_idempotency_key_makes_a_retry_safe_and_refuses_another_file(served):
     # A retry that arrives uncompressed, or compressed again (another time in the gzip header), is
     # the same content: the same batch, with the key or without it.
     for body, headers in ((plain, {"Idempotency-Key": "post-1"}), (plain, {}),
-                          (gzip.compress(plain, mtime=2), {"Content-Encoding": "gzip"})):
+                          (gzip.compress(plain, mtime=2), {"Content-Encoding": "gzip"}),
+                          (plain, {"name": "claims.jsonl", "Content-Type": "application/octet-stream"})):  # any name
         retry = served.post(body, **headers)
         assert (retry.status_code, retry.json()["batch_id"]) == (200, batch), headers
     # Another file under the settled key is refused: answering with the first batch would drop its claims.

@@ -104,10 +104,12 @@ def test_a_claim_id_the_835_would_alter_gets_no_835():
     """A delimiter or a character outside printable ASCII in a claim id would reach CLP01 as '?': a
     valid 835 whose claim the provider cannot find. Such a provider gets none (its CSV has the claim)."""
     cases = {"P1": decision("@SUM~1*2:3"), "P2": decision("A2^x", provider="P2"),
-             "P3": decision("Ä1", provider="P3"), "P4": decision("A-4 .5/6", provider="P4")}
+             "P3": decision("Ä1", provider="P3"), "P4": decision("A-4 .5/6", provider="P4"),
+             "P:5": decision("A5", provider="P:5")}
     lines = rem.claim_lines(pl.DataFrame(list(cases.values()), schema=DECISION_SCHEMA).lazy(),
                             pl.DataFrame(schema=REVERSAL_SCHEMA).lazy())
     unfit = dict(rem.x12_unfit(lines, PAYER, RUN.run_id).iter_rows())
+    assert unfit.pop("P:5").startswith("N104 (provider_id holds")
     assert set(unfit) == {"P1", "P2", "P3"} and all(e.startswith("CLP01 (claim_id holds") for e in unfit.values())
 
 

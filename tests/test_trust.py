@@ -166,9 +166,9 @@ def test_concurrent_commands_extend_one_chain(db_url, tmp_path):
 
 @pytest.fixture
 def app_role_db():
-    """A PostgreSQL database owned by a fresh role without SUPERUSER or CREATEROLE (the application's,
-    as a deployment should run it): (its URL, the superuser's URL, the role, a name for the audit's
-    owner). Dropped afterwards, roles included."""
+    """A PostgreSQL database and a fresh role without SUPERUSER or CREATEROLE that may create tables
+    in its public schema (the application's, as docs/operations.md sets it up): (the role's URL, the
+    superuser's URL, the role, a name for the audit's owner). Dropped afterwards, roles included."""
     import uuid
 
     import psycopg
@@ -180,7 +180,9 @@ def app_role_db():
     name, role, owner = f"adj_seal_{tag}", f"adj_app_{tag}", f"adj_audit_{tag}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         admin.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB")
-        admin.execute(f"CREATE DATABASE {name} OWNER {role}")
+        admin.execute(f"CREATE DATABASE {name}")
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{name}", autocommit=True) as admin:
+        admin.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
     try:
         yield (f"postgresql+psycopg://{role}@127.0.0.1:5432/{name}",
                f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", role, owner)
@@ -196,12 +198,27 @@ def test_a_sealed_audit_cannot_be_changed_by_the_role_that_owns_every_other_tabl
     cli = Cli(app_url, tmp_path)
     cli("db", "upgrade")
     cli("reference", "load", FIXTURES / "worked_example")
-    # Refused for the application's own role (it cannot create roles) and for a name it owns under.
+    dba = Cli(superuser_url, tmp_path)
+    # Refused for the application's own role (it cannot create roles), for a name it owns under, and
+    # where the application's role could undo the seal: it may create roles, or create schemas (an
+    # `audit` of its own would come first on its search path).
     assert "permission denied" in one_line(cli("db", "seal-audit", "--owner", owner, ok=False)).lower()
-    assert "owns the other tables" in one_line(Cli(superuser_url, tmp_path)("db", "seal-audit", "--owner", role, ok=False))
-    sealed = Cli(superuser_url, tmp_path)("db", "seal-audit", "--owner", owner).out
+    assert "owns the other tables" in one_line(dba("db", "seal-audit", "--owner", role, ok=False))
+    assert "not pg_" in one_line(dba("db", "seal-audit", "--owner", "pg_write_all_data", ok=False))
+    database = app_url.rsplit("/", 1)[1]
+    for grant, revoke, said in ((f"ALTER ROLE {role} CREATEROLE", f"ALTER ROLE {role} NOCREATEROLE", "may create roles"),
+                                (f"GRANT CREATE ON DATABASE {database} TO {role}",
+                                 f"REVOKE CREATE ON DATABASE {database} FROM {role}", "may create schemas")):
+        _tamper(superuser_url, grant)
+        assert said in one_line(dba("db", "seal-audit", "--owner", owner, ok=False))
+        _tamper(superuser_url, revoke)
+    _tamper(superuser_url, f"CREATE ROLE {owner}_login LOGIN")
+    try:
+        assert "can log in" in one_line(dba("db", "seal-audit", "--owner", f"{owner}_login", ok=False))
+    finally:
+        _tamper(superuser_url, f"DROP ROLE {owner}_login")
+    sealed = dba("db", "seal-audit", "--owner", owner).out
     assert f"the audit belongs to role {owner}; role {role} may read it and append to it" in sealed
-    assert "superuser" not in sealed
     # The application goes on: a run (its first of the month creates and attaches a partition),
     # re-queues and exports, each audited, and the chain holds.
     cli("submit", CLAIMS)
@@ -221,6 +238,7 @@ def test_a_sealed_audit_cannot_be_changed_by_the_role_that_owns_every_other_tabl
                       "DROP TABLE audit",
                       "ALTER TABLE audit RENAME TO audit_before",
                       "DROP SCHEMA public CASCADE",
+                      f"CREATE SCHEMA {role}",  # an audit table of its own, first on its search path
                       "TRUNCATE audit",
                       "DELETE FROM audit",
                       "UPDATE audit SET note = 'nothing happened' WHERE action = 'requeue'"):

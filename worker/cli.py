@@ -196,9 +196,11 @@ def db_seal_audit(
 ) -> None:
     """PostgreSQL: make the audit trail unchangeable for the application's own database role.
 
-    Run once after `db upgrade`, as a superuser (--db with its URL): the audit table and its trigger
-    function go to OWNER; the role owning the other tables (the application's) may then only read
-    and append to the audit. docs/operations.md: "A database the application cannot rewrite"."""
+    Run once after `db upgrade`, as a superuser (--db with its URL): the audit table, its trigger
+    function and their schema go to OWNER; the role owning the other tables (the application's) may
+    then only read and append to the audit, and create tables. Refused while that role could undo
+    it (a superuser, CREATEROLE, or owning the database). docs/operations.md: "A database the
+    application cannot rewrite"."""
     out.print(service.seal_audit(app(ctx).engine, owner))
 
 
@@ -206,9 +208,13 @@ def db_seal_audit(
 def reference_load(ctx: typer.Context, folder: Path) -> None:
     """Load providers.csv, plans.csv, enrollments.csv and spas.csv from FOLDER (all-or-nothing)."""
     a = app(ctx)
+    try:  # read before the load: what is warned about is what the load reads
+        ignored = ignored_reference_columns(folder)
+    except OSError:
+        ignored = {}  # the load says what is wrong with the folder
     counts = service.load_reference(a.engine, folder, a.rules)
     out.print("loaded " + ", ".join(f"{name}: {n} rows" for name, n in counts.items()))
-    for name, columns in ignored_reference_columns(folder).items():
+    for name, columns in ignored.items():
         # Loaded all the same (an export may carry columns of its own), but a misspelt optional
         # column would otherwise pass unseen.
         err.print(f"warning: {name}: ignored columns (not in SPEC 2's list for this file): {columns}")

@@ -121,12 +121,18 @@ def failure_text(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"[:500]
 
 
+# How long a failed run's record waits for a run that is storing its work (which holds the run
+# numbering until it commits) before it gives up (logged; the run's own error is still reported).
+RECORD_WAIT_SECONDS = 10.0
+
+
 def record_failure(engine, started: dt.datetime, error: BaseException) -> int | None:
     """A failed run's record, in its own transaction (its work was rolled back); None when even that
     cannot be written (the database is gone: the error itself is what the operator sees)."""
     try:
         with unit_of_work(engine) as repo:
-            run_id = repo.runs.add(started, "failed", failure=failure_text(error))
+            # A run that found the lease taken must not wait out the holder's store phase to say so.
+            run_id = repo.runs.add(started, "failed", failure=failure_text(error), wait_seconds=RECORD_WAIT_SECONDS)
     except Exception as recording:  # noqa: BLE001 - the run's own error is the one to raise
         # INFO: when the database is gone, the run's own error already says so in one line.
         log.info("could not record the failed run (%s)", type(recording).__name__)

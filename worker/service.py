@@ -49,23 +49,15 @@ def upgrade_schema(engine: Engine) -> None:
 def seal_audit(engine: Engine, owner: str) -> str:
     """Hand the audit to a role of its own (PostgreSQL, worker.store.database.seal_audit); audited.
     Returns what to tell the operator."""
-    import re
-
     from worker.store.database import SealRefused, seal_audit as hand_over
 
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", owner):
-        raise UserError("--owner: a role name of lower-case letters, digits and _ (up to 63)")
     try:
-        app, superuser = hand_over(engine, owner)
+        app = hand_over(engine, owner)
     except SealRefused as error:
         raise UserError(str(error)) from None
     with unit_of_work(engine) as repo:
         repo.audit(SYSTEM, "db.seal-audit", f"owner={owner} app={app}", "")
-    said = f"the audit belongs to role {owner}; role {app} may read it and append to it, not change it"
-    if superuser:
-        said += (f". But {app} is a superuser, which nothing holds back: run the application as a role "
-                 "without SUPERUSER and CREATEROLE")
-    return said
+    return f"the audit belongs to role {owner}; role {app} may read it and append to it, not change it"
 
 
 # --- reference -----------------------------------------------------------------------------
@@ -492,7 +484,9 @@ def submit_bytes(engine: Store, name: str, data: bytes, rules: Rules, limits: Li
         existing = repo.batch_by_hash(content_hash) or repo.batch_by_hash(posted_hash)
     if existing:
         if vet is not None:  # a poster not allowed this file's lines learns that, not whether it exists
-            vet(parse_unpacked(name, content, compressed, limits))
+            with unit_of_work(engine, write=False) as repo:
+                stored = repo.payloads([existing["batch_id"]])  # the lines as posted: under any name
+            vet(ClaimFile(format="", rows=stored))
         return Submitted(existing["batch_id"], False, existing["claims"], existing["intake_rejected"],
                          existing["status"])
     claim_file = parse_unpacked(name, content, compressed, limits)

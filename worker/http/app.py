@@ -107,12 +107,12 @@ class AccessLog:
         try:
             await self.app(scope, receive_, sending)
         except Exception as error:  # noqa: BLE001 - answered, and logged without its text
-            log.error("%s %s failed: %s", scope["method"], shown_path(scope["path"]), type(error).__name__)
+            log.error("%s %s failed: %s", scope["method"][:16], shown_path(scope["path"]), type(error).__name__)
             if not status["sent"]:
                 await problem_response(500, "Internal error", "the request failed; nothing more is said here, "
                                        "the operators have the time of it")(scope, receive_, sending)
         finally:
-            log.info("%s %s %s %.0fms", scope["method"], shown_path(scope["path"]), status["code"],
+            log.info("%s %s %s %.0fms", scope["method"][:16], shown_path(scope["path"]), status["code"],
                      (time.monotonic() - started) * 1000)
 
 
@@ -169,7 +169,7 @@ def create_app(app: App) -> FastAPI:
                 return found
             why = "unknown or revoked token"
         await run_in_threadpool(submitters.audit_refused, app.engine,
-                                f"{request.method} {shown_path(request.url.path)}", why)
+                                f"{request.method[:16]} {shown_path(request.url.path)}", why)
         raise Problem(401, "Unauthorized", f"{why}: send Authorization: Bearer TOKEN (a submitter's token)",
                       headers={"WWW-Authenticate": 'Bearer realm="adjudication"'})
 
@@ -202,16 +202,16 @@ def create_app(app: App) -> FastAPI:
         except UploadRefused as error:
             raise Problem(error.status, error.title, error.detail) from None
         try:
-            same = await run_in_threadpool(service.is_content_of, app.engine, earlier, name or upload.name or "",
-                                           upload.path, app.limits)
+            same = await reading(service.is_content_of, app.engine, earlier, name or upload.name or "",
+                                 upload.path, app.limits)
         finally:
             upload.path.unlink(missing_ok=True)
         if not same:
             raise Problem(422, "Idempotency-Key used for another file",
                           "an earlier post with this Idempotency-Key queued other content; nothing was stored "
                           "(post a new file under a new key)")
-        return await run_in_threadpool(answer, submitter, earlier, 200,
-                                       "a post with this Idempotency-Key was accepted before: nothing changed")
+        return await reading(answer, submitter, earlier, 200,
+                             "a post with this Idempotency-Key was accepted before: nothing changed")
 
     @api.post("/v1/claim-files", status_code=201, tags=["claim files"], openapi_extra=POST_DOC, responses=POST_ANSWERS)
     async def post_claim_file(request: Request, submitter: Caller) -> JSONResponse:
@@ -332,7 +332,7 @@ def create_app(app: App) -> FastAPI:
                        format: Annotated[str, Query(pattern="^(x12|csv)$")] = "x12") -> Response:
         """A provider's remittance advice for a run: the X12 835 or the readable CSV (404 for a
         provider the submitter does not post for, or a run that decided none of its claims or stored
-        nothing; 422 when an id of its payments is longer than the 835 allows: format=csv has them)."""
+        nothing; 422 when an id of its payments does not fit the 835: format=csv has them)."""
         from worker import remittances
 
         if provider not in submitter.providers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -125,20 +126,28 @@ class SealRefused(Exception):
     """The audit cannot be handed to another role here (one line, for the operator)."""
 
 
-def seal_audit(engine: Engine, owner: str) -> tuple[str, bool]:
+def seal_audit(engine: Engine, owner: str) -> str:
     """PostgreSQL: make `owner` (created NOLOGIN when missing) the owner of the audit table, of its
-    trigger function and of the schema (whose owner could drop the table), and leave the
+    trigger function and of their schema (whose owner could drop the table), and leave the
     application's role (the owner of the other tables, which it needs: a run creates and attaches a
     partition of `attempts` each month) the right to read and append to the audit, and to create
     tables in the schema. That role can then neither change nor delete an entry, nor drop or disable
     the triggers, nor replace their function, nor drop the table: only `owner` (nobody logs in as it)
-    or a superuser could. Run by a role that may create roles and change owners (a superuser).
-    Returns the application's role and whether it is a superuser (then nothing holds it back)."""
+    or a superuser could. Refused where the application's role could undo it: a superuser, a role
+    that may create roles (it could make itself a member of `owner`), one that may create schemas in
+    the database (an `audit` table of its own would come first on its search path: the database
+    must belong to another role), or a member of `owner`; and for an `owner` that can log in or has
+    members. Run by a superuser. Returns the application's role.
+
+    Every name is checked against ROLE_NAME and quoted; the schema is the one holding the tables
+    (the one `db upgrade` put them in), read from the catalog with the search path pinned."""
     from sqlalchemy import text
     from sqlalchemy.exc import ProgrammingError
 
     if engine.dialect.name != "postgresql":
         raise SealRefused("db seal-audit is for PostgreSQL (on SQLite whoever can write the file can change it)")
+    if not ROLE_NAME.fullmatch(owner) or owner.startswith("pg_"):
+        raise SealRefused("--owner: a role name of lower-case letters, digits and _ (up to 63), not pg_...")
     try:
         return _seal_audit(engine, owner, text)
     except ProgrammingError as error:  # a role that may not create roles or change owners
@@ -147,26 +156,45 @@ def seal_audit(engine: Engine, owner: str) -> tuple[str, bool]:
         raise SealRefused("permission denied (the database refused it): run db seal-audit as a superuser") from None
 
 
-def _seal_audit(engine: Engine, owner: str, text) -> tuple[str, bool]:
+# The names seal_audit puts into statements (PostgreSQL's unquoted identifiers, lower case).
+ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _seal_audit(engine: Engine, owner: str, text) -> str:
     with engine.begin() as conn:
-        app = conn.execute(text("SELECT tableowner FROM pg_tables WHERE schemaname = current_schema() "
-                                "AND tablename = 'attempts'")).scalar()
-        if app is None:
-            raise SealRefused("no schema here: run `adjudicate db upgrade` first")
+        conn.exec_driver_sql("SET LOCAL search_path = pg_catalog")  # no object of anyone else's comes first
+        found = conn.execute(text(
+            "SELECT n.nspname, a.relowner::regrole::text FROM pg_class a JOIN pg_namespace n ON n.oid = a.relnamespace "
+            "JOIN pg_class u ON u.relnamespace = a.relnamespace AND u.relname = 'audit' AND u.relkind = 'r' "
+            "WHERE a.relname = 'attempts' AND a.relkind = 'p'")).all()
+        if len(found) != 1:
+            raise SealRefused("no schema here (run `adjudicate db upgrade` first)" if not found else
+                              "the tables are in more than one schema: seal them by hand (docs/operations.md)")
+        schema, app = found[0]
+        if not (ROLE_NAME.fullmatch(schema) and ROLE_NAME.fullmatch(app)):
+            raise SealRefused("the schema's or the application role's name is not a plain one: seal by hand")
         if owner == app:
             raise SealRefused(f"role {owner} owns the other tables (it is the application's): name another role")
-        if conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": owner}).first() is None:
+        role = conn.execute(text("SELECT rolsuper, rolcreaterole, has_database_privilege(rolname, current_database(), "
+                                 "'CREATE') FROM pg_roles WHERE rolname = :r"), {"r": app}).one()
+        if role[0] or role[1]:
+            raise SealRefused(f"role {app} is a superuser or may create roles: nothing would hold it back "
+                              "(run the application as a role without SUPERUSER and CREATEROLE)")
+        if role[2]:
+            raise SealRefused(f"role {app} may create schemas in this database (it owns it?): an audit table of "
+                              "its own would come first on its search path; give the database to another role")
+        existing = conn.execute(text("SELECT rolcanlogin, EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = "
+                                     "r.oid) FROM pg_roles r WHERE rolname = :r"), {"r": owner}).first()
+        if existing is None:
             conn.exec_driver_sql(f'CREATE ROLE "{owner}" NOLOGIN')
-        elif conn.execute(text("SELECT pg_has_role(:app, :owner, 'MEMBER')"), {"app": app, "owner": owner}).scalar():
-            raise SealRefused(f"role {app} is a member of {owner}: it could act as the audit's owner")
+        elif existing[0] or existing[1]:
+            raise SealRefused(f"role {owner} can log in or has members: name a role nobody acts as")
         # The schema's owner may drop any table in it, the audit too: the schema goes to `owner` as
         # well, and the application keeps the right to create tables in it (a run's new partitions).
-        schema = conn.execute(text("SELECT current_schema()")).scalar()
         conn.exec_driver_sql(f'ALTER SCHEMA "{schema}" OWNER TO "{owner}"')
         conn.exec_driver_sql(f'GRANT USAGE, CREATE ON SCHEMA "{schema}" TO "{app}"')
-        conn.exec_driver_sql(f'ALTER TABLE audit OWNER TO "{owner}"')
-        conn.exec_driver_sql(f'ALTER FUNCTION audit_append_only() OWNER TO "{owner}"')
-        conn.exec_driver_sql(f'REVOKE ALL ON audit FROM "{app}"')
-        conn.exec_driver_sql(f'GRANT SELECT, INSERT ON audit TO "{app}"')
-        superuser = bool(conn.execute(text("SELECT rolsuper FROM pg_roles WHERE rolname = :r"), {"r": app}).scalar())
-    return app, superuser
+        conn.exec_driver_sql(f'ALTER TABLE "{schema}".audit OWNER TO "{owner}"')
+        conn.exec_driver_sql(f'ALTER FUNCTION "{schema}".audit_append_only() OWNER TO "{owner}"')
+        conn.exec_driver_sql(f'REVOKE ALL ON "{schema}".audit FROM "{app}"')
+        conn.exec_driver_sql(f'GRANT SELECT, INSERT ON "{schema}".audit TO "{app}"')
+    return app

@@ -235,14 +235,18 @@ class RunRecords:
 
     def add(self, started: dt.datetime, status: str, *, finished: bool = True, claims: int = 0, paid: int = 0,
             suspended: int = 0, rejected: int = 0, paid_cents: int = 0, voids: int = 0, reversed_cents: int = 0,
-            failure: str | None = None) -> int:
+            failure: str | None = None, wait_seconds: float | None = None) -> int:
         """A run's record: finished now (a failed or a dry run), or not yet (a run storing its work,
         which Repository.store_run finishes).
 
         Runs are numbered 1, 2, 3, ... without gaps, as a billing office counts them: the next number
         is the highest stored + 1, taken by one transaction at a time (a sequence would leave a gap
-        for every run rolled back: a dry run, a killed one). A run rolled back frees its number."""
+        for every run rolled back: a dry run, a killed one). A run rolled back frees its number.
+        A run storing its work holds the numbering until it commits; wait_seconds: give up waiting
+        for it after that long (the database's lock timeout error) instead of waiting it out."""
         if self.conn.dialect.name == "postgresql":
+            if wait_seconds is not None:
+                self.conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(wait_seconds * 1000)}ms'")
             self.conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RUNS_LOCK_KEY})
         else:  # SQLite has one writer: a write makes this transaction it, before the highest is read
             take_write_lock(self.conn)
