@@ -252,6 +252,8 @@ class RunRecords:
             take_write_lock(self.conn)
         r = t.runs.c
         next_id = self.conn.execute(select(func.coalesce(func.max(r.run_id), 0) + 1)).scalar_one()
+        if self.conn.dialect.name == "postgresql":  # kept in step: a version before this one numbers by it
+            self.conn.execute(text("SELECT setval(pg_get_serial_sequence('runs', 'run_id'), :n)"), {"n": next_id})
         return self.conn.execute(insert(t.runs).values(
             run_id=next_id, started_at=started, finished_at=now() if finished else None, claims=claims, paid=paid,
             suspended=suspended, rejected=rejected, paid_cents=paid_cents, voids=voids,
