@@ -194,13 +194,11 @@ def db_seal_audit(
     ctx: typer.Context,
     owner: Annotated[str, typer.Option(help="The role to own the audit (created, without login, when missing)")],
 ) -> None:
-    """PostgreSQL: make the audit trail unchangeable for the application's own database role.
-
-    Run once after `db upgrade`, as a superuser (--db with its URL): the audit table, its trigger
-    function and their schema go to OWNER; the role owning the other tables (the application's) may
-    then only read and append to the audit, and create tables. Refused while that role could undo
-    it (a superuser, CREATEROLE, or owning the database). docs/operations.md: "A database the
-    application cannot rewrite"."""
+    """PostgreSQL, once after `db upgrade`, as a superuser (--db with its URL): the audit table, its
+    trigger function and their schema go to OWNER; the role owning the other tables (the
+    application's) may then only read and append to the audit, and create tables. Refused while
+    that role could undo it (a superuser, CREATEROLE, or owning the database). docs/operations.md:
+    "A database the application cannot rewrite"."""
     out.print(service.seal_audit(app(ctx).engine, owner))
 
 
