@@ -367,3 +367,34 @@ def test_unlock_clears_a_lock_whose_holder_is_gone_and_is_audited(ready):
     assert [(r["operator"], r["action"], r["target"]) for r in trail if r["action"] == "run.unlock"] == [
         ("ann", "run.unlock", "holder=run pid 77 on node-gone")]
     assert "6 claims" in ready("run", env={"ADJUDICATION_LOCK_WAIT_SECONDS": "0"}).out
+
+
+def test_a_failed_runs_record_waits_for_a_storing_run_only_so_long(pg_url, monkeypatch):
+    """A run storing its work holds the run numbering until it commits: a run that failed meanwhile
+    (say, it found the lease taken) gives up recording after RECORD_WAIT_SECONDS, not after that
+    run's whole store phase; once the numbering is free it records as usual."""
+    import datetime as dt
+
+    from sqlalchemy import text
+
+    from worker import runs, service
+    from worker.store.database import make_engine
+    from worker.store.records import RUNS_LOCK_KEY
+
+    from sqlalchemy import create_engine
+
+    from worker.store.database import normalize_url
+
+    service.upgrade_schema(make_engine(pg_url))
+    # Without the bound the wait would be endless (the holder is this test): the server gives up at 20 s.
+    engine = create_engine(normalize_url(pg_url), connect_args={"options": "-c lock_timeout=20s"})
+    monkeypatch.setattr(runs, "RECORD_WAIT_SECONDS", 1.0)
+    started = dt.datetime.now(dt.timezone.utc)
+    with engine.connect() as storing:  # another run's transaction, between add_run and its commit
+        storing.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RUNS_LOCK_KEY})
+        began = time.monotonic()
+        assert runs.record_failure(engine, started, service.UserError("the lease was taken")) is None
+        assert time.monotonic() - began < 10
+        storing.rollback()
+    assert runs.record_failure(engine, started, service.UserError("the lease was taken")) == 1
+    engine.dispose()
