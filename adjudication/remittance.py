@@ -251,8 +251,8 @@ def x12_unfit(lines: pl.LazyFrame, payer: Payer, run_id: int) -> pl.DataFrame:
     provider = x12_safe(pl.col("provider_id")).str.len_chars()
     checks = [(x12_safe(pl.col(column)).str.len_chars() > limit, f"{element} ({column} over {limit} characters)")
               for column, limit, element in X12_CLAIM_LIMITS]
-    # A claim id with an X12 delimiter or a character outside printable ASCII would reach CLP01
-    # altered ('?' in its place): the provider could not match it to the claim it billed.
+    # An id with an X12 delimiter or a character outside printable ASCII would reach CLP01 or N104
+    # altered ('?' in its place): the provider could not match it to what it billed.
     for column, element in (("claim_id", "CLP01"), ("provider_id", "N104")):
         value = pl.col(column).fill_null("")
         checks.append((value != x12_safe(value), f"{element} ({column} holds a character an 835 cannot carry: "

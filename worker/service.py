@@ -469,30 +469,31 @@ def submit_bytes(engine: Store, name: str, data: bytes, rules: Rules, limits: Li
                  received: dt.date | None = None) -> Submitted:
     """`submit` for content already read (a drop-folder sweep reads a file once, then checks that
     nothing wrote to it meanwhile): the same content again is a no-op returning the same id."""
-    from adjudication.claim_file import detect_format
-
-    detect_format(name)
-    if len(data) > limits.max_file_bytes:
-        raise UserError(f"{name}: {len(data)} bytes is over the limit of {limits.max_file_bytes} bytes")
-    # The batch is named by its content, gzip removed: the same claims posted plain and compressed
-    # (or compressed twice, with another time stamp in the gzip header) are one batch. A batch of a
-    # gzip file stored before 2026-12-03 was named by the compressed bytes: found by those too.
-    content, compressed = unpack(name, data, limits)
-    content_hash = hashlib.sha256(content).hexdigest()
-    posted_hash = hashlib.sha256(data).hexdigest() if compressed else content_hash
+    content, compressed = unpack(name, data, limits)  # the format, size and gzip checks first
+    hashes = _content_hashes(content, data, compressed)
     with unit_of_work(engine, write=False) as repo:
-        existing = repo.batch_by_hash(content_hash) or repo.batch_by_hash(posted_hash)
+        found = [batch for batch in map(repo.batch_by_hash, hashes) if batch]
+        existing = found[0] if found else None
+        # A poster not allowed this file's lines learns that, not whether it exists: checked against
+        # the lines as posted (under any name).
+        stored = repo.payloads([existing["batch_id"]]) if existing and vet is not None else None
     if existing:
-        if vet is not None:  # a poster not allowed this file's lines learns that, not whether it exists
-            with unit_of_work(engine, write=False) as repo:
-                stored = repo.payloads([existing["batch_id"]])  # the lines as posted: under any name
+        if stored is not None:
             vet(ClaimFile(format="", rows=stored))
         return Submitted(existing["batch_id"], False, existing["claims"], existing["intake_rejected"],
                          existing["status"])
     claim_file = parse_unpacked(name, content, compressed, limits)
     if vet is not None:
         vet(claim_file)
-    return _store_batch(engine, name, content_hash, claim_file, rules, progress, submitter, received)
+    return _store_batch(engine, name, hashes[0], claim_file, rules, progress, submitter, received)
+
+
+def _content_hashes(content: bytes, data: bytes, compressed: bool) -> list[str]:
+    """The names a batch of this file may be stored under: the SHA-256 of its content, gzip removed
+    (the same claims posted plain and compressed, or compressed again with another time stamp in the
+    gzip header, are one batch); for a gzip file also that of its bytes, which named a gzip batch
+    stored before 2026-12-03."""
+    return [hashlib.sha256(content).hexdigest()] + ([hashlib.sha256(data).hexdigest()] if compressed else [])
 
 
 def is_content_of(engine: Store, batch_id: str, name: str, path: Path, limits: Limits) -> bool:
@@ -504,10 +505,9 @@ def is_content_of(engine: Store, batch_id: str, name: str, path: Path, limits: L
         content, compressed = unpack(name, data, limits)
     except (OSError, ClaimFileError):
         return False
-    hashes = {hashlib.sha256(content).hexdigest()} | ({hashlib.sha256(data).hexdigest()} if compressed else set())
     with unit_of_work(engine, write=False) as repo:
         batch = repo.batch(batch_id)
-    return batch is not None and batch["content_hash"] in hashes
+    return batch is not None and batch["content_hash"] in _content_hashes(content, data, compressed)
 
 
 def batch_claims(engine: Store, batch_id: str) -> tuple[dict, pl.DataFrame]:

@@ -107,23 +107,27 @@ class AccessLog:
         try:
             await self.app(scope, receive_, sending)
         except Exception as error:  # noqa: BLE001 - answered, and logged without its text
-            log.error("%s %s failed: %s", scope["method"][:16], shown_path(scope["path"]), type(error).__name__)
+            log.error("%s failed: %s", shown_request(scope["method"], scope["path"]), type(error).__name__)
             if not status["sent"]:
                 await problem_response(500, "Internal error", "the request failed; nothing more is said here, "
                                        "the operators have the time of it")(scope, receive_, sending)
         finally:
-            log.info("%s %s %s %.0fms", scope["method"][:16], shown_path(scope["path"]), status["code"],
+            log.info("%s %s %.0fms", shown_request(scope["method"], scope["path"]), status["code"],
                      (time.monotonic() - started) * 1000)
 
 
-# A path as the log and the audit show it: anyone may send a path, and a request without a token is
-# audited, so its length is capped (the audit can only grow) and what cannot be printed is escaped.
+# A request as the log and the audit show it: anyone may send a method and a path, and a request
+# without a token is audited, so their lengths are capped (the audit can only grow) and what cannot
+# be printed is escaped.
 PATH_SHOWN = 200
+METHOD_SHOWN = 16
 
 
-def shown_path(path: str) -> str:
+def shown_request(method: str, path: str) -> str:
     shown = path if path.isprintable() else path.encode("unicode_escape").decode("ascii")
-    return shown if len(shown) <= PATH_SHOWN else f"{shown[:PATH_SHOWN]}... ({len(path)} characters)"
+    if len(shown) > PATH_SHOWN:
+        shown = f"{shown[:PATH_SHOWN]}... ({len(path)} characters)"
+    return f"{method[:METHOD_SHOWN]} {shown}"
 
 
 def create_app(app: App) -> FastAPI:
@@ -169,7 +173,7 @@ def create_app(app: App) -> FastAPI:
                 return found
             why = "unknown or revoked token"
         await run_in_threadpool(submitters.audit_refused, app.engine,
-                                f"{request.method[:16]} {shown_path(request.url.path)}", why)
+                                shown_request(request.method, request.url.path), why)
         raise Problem(401, "Unauthorized", f"{why}: send Authorization: Bearer TOKEN (a submitter's token)",
                       headers={"WWW-Authenticate": 'Bearer realm="adjudication"'})
 

@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -141,7 +141,6 @@ def seal_audit(engine: Engine, owner: str) -> str:
 
     Every name is checked against ROLE_NAME and quoted; the schema is the one holding the tables
     (the one `db upgrade` put them in), read from the catalog with the search path pinned."""
-    from sqlalchemy import text
     from sqlalchemy.exc import ProgrammingError
 
     if engine.dialect.name != "postgresql":
@@ -149,7 +148,7 @@ def seal_audit(engine: Engine, owner: str) -> str:
     if not ROLE_NAME.fullmatch(owner) or owner.startswith("pg_"):
         raise SealRefused("--owner: a role name of lower-case letters, digits and _ (up to 63), not pg_...")
     try:
-        return _seal_audit(engine, owner, text)
+        return _seal_audit(engine, owner)
     except ProgrammingError as error:  # a role that may not create roles or change owners
         if getattr(error.orig, "sqlstate", None) != "42501":
             raise
@@ -160,7 +159,7 @@ def seal_audit(engine: Engine, owner: str) -> str:
 ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
-def _seal_audit(engine: Engine, owner: str, text) -> str:
+def _seal_audit(engine: Engine, owner: str) -> str:
     with engine.begin() as conn:
         conn.exec_driver_sql("SET LOCAL search_path = pg_catalog")  # no object of anyone else's comes first
         found = conn.execute(text(

@@ -33,6 +33,17 @@ def utc(value):
     return value
 
 
+def serialize(conn: Connection, key: int) -> None:
+    """Writers of one kind (audit appends, run numbering) one transaction at a time, until it ends.
+    On PostgreSQL a transaction-scoped advisory lock `key`: it needs no privilege on a table (a
+    deployment may grant the application nothing but SELECT and INSERT on the audit), and reads go
+    on. SQLite has one writer: a write makes this transaction it, before it reads what it extends."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    else:
+        take_write_lock(conn)
+
+
 def take_write_lock(conn: Connection) -> None:
     """Take the lock row's database lock for this transaction: writers that must be alone (and, on
     SQLite, a transaction that must become the one writer before it reads) serialize on it. The row's
@@ -189,12 +200,7 @@ class AuditTrail:
 
     def serialize(self) -> None:
         """Only one transaction appends at a time, until it ends: the chain stays one line."""
-        if self.conn.dialect.name == "postgresql":
-            # A transaction-scoped advisory lock: needs no privilege on the table (a deployment may
-            # grant the application nothing but SELECT and INSERT on it), reads go on, appends wait.
-            self.conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
-        else:  # SQLite has one writer: a write makes this transaction it, before the chain's head is read
-            take_write_lock(self.conn)
+        serialize(self.conn, AUDIT_LOCK_KEY)
 
     def head(self) -> tuple[int, str] | None:
         """(id, hash) of the newest entry; None when the trail is empty."""
@@ -244,15 +250,12 @@ class RunRecords:
         for every run rolled back: a dry run, a killed one). A run rolled back frees its number.
         A run storing its work holds the numbering until it commits; wait_seconds: give up waiting
         for it after that long (the database's lock timeout error) instead of waiting it out."""
-        if self.conn.dialect.name == "postgresql":
-            if wait_seconds is not None:
-                self.conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(wait_seconds * 1000)}ms'")
-            self.conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RUNS_LOCK_KEY})
-        else:  # SQLite has one writer: a write makes this transaction it, before the highest is read
-            take_write_lock(self.conn)
-        r = t.runs.c
-        next_id = self.conn.execute(select(func.coalesce(func.max(r.run_id), 0) + 1)).scalar_one()
-        if self.conn.dialect.name == "postgresql":  # kept in step: a version before this one numbers by it
+        postgres = self.conn.dialect.name == "postgresql"
+        if postgres and wait_seconds is not None:
+            self.conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(wait_seconds * 1000)}ms'")
+        serialize(self.conn, RUNS_LOCK_KEY)
+        next_id = self.conn.execute(select(func.coalesce(func.max(t.runs.c.run_id), 0) + 1)).scalar_one()
+        if postgres:  # the sequence kept in step: a version before this one numbers runs by it
             self.conn.execute(text("SELECT setval(pg_get_serial_sequence('runs', 'run_id'), :n)"), {"n": next_id})
         return self.conn.execute(insert(t.runs).values(
             run_id=next_id, started_at=started, finished_at=now() if finished else None, claims=claims, paid=paid,
