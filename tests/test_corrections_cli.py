@@ -64,6 +64,19 @@ def test_received_dates_enrollment_and_corrections(ready, tmp_path):
     rows = {r["claim_id"]: r for r in ready("outcomes", "--format", "csv").rows()}
     assert (rows["L1"]["status"], rows["L1"]["reasons"], rows["L1"]["carc"]) == ("suspended", "TIMELY_FILING", "29")
 
+    # What one run decided, whatever later runs decided: K6 is re-queued and decided again by run 3.
+    ready("requeue", "--claim", "K6", "--note", "enrollment checked")
+    ready("run")
+    of_run = {run: [(r["claim_id"], r["status"], r["attempt"]) for r in ready("outcomes", "--run", run).rows()]
+              for run in ("1", "2", "3")}
+    assert of_run == {"1": [(k, got[k][0], "1") for k in sorted(got)], "2": [("L1", "suspended", "1")],
+                      "3": [("K6", "suspended", "2")]}
+    assert ready("outcomes", "--run", "1", "--status", "void").rows()[0]["claim_id"] == "K4"
+    for missing in ("4", "0", "99999999999"):
+        refused = ready("outcomes", "--run", missing, ok=False)
+        assert (refused.code, refused.err.strip()) == (
+            1, f"error: no run {missing} that stored outcomes (adjudicate runs lists them)")
+
 
 def test_a_spa_outside_its_plan_is_refused_by_the_load(cli, tmp_path):
     cli("db", "upgrade")

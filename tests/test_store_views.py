@@ -4,6 +4,7 @@ columns and values, every attempt or the latest, reversals shown and taken out o
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -11,7 +12,7 @@ from sqlalchemy import insert, text
 
 from adjudication.claim_file import Limits
 from adjudication.rules import default_rules
-from conftest import FIXTURES
+from conftest import FIXTURES, ROOT
 from worker import service
 from worker.store import repository as repo
 from worker.store import schema as t
@@ -167,3 +168,40 @@ def test_one_run_is_read_through_the_run_index(store):
         assert repo.run_decisions(conn, run_id).height == conn.execute(
             select(func.count()).select_from(t.attempts).where(t.attempts.c.run_id == run_id)).scalar()
     assert "_run" in plan and "attempts" in plan, plan
+
+
+def _documented_queries() -> list[str]:
+    """The example statements of docs/store.md's SQL block, comments left out."""
+    block = (ROOT / "docs" / "store.md").read_text().split("```sql\n", 1)[1].split("```", 1)[0]
+    lines = [line for line in block.splitlines() if not line.lstrip().startswith("--")]
+    return [statement.strip() for statement in "\n".join(lines).split(";") if statement.strip()]
+
+
+def test_the_documented_queries_answer_what_the_export_says(store):
+    """docs/store.md's examples, run as written on the demo's story (the worked example, then a
+    replacement and a void): what they answer is what `outcomes` exports, money that was reversed
+    is not counted as paid, and sums are exact cents on both databases."""
+    _worked_example(store)
+    service.submit(store, FIXTURES / "worked_example" / "corrections.csv", RULES, Limits())
+    service.run(store, RULES)
+    history = service.outcomes(store, history=True)
+    latest = service.outcomes(store)
+    standing = latest.filter(status="paid", reversed_by="")
+    claim, suspended, march, per_provider, batch, run_two = _documented_queries()
+
+    assert [(r[0], r[10]) for r in _rows(store, claim)] == history.filter(claim_id="WX-3").select(
+        "claim_id", pl.col("attempt").cast(pl.Int64)).rows()
+    assert _as_text(_rows(store, suspended)) == latest.filter(provider_id="P1", status="suspended").select(
+        "claim_id", "service_date", "reasons").rows()
+    assert sorted(_rows(store, march)) == sorted(standing.filter(
+        pl.col("client_prime") == "xyz0000a", pl.col("service_date").is_between(pl.lit("2026-03-01"), pl.lit("2026-03-31")))
+        .select("claim_id", "paid_amount").rows())
+    cents = {row["provider_id"]: 0 for row in standing.iter_rows(named=True)}
+    for row in standing.iter_rows(named=True):
+        cents[row["provider_id"]] += int(Decimal(row["paid_amount"]) * 100)
+    assert _rows(store, per_provider) == sorted(cents.items())
+    assert cents["P1"] == 7012  # WX-1 only: WX-6 was voided (counting every 'paid' row gives 105.18)
+    [submitted] = {row["batch_id"] for row in latest.filter(pl.col("claim_id").is_in(["WX-1"])).iter_rows(named=True)}
+    assert f"'{submitted}'" in batch  # the documented batch id is the worked example's
+    assert sorted(_rows(store, batch)) == sorted(latest.filter(batch_id=submitted).group_by("status").len().rows())
+    assert _rows(store, run_two) == [("WX-7", "paid", "112.40"), ("WX-8", "void", "0.00")]

@@ -399,13 +399,15 @@ def outcomes(
     client: Annotated[Optional[str], typer.Option(help="Only this client's claims (prime)")] = None,
     date_from: Annotated[Optional[str], typer.Option("--from", help="Only serviced on or after YYYY-MM-DD")] = None,
     date_to: Annotated[Optional[str], typer.Option("--to", help="Only serviced on or before YYYY-MM-DD")] = None,
+    run: Annotated[Optional[int], typer.Option("--run", help="Only the attempts this run made (what it decided, "
+                                               "even where a later run decided again; implies --history)")] = None,
 ) -> None:
     """Export outcomes: the latest attempt per claim, in adjudication order (filters combine with AND)."""
     if status and status not in ("paid", "suspended", "rejected", "void"):
         raise service.UserError(f"unknown status {status!r} (paid, suspended, rejected or void)")
     frame = service.outcomes(app(ctx).engine, batch=batch, status=status, history=history, operator=acting(ctx, operator),
                              export_format=fmt.value, claim_ids=tuple(claim or ()), provider=provider,
-                             client=client, date_from=date_from, date_to=date_to)
+                             client=client, date_from=date_from, date_to=date_to, run_id=run)
     _write_outcomes(frame, fmt.value, output)
 
 

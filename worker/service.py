@@ -276,20 +276,24 @@ def _refuse_crowded_days(snapshot: Queue, claim_pks: pl.Series, limit: int) -> N
 def outcomes(engine: Store, batch: str | None = None, status: str | None = None, history: bool = False,
              operator: str | None = None, export_format: str | None = None, claim_ids: tuple[str, ...] = (),
              provider: str | None = None, client: str | None = None, date_from: str | None = None,
-             date_to: str | None = None, submitter: str | None = None) -> pl.DataFrame:
+             date_to: str | None = None, submitter: str | None = None, run_id: int | None = None) -> pl.DataFrame:
     """Outcomes in export shape (latest attempt per claim, or every attempt with history), read from
-    the views through the indexes of the attempts: the cost grows with the answer.
+    the views through the indexes of the attempts: the cost grows with the answer. `run_id`: the
+    attempts that run made (what it decided, whatever came after: history implied).
 
     An export (export_format given) is by a registered operator of any role, or by an HTTP
     submitter (`submitter`: its audit name, authenticated by its token), and audited."""
     start, end = _date_range(date_from, date_to)
     chosen = OutcomeFilter(batch=batch, claim_ids=tuple(i.strip() for i in claim_ids), provider=provider,
-                           client=client, status=status, date_from=start, date_to=end, history=history)
+                           client=client, status=status, date_from=start, date_to=end,
+                           history=history or run_id is not None, run_id=run_id)
     with unit_of_work(engine) as repo:
         if export_format and submitter is None:
             operator = access.authorize(repo, operator, access.ANY_ROLE)
         if batch and repo.batch(batch) is None:
             raise UserError(f"no batch {batch}")
+        if run_id is not None and (repo.run_row(run_id) or {}).get("status") != "done":
+            raise UserError(f"no run {run_id} that stored outcomes (adjudicate runs lists them)")
         frame = repo.outcome_rows(chosen)
         if export_format:
             repo.audit(submitter or operator, "outcomes.export", _export_target(chosen, frame.height), export_format)
@@ -334,6 +338,8 @@ def _export_target(chosen: OutcomeFilter, rows: int) -> str:
         parts.append("client=<given>")
     if chosen.date_from or chosen.date_to:
         parts.append(f"dates={chosen.date_from or ''}..{chosen.date_to or ''}")
+    if chosen.run_id is not None:
+        parts.append(f"run={chosen.run_id}")
     return " ".join(parts) + f" rows={rows}"
 
 
