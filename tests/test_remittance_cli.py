@@ -65,7 +65,7 @@ def test_remittances_of_the_worked_example(dbcli, tmp_path):
     assert p1_rows[2]["reasons"] == "OVERLAP_DUPLICATE;OVERLAP_SAME_PROVIDER" and p1_rows[2]["carc"] == "B20;18"
     assert [r["paid_amount"] for r in p1_rows if r["section"] == "net"] == ["105.18"]
 
-    assert "1 remittances" in dbcli("remittance", "1", "--format", "html", "--provider", "G1", "--operator", "ann",
+    assert "1 remittance written" in dbcli("remittance", "1", "--format", "html", "--provider", "G1", "--operator", "ann",
                                     "--output", tmp_path / "one").out
     page = (tmp_path / "one" / "run-1-provider-G1.html").read_text()
     assert "WX-4" in page and "WX-5" in page and '<b id="net">56.20</b>' in page
@@ -88,7 +88,7 @@ def test_a_provider_whose_ids_an_835_cannot_hold_gets_none_and_the_others_theirs
     assert "2 claims, 2 paid" in dbcli("run").out
     out = tmp_path / "remit"
     partly = dbcli("remittance", "2", "--format", "x12", "--operator", "ann", "--output", out, ok=False)
-    assert partly.code == 4 and partly.out.strip() == f"1 remittances written to {out}"
+    assert partly.code == 4 and partly.out.strip() == f"1 remittance written to {out}"
     assert partly.err.strip() == ("warning: no 835 for provider P1: an id is longer than the 835 allows (CLP01 "
                                   "(claim_id over 38 characters)); their csv and html remittances carry every claim")
     assert long_id not in partly.err
@@ -172,11 +172,31 @@ def test_remittance_and_report_refusals(dbcli, tmp_path):
         assert result.code == 1 and result.err.startswith("error: ") and message in result.err, (args, result.err)
         assert len(result.err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+    # --output names a folder: a file there (or on the way) is refused before anything is written or audited.
+    def remittances_audited() -> int:
+        return sum(e["action"] == "remittance" for e in json.loads(dbcli("audit", "--format", "json").out))
+
+    audited = remittances_audited()
+    (tmp_path / "a-file").write_text("kept")
+    for output, why in ((tmp_path / "a-file", "is a file, not a folder"),
+                        (tmp_path / "a-file" / "sub", f"{tmp_path / 'a-file'} is a file, not a folder")):
+        refused = dbcli("remittance", "1", "--format", "csv", "--operator", "ann", "--output", output, ok=False)
+        assert (refused.code, refused.err.strip()) == (1, f"error: --output {output}: {why}")
+    assert (tmp_path / "a-file").read_text() == "kept" and remittances_audited() == audited
     long_receiver = dbcli("remittance", "1", "--format", "x12", "--operator", "ann", "--output", tmp_path / "x",
                           ok=False, env={"ADJUDICATION_REMIT_RECEIVER_ID": "R" * 16})
     assert long_receiver.code == 1 and "ADJUDICATION_REMIT_RECEIVER_ID is longer than the 835's 15" in long_receiver.err
     assert "3 remittances" in dbcli("remittance", "1", "--format", "csv", "--operator", "ann", "--output", tmp_path / "y",
                                     env={"ADJUDICATION_REMIT_RECEIVER_ID": "R" * 16}).out  # other commands run on
+    # A run that only suspended a provider's claim: no 835 (it carries payments and reversals), and why.
+    dbcli("requeue", "--claim", "WX-3", "--operator", "ann", "--note", "again")
+    assert "0 paid, 1 suspended" in dbcli("run").out
+    nothing = dbcli("remittance", "2", "--format", "x12", "--provider", "P1", "--operator", "ann", "--output", tmp_path / "z")
+    assert nothing.out.strip() == f"0 remittances written to {tmp_path / 'z'}"
+    assert nothing.err.strip() == ("note: run 2 paid and reversed no claim of provider P1 (an 835 carries payments and "
+                                   "reversals only); its pending and rejected claims are in --format csv or html")
+    assert "1 remittance written" in dbcli("remittance", "2", "--format", "csv", "--provider", "P1", "--operator", "ann",
+                                           "--output", tmp_path / "z").out
 
 
 def test_report_of_a_second_run_compares_with_the_first(dbcli):

@@ -68,6 +68,18 @@ def _output_file(value: Optional[Path]) -> Optional[Path]:
     return value
 
 
+def _output_folder(value: Path) -> Path:
+    """`--output DIR` of the commands that write one file per provider: a folder, or a path where one
+    can be made (checked as the command line is read, before any work or audit)."""
+    try:
+        taken = next((p for p in (value, *value.parents) if p.exists()), None)
+        if taken is not None and not taken.is_dir():
+            raise service.UserError(f"--output {value}: {'is' if taken == value else f'{taken} is'} a file, not a folder")
+    except OSError as error:
+        raise service.UserError(f"--output {value}: cannot be checked ({error.strerror})") from None
+    return value
+
+
 # `--output FILE` of the commands that write one file (the check runs as the command line is read).
 OutputFile = Annotated[Optional[Path], typer.Option(
     "--output", "-o", callback=_output_file, help="Write here instead of stdout")]
@@ -725,7 +737,8 @@ def remittance(
     fmt: Annotated[RemitFormat, typer.Option("--format", help="x12 (an 835), csv or html")],
     operator: Operator = None,
     provider: Annotated[Optional[str], typer.Option(help="Only this provider")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write run-RUN-provider-P.EXT into")] = Path("."),
+    output: Annotated[Path, typer.Option("--output", "-o", callback=_output_folder,
+                                         help="Folder to write run-RUN-provider-P.EXT into (made if missing)")] = Path("."),
 ) -> None:
     """Remittance advice: one file per provider the run decided claims for (payments, reversals and,
     in csv and html, the pending and rejected claims)."""
@@ -733,7 +746,12 @@ def remittance(
 
     a = app(ctx)
     written = remittances.remittances(a.engine, run_id, fmt.value, acting(ctx, operator), a.payer, output, provider)
-    out.print(f"{len(written.names)} remittances written to {output}", markup=False)
+    count = len(written.names)
+    out.print(f"{count} remittance{'' if count == 1 else 's'} written to {output}", markup=False)
+    if count == 0 and fmt == RemitFormat.x12 and not written.no_835:
+        err.print(f"note: run {run_id} paid and reversed no claim of {f'provider {provider}' if provider else 'any provider'}"
+                  " (an 835 carries payments and reversals only); its pending and rejected claims are in "
+                  "--format csv or html", markup=False)
     if written.no_835:  # the others are written and audited: exit 4, done with a warning
         err.print(f"warning: {written.warning()}", markup=False)
         raise typer.Exit(EXIT_WARNING)

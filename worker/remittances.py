@@ -8,6 +8,7 @@ every remittance and report it produces, in one transaction.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import re
 from collections.abc import Iterator
@@ -102,7 +103,10 @@ def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | No
         if fmt == "x12" and len(payer.receiver_id) > rem.X12_RECEIVER_LIMIT:
             raise service.UserError(f"ADJUDICATION_REMIT_RECEIVER_ID is longer than the 835's "
                                     f"{rem.X12_RECEIVER_LIMIT} characters (ISA08, GS03)")
-        output.mkdir(parents=True, exist_ok=True)
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise _refused(error, f"{output}: cannot make the folder") from None
         no_835 = []
         if fmt == "x12":
             no_835 = rem.x12_unfit(lines, payer, run_id).rows()
@@ -136,12 +140,24 @@ def provider_remittance(engine: service.Store, run_id: int, provider: str, fmt: 
         return (Path(folder) / written.names[0]).read_text(encoding="utf-8")
 
 
+def _refused(error: OSError, what: str) -> Exception:
+    """A write to --output that failed: a full disk stays itself (a service unavailable, exit 3),
+    anything else is a refused --output, in one line."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return error
+    return service.UserError(f"--output {what} ({error.strerror})")
+
+
 def _write(run_id: int, fmt: str, files: Iterator[tuple[str, str]], output: Path, encoding: str) -> list[str]:
     """Write each provider's text ((provider_id, text) pairs) to its file; returns the providers, in
     that order."""
     providers = []
     for provider_id, text in files:
-        (output / file_name(run_id, provider_id, fmt)).write_bytes(text.encode(encoding))
+        target = output / file_name(run_id, provider_id, fmt)
+        try:
+            target.write_bytes(text.encode(encoding))
+        except OSError as error:
+            raise _refused(error, f"{output}: cannot write {target.name}") from None
         providers.append(provider_id)
     return providers
 
