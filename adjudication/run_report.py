@@ -15,7 +15,8 @@ import json
 
 import polars as pl
 
-from adjudication.remittance import OFFLINE_POLICY, STYLE, escape, money, money_text, units_text
+from adjudication.remittance import (OFFLINE_POLICY, STYLE, adjustment_totals, balance_forward, escape, money,
+                                     money_text, units_text)
 
 STATUSES = ("paid", "suspended", "rejected", "void")
 AGE_BUCKETS = ((0, 30, "0-30 days"), (31, 60, "31-60 days"), (61, 90, "61-90 days"), (91, 180, "91-180 days"),
@@ -31,9 +32,29 @@ def _rows(frame: pl.LazyFrame, money_columns: dict[str, str] | None = None) -> l
             .rename(money_columns).collect().to_dicts())
 
 
-def figures(decisions: pl.DataFrame, reversals: pl.DataFrame, run: dict, previous: dict | None) -> dict:
+def _by_age(suspended: pl.LazyFrame, as_of: dt.date) -> list[dict]:
+    """Claims (first_suspended) counted by AGE_BUCKETS: days from their first suspension to as_of."""
+    age = (pl.lit(as_of, pl.Date) - pl.col("first_suspended").dt.date()).dt.total_days()
+    bucket = pl.lit(AGE_BUCKETS[-1][2])
+    for low, high, label in reversed(AGE_BUCKETS[:-1]):
+        bucket = pl.when(age <= high).then(pl.lit(label)).otherwise(bucket)
+    ages = dict(suspended.group_by(bucket.alias("age")).agg(pl.len()).collect().rows())
+    return [{"age": label, "claims": int(ages.get(label, 0))} for _low, _high, label in AGE_BUCKETS]
+
+
+def _by_code(coded: pl.LazyFrame) -> list[dict]:
+    """Claims (a row per claim and reason code) counted by code, most first."""
+    return _rows(coded.group_by("code").agg(claims=pl.len()).sort("claims", "code", descending=[True, False]))
+
+
+def figures(decisions: pl.DataFrame, reversals: pl.DataFrame, run: dict, previous: dict | None,
+            earlier_nets: pl.DataFrame | None = None, backlog: pl.DataFrame | None = None) -> dict:
     """Every figure of the report. run / previous: id, started_at, finished_at (datetimes) and,
-    for previous, its totals as `summary` gives them (or None for the first run)."""
+    for previous, its totals as `summary` gives them (or None for the first run). earlier_nets:
+    the providers' nets of the runs before (run_id, provider_id, net_cents: what `balance_forward`
+    reads), for the amount each provider is sent (the 835's BPR02); backlog: the claims left
+    waiting suspended after the run (claim_pk, reasons, first_suspended), this run's and earlier
+    ones', the operators' work queue."""
     decided = decisions.lazy()
     taken = reversals.lazy()
     as_of = run["started_at"].date()
@@ -62,27 +83,37 @@ def figures(decisions: pl.DataFrame, reversals: pl.DataFrame, run: dict, previou
         claims=pl.len(), **{s: (status == s).sum().cast(pl.Int64) for s in STATUSES},
         paid_cents=pl.col("paid_cents").sum())
     reversed_by_provider = taken.group_by("provider_id").agg(reversals=pl.len(), reversed_cents=pl.col("paid_cents").sum())
-    by_provider = _rows(per_provider.join(reversed_by_provider, on="provider_id", how="full", coalesce=True)
-                        .with_columns(pl.col("claims", *STATUSES, "reversals", "paid_cents", "reversed_cents")
-                                      .fill_null(0))
-                        .with_columns(net_cents=pl.col("paid_cents") - pl.col("reversed_cents"))
-                        .sort("paid_cents", "provider_id", descending=[True, False], nulls_last=True),
-                        {"paid_cents": "amount_paid", "reversed_cents": "amount_reversed", "net_cents": "net"})
+    nets = (per_provider.join(reversed_by_provider, on="provider_id", how="full", coalesce=True)
+            .with_columns(pl.col("claims", *STATUSES, "reversals", "paid_cents", "reversed_cents").fill_null(0))
+            .with_columns(net_cents=pl.col("paid_cents") - pl.col("reversed_cents")).collect())
+    # What each provider is sent, as its 835 says: a negative net pays 0 and is carried forward, a
+    # positive one first recovers what earlier runs carried forward (adjudication.remittance).
+    carried = adjustment_totals(balance_forward(
+        pl.DataFrame(schema={"run_id": pl.Int64, "provider_id": pl.String, "net_cents": pl.Int64})
+        if earlier_nets is None else earlier_nets, run["run_id"], nets.select("provider_id", "net_cents")))
+    issued = (nets.lazy().join(carried.lazy(), on="provider_id", how="left")
+              .with_columns(pl.col("plb_cents", "forwarded_cents", "recovered_cents").fill_null(0))
+              .with_columns(issued_cents=pl.col("net_cents") - pl.col("plb_cents")).drop("plb_cents"))
+    issued_cents = int(issued.select(pl.col("issued_cents").sum()).collect().item() or 0)
+    by_provider = _rows(issued.sort("paid_cents", "provider_id", descending=[True, False], nulls_last=True),
+                        {"paid_cents": "amount_paid", "reversed_cents": "amount_reversed", "net_cents": "net",
+                         "forwarded_cents": "balance_carried_forward", "recovered_cents": "balance_recovered",
+                         "issued_cents": "amount_issued"})
     by_procedure = _rows(decided.group_by("procedure_code", "modifier").agg(
         claims=pl.len(), **{s: (status == s).sum().cast(pl.Int64) for s in STATUSES},
         paid_cents=pl.col("paid_cents").sum(), paid_units_s=pl.col("paid_units_s").sum())
         .with_columns(paid_units=units_text(pl.col("paid_units_s"))).drop("paid_units_s")
         .sort("paid_cents", "procedure_code", "modifier", descending=[True, False, False], nulls_last=True),
         {"paid_cents": "amount_paid"})
-    waiting = coded.filter(status == "suspended")
-    suspended_by_reason = _rows(waiting.group_by("code").agg(claims=pl.len()).sort("claims", "code",
-                                                                                   descending=[True, False]))
-    age = (pl.lit(as_of, pl.Date) - pl.col("first_suspended").dt.date()).dt.total_days()
-    bucket = pl.lit(AGE_BUCKETS[-1][2])
-    for low, high, label in reversed(AGE_BUCKETS[:-1]):
-        bucket = pl.when(age <= high).then(pl.lit(label)).otherwise(bucket)
-    ages = dict(decided.filter(status == "suspended").group_by(bucket.alias("age")).agg(pl.len()).collect().rows())
-    suspended_by_age = [{"age": label, "claims": int(ages.get(label, 0))} for _low, _high, label in AGE_BUCKETS]
+    suspended_by_reason = _by_code(coded.filter(status == "suspended"))
+    suspended_by_age = _by_age(decided.filter(status == "suspended"), as_of)
+    waiting = (pl.DataFrame(schema={"claim_pk": pl.Int64, "reasons": pl.List(pl.String),
+                                    "first_suspended": pl.Datetime("us", "UTC")})
+               if backlog is None else backlog).lazy()
+    waiting_coded = (waiting.select("claim_pk", "reasons").explode("reasons")
+                     .with_columns(code=pl.col("reasons").str.split(":").list.first()).unique(["claim_pk", "code"]))
+    backlog_figures = {"claims": int(waiting.select(pl.len()).collect().item()),
+                       "by_reason": _by_code(waiting_coded), "by_age": _by_age(waiting, as_of)}
     reversal_rows = _rows(taken.select("claim_id", "reversed_by", "provider_id", "procedure_code", "modifier",
                                        pl.col("service_date").cast(pl.String), "paid_cents"),
                           {"paid_cents": "amount_taken_back"})
@@ -97,8 +128,10 @@ def figures(decisions: pl.DataFrame, reversals: pl.DataFrame, run: dict, previou
         "reversals": {"count": reversals.height, "amount": money(reversed_cents), "claims": reversal_rows},
         "suspended_by_reason": suspended_by_reason,
         "suspended_by_age": suspended_by_age,
+        "waiting_suspended": backlog_figures,
         "previous": None,
     }
+    report["run"]["amount_issued"] = money(issued_cents)
     if previous is not None:
         report["previous"] = {"run_id": previous["run_id"], **previous["summary"],
                               "difference": _difference(summary, previous["summary"])}
@@ -178,7 +211,7 @@ def html(report: dict) -> str:
                                   ("total-rejected", "Rejected", "rejected"), ("total-void", "Voids", "void"),
                                   ("amount-paid", "Amount paid", "amount_paid"),
                                   ("amount-reversed", "Amount reversed", "amount_reversed"),
-                                  ("amount-net", "Net", "net")))
+                                  ("amount-net", "Net", "net"), ("amount-issued", "Amount issued", "amount_issued")))
     parts = [f"<h1>{escape(title)}</h1>",
              f'<p class="muted">Started {escape(run["started_at"] or "")}, finished {escape(run["finished_at"] or "-")}'
              " (UTC).</p>", f'<div class="cards">{cards}</div>']
@@ -208,21 +241,27 @@ def html(report: dict) -> str:
     if len(providers) > len(shown):
         parts.append(f'<p class="muted">The {len(shown)} providers paid the most; the JSON report lists all '
                      f"{len(providers)}.</p>")
+    # What the provider is sent (its 835's BPR02): the net, less a balance carried forward or
+    # recovered (docs/remittance.md).
     parts.append(_table([("provider_id", "provider"), ("claims", "claims"), ("paid", "paid"),
                          ("suspended", "suspended"), ("rejected", "rejected"), ("void", "voids"),
-                         ("amount_paid", "amount paid"), ("amount_reversed", "reversed"), ("net", "net")],
+                         ("amount_paid", "amount paid"), ("amount_reversed", "reversed"), ("net", "net"),
+                         ("balance_carried_forward", "carried forward"), ("balance_recovered", "recovered"),
+                         ("amount_issued", "issued")],
                         shown, {"claims", "paid", "suspended", "rejected", "void", "amount_paid", "amount_reversed",
-                                "net"}))
+                                "net", "balance_carried_forward", "balance_recovered", "amount_issued"}))
 
     parts.append("<h2>By procedure and modifier</h2>")
     procedures = report["by_procedure"]
     parts.append(bar_chart("procedures", [(f'{r["procedure_code"] or "?"}/{r["modifier"] or "-"}',
                                            _amount(r["amount_paid"]), r["amount_paid"]) for r in procedures[:25]
                                           if r["paid"]]))
+    # A void needs no procedure code: voids (and lines rejected without one) are the row without.
     parts.append(_table([("procedure_code", "procedure"), ("modifier", "modifier"), ("claims", "claims"),
-                         ("paid", "paid"), ("suspended", "suspended"), ("rejected", "rejected"),
-                         ("paid_units", "units paid"), ("amount_paid", "amount paid")], procedures,
-                        {"claims", "paid", "suspended", "rejected", "paid_units", "amount_paid"}))
+                         ("paid", "paid"), ("suspended", "suspended"), ("rejected", "rejected"), ("void", "voids"),
+                         ("paid_units", "units paid"), ("amount_paid", "amount paid")],
+                        [{**r, "procedure_code": r["procedure_code"] or "(none given)"} for r in procedures],
+                        {"claims", "paid", "suspended", "rejected", "void", "paid_units", "amount_paid"}))
 
     reversals = report["reversals"]
     parts.append(f"<h2>Reversals ({reversals['count']}, {escape(reversals['amount'])})</h2>")
@@ -234,7 +273,7 @@ def html(report: dict) -> str:
     else:
         parts.append('<p class="muted">No payment was reversed in this run.</p>')
 
-    parts.append("<h2>Suspended claims</h2>")
+    parts.append("<h2>Suspended by this run</h2>")
     if run["suspended"]:
         parts.append("<h3>By reason</h3>")
         parts.append(bar_chart("suspended-reasons", [(r["code"], r["claims"], str(r["claims"]))
@@ -244,7 +283,22 @@ def html(report: dict) -> str:
                                                   for r in report["suspended_by_age"]], "#c28a1e"))
         parts.append(_table([("age", "age"), ("claims", "claims")], report["suspended_by_age"], {"claims"}))
     else:
-        parts.append('<p class="muted">No claim was left suspended.</p>')
+        parts.append('<p class="muted">This run suspended no claim.</p>')
+
+    waiting = report["waiting_suspended"]
+    parts.append(f'<h2>Waiting suspended after this run (<span id="waiting-claims">{waiting["claims"]}</span> '
+                 "claims: this run's and earlier runs')</h2>")
+    if waiting["claims"]:
+        parts.append("<h3>By reason</h3>")
+        parts.append(bar_chart("waiting-reasons", [(r["code"], r["claims"], str(r["claims"]))
+                                                   for r in waiting["by_reason"]], "#c28a1e"))
+        parts.append(_table([("code", "reason"), ("claims", "claims")], waiting["by_reason"], {"claims"}))
+        parts.append("<h3>By age (days since first suspended, at the run)</h3>")
+        parts.append(bar_chart("waiting-ages", [(r["age"], r["claims"], str(r["claims"]))
+                                                for r in waiting["by_age"]], "#c28a1e"))
+        parts.append(_table([("age", "age"), ("claims", "claims")], waiting["by_age"], {"claims"}))
+    else:
+        parts.append('<p class="muted">No claim is waiting suspended.</p>')
 
     previous = report["previous"]
     parts.append("<h2>Compared with the previous run</h2>")

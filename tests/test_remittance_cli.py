@@ -151,6 +151,13 @@ def test_a_negative_balance_is_carried_forward_and_recovered_in_the_next_runs(db
     page = remit(4, "html").read_text()
     assert '<b id="balance-recovered">87.65</b>' in page and '<b id="amount-paid">52.59</b>' in page
     assert "<td>balance forward recovered</td><td>2-P1</td>" in page
+    # The run report says what P1 is sent, as the 835s do.
+    for run, figures in ((2, ("0.00", "105.18", "0.00")), (3, ("0.00", "0.00", "17.53")), (4, ("52.59", "0.00", "87.65"))):
+        report = json.loads(dbcli("report", str(run), "--format", "json", "--operator", "ann").out)
+        [p1] = [r for r in report["by_provider"] if r["provider_id"] == "P1"]
+        assert (p1["amount_issued"], p1["balance_carried_forward"], p1["balance_recovered"]) == figures
+    page = dbcli("report", "4", "--format", "html", "--operator", "ann").out
+    assert '<b id="amount-issued">52.59</b>' in page and '<b id="amount-net">140.24</b>' in page
     trail = [e["target"] for e in json.loads(dbcli("audit", "--format", "json").out) if e["action"] == "remittance"]
     assert sorted(trail) == sorted(f"run={r} provider=P1 format={f}" for r, f in (
         (2, "x12"), (3, "x12"), (4, "x12"), (3, "x12"), (4, "csv"), (2, "csv"), (4, "html")))
@@ -210,6 +217,21 @@ def test_report_of_a_second_run_compares_with_the_first(dbcli):
     assert report["suspended_by_reason"] == [{"code": "OVERLAP_DUPLICATE", "claims": 1},
                                             {"code": "OVERLAP_SAME_PROVIDER", "claims": 1}]
     assert sum(b["claims"] for b in report["suspended_by_age"]) == 1
+    # The work queue the run left: WX-3 (suspended again) and WX-5 (suspended by run 1, waiting since).
+    waiting = {"claims": 2, "by_reason": [{"code": "OVERLAP_SAME_PROVIDER", "claims": 2},
+                                          {"code": "OVERLAP_DUPLICATE", "claims": 1}],
+               "by_age": [{"age": "0-30 days", "claims": 2}] + [{"age": a, "claims": 0} for a in (
+                   "31-60 days", "61-90 days", "91-180 days", "over 180 days")]}
+    assert report["waiting_suspended"] == waiting
+    # WX-5 waived and paid by run 3: it leaves the queue of run 3, not the queue runs 1 and 2 left.
+    dbcli("override", "WX-5", "--waive", "OVERLAP_SAME_PROVIDER", "--operator", "ann", "--note", "2:1 approved")
+    assert "1 claims, 1 paid" in dbcli("run").out
+    third = json.loads(dbcli("report", "3", "--format", "json", "--operator", "ann").out)["waiting_suspended"]
+    assert (third["claims"], third["by_reason"]) == (1, [{"code": "OVERLAP_DUPLICATE", "claims": 1},
+                                                         {"code": "OVERLAP_SAME_PROVIDER", "claims": 1}])
+    for run in ("1", "2"):
+        assert json.loads(dbcli("report", run, "--format", "json", "--operator", "ann").out)["waiting_suspended"] \
+            == waiting
     first = json.loads(dbcli("report", "1", "--format", "json", "--operator", "ann").out)
     assert first["previous"] is None and first["run"]["amount_paid"] == "196.44"
     assert {(r["provider_id"], r["amount_paid"]) for r in first["by_provider"]} == {
@@ -220,7 +242,7 @@ def test_report_of_a_second_run_compares_with_the_first(dbcli):
     rows = [*first["by_provider"], *first["by_procedure"], *first["reversals"]["claims"], first["run"]]
     assert not [key for row in rows for key, value in row.items() if key.endswith("_cents")]
     assert [e["target"] for e in json.loads(dbcli("audit", "--format", "json").out)
-            if e["action"] == "report"] == ["run=2 format=json", "run=1 format=json"]
+            if e["action"] == "report"] == [f"run={r} format=json" for r in (2, 3, 1, 2, 1)]
 
 
 # --- the numbers agree, on random runs -------------------------------------------------------------
@@ -272,6 +294,14 @@ def test_remittances_add_up_to_the_runs_and_the_outcomes(store, tmp_path, refere
         assert report["run"]["net"] == f"{Decimal(run_row['paid_cents'] - reversed_cents) / 100:.2f}"
         assert (report["run"]["paid"], report["run"]["suspended"], report["run"]["rejected"]) == (
             run_row["paid"], run_row["suspended"], run_row["rejected"])
+        # The amount each provider is sent is its 835's BPR02; the work queue left is the claims whose
+        # latest outcome is suspended.
+        issued = {r["provider_id"]: Decimal(r["amount_issued"]) for r in report["by_provider"]}
+        assert {n["trace"].split("-", 1)[1]: n["bpr02"] for n in nets} == {
+            p: v for p, v in issued.items() if p in {n["trace"].split("-", 1)[1] for n in nets}}
+        assert Decimal(report["run"]["amount_issued"]) == sum((n["bpr02"] for n in nets), Decimal(0))
+        assert report["waiting_suspended"]["claims"] == service.outcomes(store, status="suspended").height == sum(
+            b["claims"] for b in report["waiting_suspended"]["by_age"])
         names = remittances.remittances(store, summary.run_id, "csv", "ann", PAYER, out).names
         csv_rows = [row for name in names for row in csv.DictReader((out / name).open())]
         assert sum(Decimal(r["paid_amount"]) for r in csv_rows if r["section"] == "net") * 100 == (

@@ -201,6 +201,8 @@ def report(engine: service.Store, run_id: int, fmt: str, operator: str | None) -
         previous = None
         if previous_id is not None:
             previous = {"run_id": previous_id, "summary": run_report.summary_of(_run(repo, previous_id))}
-        figures = run_report.figures(repo.run_decisions(run_id), repo.run_reversals(run_id), run, previous)
+        figures = run_report.figures(repo.run_decisions(run_id), repo.run_reversals(run_id), run, previous,
+                                     earlier_nets=repo.provider_nets_before(run_id),
+                                     backlog=repo.suspended_after(run_id))
         repo.audit(operator, "report", f"run={run_id} format={fmt}", "")
     return run_report.to_json(figures) if fmt == "json" else run_report.html(figures)
