@@ -4,6 +4,7 @@ exit codes, metrics, logs, and the small things an operator runs into."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -92,13 +93,28 @@ def test_a_lock_left_by_a_process_that_is_gone_is_taken_over(ready):
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     engine = make_engine(ready.db)
-    with engine.begin() as conn:
-        conn.execute(update(t.run_lock).values(holder=f"run pid {gone.stdout.strip()} on {socket.gethostname()}",
-                                               since=None))
-    engine.dispose()
+    dead = f"run pid {gone.stdout.strip()} on {socket.gethostname()}"
+
+    def left_by(holder: str, since: dt.datetime) -> None:
+        with engine.begin() as conn:
+            conn.execute(update(t.run_lock).values(holder=holder, since=since))
+
+    left_by(dead, dt.datetime(2026, 3, 1, 2, 0, tzinfo=dt.timezone.utc))
     ready("submit", CLAIMS)
     done = ready("run", env={"ADJUDICATION_LOCK_WAIT_SECONDS": "0"})
-    assert "6 claims" in done.out and "which is gone: taken over" in done.err
+    assert "run 2: 6 claims" in done.out and "which is gone: taken over" in done.err
+    # The run that was killed stored nothing and recorded nothing: its record says what became of it.
+    killed, night = runs_of(ready)[1], runs_of(ready)[0]
+    assert (night["run_id"], night["status"], killed["run_id"], killed["status"], killed["started"]) == (
+        "2", "done", "1", "failed", "2026-03-01 02:00:00")
+    assert killed["failure"].startswith(f"did not finish: {dead} went away while it ran (found by run pid ")
+    # A holder that finished (its run has a record) and then died before freeing the lease, and a dry
+    # run's holder: taken over, and no failed night recorded.
+    for holder in (dead, "dry " + dead):
+        left_by(holder, dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1))
+        assert "run -: 0 claims" in ready("run", env={"ADJUDICATION_LOCK_WAIT_SECONDS": "0"}).out
+    assert [r["status"] for r in runs_of(ready)] == ["done", "failed"]
+    engine.dispose()
 
 
 def test_a_dry_run_stores_nothing_and_decides_what_the_real_run_then_decides(ready, tmp_path):
@@ -363,6 +379,10 @@ def test_unlock_clears_a_lock_whose_holder_is_gone_and_is_audited(ready):
     assert ready("run", ok=False, env={"ADJUDICATION_LOCK_WAIT_SECONDS": "0"}).code == 5
     cleared = ready("unlock", "--operator", "ann", "--note", "node-gone was replaced at 02:10")
     assert "cleared the run lock held by run pid 77 on node-gone" in cleared.out
+    lost, gave_up = runs_of(ready)  # newest first: the run that gave up waiting for the lock recorded itself
+    assert gave_up["failure"].startswith("gave up waiting for the run lock")
+    assert (lost["status"], lost["failure"]) == (
+        "failed", "did not finish: run pid 77 on node-gone went away while it ran (the run lock cleared by ann)")
     trail = json.loads(ready("audit", "--format", "json").out)
     assert [(r["operator"], r["action"], r["target"]) for r in trail if r["action"] == "run.unlock"] == [
         ("ann", "run.unlock", "holder=run pid 77 on node-gone")]

@@ -23,6 +23,7 @@ import polars as pl
 from worker import access
 from worker.poison import RunBroke
 from worker.errors import Unavailable, UserError
+from worker.store.records import now
 from worker.store.unit_of_work import unit_of_work
 
 log = logging.getLogger("adjudication.runs")
@@ -76,6 +77,7 @@ def run_lock(engine, command: str, wait_seconds: float) -> Iterator[str]:
                 if holder is not None:
                     log.warning("the run lock was held by %s, which is gone: taken over", holder,
                                 extra={"event": "lock.taken_over", "holder": holder})
+                    _record_unfinished(repo, holder, since, f"found by {me}, which took the run lock over")
                 break
         if not free:
             held = f"held by {holder} since {_when(since)}"
@@ -108,7 +110,21 @@ def unlock(engine, operator: str, note: str) -> str | None:
             raise UserError(f"the run lock is held by {holder}, which is running: wait for it, or stop it first")
         repo.runs.release_lease(holder)
         repo.audit(operator, "run.unlock", f"holder={holder}", note)
+        _record_unfinished(repo, holder, _since, f"the run lock cleared by {operator}")
     return holder
+
+
+def _record_unfinished(repo, holder: str, since: dt.datetime | None, found: str) -> None:
+    """A run whose process went away while it held the lease (killed, or its machine died) stored
+    nothing and recorded nothing: unless a run started since it took the lease has a record (it
+    finished, and died before freeing the lease), record it as failed, so that `runs`, the metrics
+    and the last-run alert see the lost night. A dry run's lease is not a night: not recorded."""
+    if not holder.startswith("run pid ") or (since is not None and repo.runs.recorded_since(since)):
+        return
+    run_id = repo.runs.add(since or now(), "failed",
+                           failure=f"did not finish: {holder} went away while it ran ({found})")
+    log.warning("run %s recorded as failed: %s went away while it ran", run_id, holder,
+                extra={"event": "run.failed", "run_id": run_id, "holder": holder})
 
 
 def failure_text(error: BaseException) -> str:

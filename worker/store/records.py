@@ -234,6 +234,11 @@ class RunRecords:
             lock.id == 1, lock.holder.is_(None) if held_by is None else lock.holder == held_by,
         ).values(holder=me, since=now())).rowcount == 1
 
+    def recorded_since(self, moment: dt.datetime) -> bool:
+        """Whether a run started at or after `moment` has a record."""
+        return self.conn.execute(select(func.count()).select_from(t.runs).where(
+            t.runs.c.started_at >= moment)).scalar_one() > 0
+
     def release_lease(self, holder: str) -> None:
         """Free the lease if `holder` still holds it."""
         self.conn.execute(update(t.run_lock).where(t.run_lock.c.id == 1, t.run_lock.c.holder == holder)
