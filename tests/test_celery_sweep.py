@@ -9,6 +9,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -76,10 +77,73 @@ def test_the_run_schedule_is_a_crontab_or_a_fast_interval():
     assert isinstance(nightly, crontab) and nightly.hour == {2} and nightly.minute == {0}
 
 
-def test_a_schedule_that_is_neither_refuses_in_one_line(cli):
-    refused = cli("--broker", "redis://127.0.0.1:6379/8", "beat", ok=False,
-                  env={"ADJUDICATION_RUN_SCHEDULE": "at two"})
-    assert refused.code == 1 and refused.err.startswith("error: configuration") and "at two" in refused.err
+@pytest.mark.parametrize("schedule, why", [
+    ("at two", "'at two' is neither a crontab of 5 fields"),
+    ("every 0s", "'every 0s': an interval is at least 1 second"),  # beat would send thousands of runs a second
+    ("61 * * * *", "'61 * * * *': its minute field '61' is not valid"),
+    ("0 2 * * funday", "'0 2 * * funday': its day of week field 'funday' is not valid"),
+    ("0 2 31 2 *", "'0 2 31 2 *' never comes: none of its months has that day"),
+])
+def test_a_schedule_that_cannot_be_kept_refuses_in_one_line(cli, schedule, why):
+    for command in ("beat", "health"):
+        refused = cli("--broker", "redis://127.0.0.1:6379/8", command, ok=False,
+                      env={"ADJUDICATION_RUN_SCHEDULE": schedule})
+        assert refused.code == 1 and len(refused.err.strip().splitlines()) == 1, (command, refused.err)
+        assert refused.err.startswith(f"error: configuration: ADJUDICATION_RUN_SCHEDULE {why}"), refused.err
+    assert isinstance(run_schedule("0 2 30 2,4 *"), crontab)  # 30 April comes
+
+
+def test_a_bad_setting_is_named_in_one_line(cli):
+    refused = cli("runs", ok=False, env={"ADJUDICATION_RUN_SHARDS": "0"})
+    assert (refused.code, refused.err.strip()) == (
+        1, "error: configuration: ADJUDICATION_RUN_SHARDS: Input should be greater than or equal to 1")
+
+
+KILLED_RUN = '''
+import sys, time
+from types import SimpleNamespace
+import redis
+from worker import schedule
+from worker.store.database import make_engine
+
+schedule.SCHEDULED_LOCK_SECONDS = 2.0
+app = SimpleNamespace(engine=make_engine(sys.argv[1]), run=lambda: time.sleep(600))
+schedule.scheduled_run(app, redis.Redis.from_url(sys.argv[2]))
+'''
+
+
+def test_a_scheduled_run_whose_worker_dies_does_not_hold_the_night(store, db_url, tmp_path, monkeypatch):
+    """The broker lock of a scheduled run is renewed while the run goes on and lapses soon after its
+    worker is killed: the message Celery hands back, or the next tick, runs the night."""
+    import signal
+    from types import SimpleNamespace
+
+    import redis
+
+    from worker import schedule
+
+    require_server("Redis", "127.0.0.1", 6379)
+    broker = "redis://127.0.0.1:6379/11"
+    client = redis.Redis.from_url(broker)
+    client.flushdb()
+    running = subprocess.Popen([sys.executable, "-c", KILLED_RUN, db_url, broker], start_new_session=True)
+    try:
+        wait_until(lambda: client.exists(schedule.SCHEDULED_RUN_LOCK), 30, "the scheduled run")
+        time.sleep(5)  # longer than the lock lives unrenewed
+        assert client.exists(schedule.SCHEDULED_RUN_LOCK) and 0 < client.pttl(schedule.SCHEDULED_RUN_LOCK) <= 2000
+        monkeypatch.setattr(schedule, "SCHEDULED_LOCK_SECONDS", 2.0)
+        waiting = SimpleNamespace(engine=store, run=lambda: pytest.fail("ran beside the scheduled run"))
+        assert schedule.scheduled_run(waiting, client) == {"skipped": "another scheduled run is in progress"}
+        running.send_signal(signal.SIGKILL)
+        running.wait(30)
+        wait_until(lambda: not client.exists(schedule.SCHEDULED_RUN_LOCK), 5, "the lock to lapse")
+        night = SimpleNamespace(run_id=1, claims=6, paid=4, suspended=2, rejected=0)
+        done = schedule.scheduled_run(SimpleNamespace(engine=store, run=lambda: night), client)
+        assert done == {"run_id": 1, "claims": 6, "paid": 4, "suspended": 2, "rejected": 0}
+        assert not client.exists(schedule.SCHEDULED_RUN_LOCK)  # released when the run is done
+    finally:
+        running.kill()
+        client.flushdb()
 
 
 @pytest.mark.parametrize("options", [("-c", "1"), ("--pool", "solo"), ("-c", "1", "-Q", "adjudication.intake,adjudication.shards")])

@@ -787,6 +787,15 @@ cli.command()(serve)
 cli.add_typer(submitters_cli, name="submitters")
 
 
+def _setting_problem(error) -> str:
+    """The first problem of a pydantic ValidationError of the settings, in one line: the variable and
+    what is wrong (pydantic's own text would add the input and a link)."""
+    first = error.errors()[0]
+    message = str(first.get("msg", "")).removeprefix("Value error, ")
+    variable = "ADJUDICATION_" + "_".join(map(str, first.get("loc", ()))).upper()
+    return message if variable in message else f"{variable}: {message}"
+
+
 EXIT_OK = 0
 EXIT_REFUSED = 1  # refused input: one line `error: ...`, nothing changed
 EXIT_USAGE = 2  # usage: typer's usage message
@@ -851,7 +860,7 @@ def main() -> None:
             err.print(f"error: unavailable: database: {first}", markup=False)
         sys.exit(EXIT_UNAVAILABLE)
     except ValidationError as error:
-        err.print(f"error: configuration: {str(error).splitlines()[0]} {str(error).splitlines()[1:3]}", markup=False)
+        err.print(f"error: configuration: {_setting_problem(error)}", markup=False)
         sys.exit(EXIT_REFUSED)
     except (click.exceptions.ClickException, typer.TyperException) as error:
         # typer vendors click (typer._click): its usage errors are not click's classes; both print

@@ -8,29 +8,48 @@ it, one run at a time: a scheduled run that finds the run lock taken says so and
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
-from celery.schedules import crontab
-from redis.exceptions import LockError
+from celery.schedules import ParseException, crontab, crontab_parser
+from redis.exceptions import LockError, RedisError
 
-from worker.settings import INTERVAL, Settings
+from worker.errors import UserError
+from worker.settings import Settings, interval_seconds
 from worker.store.records import write_lock_held
 
 log = logging.getLogger("adjudication")
 
 RUN = "adjudication.run"
 SWEEP = "adjudication.sweep_drop_folder"
-UNITS = {"s": 1, "m": 60, "h": 3600}
 SCHEDULED_RUN_LOCK = "adjudication:scheduled-run"
 
 
+# The five fields of a crontab: name, how many values, the first one.
+CRONTAB_FIELDS = (("minute", 60, 0), ("hour", 24, 0), ("day_of_month", 31, 1), ("month_of_year", 12, 1),
+                  ("day_of_week", 7, 0))
+DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # February of a leap year
+
+
 def run_schedule(spec: str) -> crontab | timedelta:
-    interval = INTERVAL.fullmatch(spec.strip())
-    if interval:
-        return timedelta(seconds=float(interval.group(1)) * UNITS[interval.group(2)])
-    minute, hour, day_of_month, month_of_year, day_of_week = spec.split()
-    return crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
-                   day_of_week=day_of_week)
+    """ADJUDICATION_RUN_SCHEDULE (its shape checked by Settings) as celery beat takes it: each crontab
+    field within its range, for a day that comes (not 31 February); a configuration error naming the
+    field otherwise."""
+    seconds = interval_seconds(spec)
+    if seconds is not None:
+        return timedelta(seconds=seconds)
+    named = f"configuration: ADJUDICATION_RUN_SCHEDULE {spec.strip()!r}"
+    values = {}
+    for (name, size, first), text in zip(CRONTAB_FIELDS, spec.split()):
+        try:
+            values[name] = crontab_parser(size, first).parse(text)
+        except (ValueError, ParseException) as error:
+            raise UserError(f"{named}: its {name.replace('_', ' ')} field {text!r} is not valid ({error})") from None
+    if not any(day <= DAYS_IN_MONTH[month - 1] for month in values["month_of_year"] for day in values["day_of_month"]):
+        raise UserError(f"{named} never comes: none of its months has that day")
+    return crontab(**dict(zip((name for name, _size, _first in CRONTAB_FIELDS), spec.split())))
 
 
 def beat_schedule(settings: Settings) -> dict:
@@ -45,20 +64,50 @@ def beat_schedule(settings: Settings) -> dict:
     return entries
 
 
+# The broker lock of a scheduled run lives this long unless its holder renews it (every third of
+# it, while the run goes on): a worker killed mid-run frees it within a minute, not after the run's
+# whole timeout, so the message Celery hands back (acks_late) or the next tick can run the night.
+SCHEDULED_LOCK_SECONDS = 60.0
+
+
+@contextmanager
+def _renewed(lock) -> Iterator[None]:
+    """Keep a held redis lock alive for the block (a thread renews its time to live)."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(SCHEDULED_LOCK_SECONDS / 3):
+            try:
+                lock.reacquire()
+            except (LockError, RedisError):  # lost (expired, or the broker restarted): nothing to keep
+                log.warning("the scheduled run's broker lock could not be renewed")
+                return
+
+    thread = threading.Thread(target=renew, name="scheduled-run-lock", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def scheduled_run(app, client) -> dict:
     """The nightly run as the beat starts it (worker.tasks), one at a time however many beats send it:
     skipped, saying so, while another scheduled run is in progress (a lock in the broker, so that
     runs waiting on the database never fill a worker's threads while the shards wait for one) or
     another run holds the run lock; a summary of ids and counts otherwise."""
-    lock = client.lock(SCHEDULED_RUN_LOCK, timeout=app.settings.run_timeout_seconds + 600)
+    # Not thread-local: the thread that renews it must see the token the run's thread took.
+    lock = client.lock(SCHEDULED_RUN_LOCK, timeout=SCHEDULED_LOCK_SECONDS, thread_local=False)
     if not lock.acquire(blocking=False):
         log.warning("scheduled run skipped: another scheduled run is in progress")
         return {"skipped": "another scheduled run is in progress"}
     try:
-        if write_lock_held(app.engine, wait_seconds=2.0):  # another run (or writer) holds the run lock
-            log.warning("scheduled run skipped: another run holds the run lock")
-            return {"skipped": "another run holds the run lock"}
-        summary = app.run()
+        with _renewed(lock):
+            if write_lock_held(app.engine, wait_seconds=2.0):  # another run (or writer) holds the run lock
+                log.warning("scheduled run skipped: another run holds the run lock")
+                return {"skipped": "another run holds the run lock"}
+            summary = app.run()
     finally:
         try:
             lock.release()

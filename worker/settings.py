@@ -91,9 +91,13 @@ class Settings(BaseSettings):
     @field_validator("run_schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
-        if not (INTERVAL.fullmatch(value.strip()) or len(value.split()) == 5):
-            raise ValueError(f"ADJUDICATION_RUN_SCHEDULE {value!r} is neither a crontab of 5 fields "
-                             "(\"0 2 * * *\") nor an interval (\"every 30s\", \"every 5m\", \"every 2h\")")
+        # The shape here; a crontab's fields are read where a schedule is kept (worker.schedule).
+        seconds = interval_seconds(value)
+        if seconds is None and len(value.split()) != 5:
+            raise ValueError(f"ADJUDICATION_RUN_SCHEDULE {value!r} is neither a crontab of 5 fields (\"0 2 * * *\": "
+                             "minute hour day month weekday) nor an interval (\"every 30s\", \"every 5m\", \"every 2h\")")
+        if seconds is not None and seconds < 1:
+            raise ValueError(f"ADJUDICATION_RUN_SCHEDULE {value!r}: an interval is at least 1 second")
         return value.strip()
 
     @field_validator("timezone")
@@ -109,3 +113,8 @@ class Settings(BaseSettings):
 
 
 INTERVAL = re.compile(r"every\s+(\d+(?:\.\d+)?)\s*([smh])")
+INTERVAL_UNITS = {"s": 1, "m": 60, "h": 3600}
+def interval_seconds(spec: str) -> float | None:
+    """The seconds of an interval schedule ("every 30s"); None for anything else."""
+    interval = INTERVAL.fullmatch(spec.strip())
+    return None if interval is None else float(interval.group(1)) * INTERVAL_UNITS[interval.group(2)]
