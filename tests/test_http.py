@@ -174,6 +174,8 @@ def test_a_posted_file_is_queued_acknowledged_and_gets_the_outcomes_submit_gives
     assert cli("submit", CLAIMS).out.strip() == batch
     cli("run")
     assert posted_csv.text == cli("outcomes", "--batch", batch, "--format", "csv").out
+    assert posted_json == json.loads(cli("outcomes", "--batch", batch, "--format", "json").out)  # arrays, numbers
+    assert posted_json[2]["reasons"] == ["OVERLAP_DUPLICATE", "OVERLAP_SAME_PROVIDER"]
 
     # The run's remittance for a provider of the submitter: the 835 and the CSV the CLI writes.
     run_id = json.loads(Cli(served.db, tmp_path)("runs", "--format", "json").out)[0]["run_id"]

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from adjudication.remittance import money, money_text
 from worker import service
 from worker.files import ignored_reference_columns
-from worker.exports import safe_for_spreadsheets
+from worker.exports import outcomes_for_json, safe_for_spreadsheets
 from worker.bootstrap import App, build
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -383,18 +383,9 @@ def _write(frame: pl.DataFrame, fmt: str, output: Optional[Path]) -> None:
     _emit(text, output)
 
 
-LIST_COLUMNS = ("reasons", "conflicts_with", "carc")
-NUMBER_COLUMNS = ("paid_units", "paid_amount")
-
-
 def _write_outcomes(frame: pl.DataFrame, fmt: str, output: Optional[Path]) -> None:
     """Outcomes: in JSON, amounts and units are numbers and the `;`-separated columns arrays."""
-    if fmt in ("json", "jsonl"):
-        frame = frame.with_columns(
-            *[pl.when(pl.col(c) == "").then(pl.lit([], pl.List(pl.String))).otherwise(pl.col(c).str.split(";"))
-              .alias(c) for c in LIST_COLUMNS],
-            *[pl.col(c).cast(pl.Float64) for c in NUMBER_COLUMNS])
-    _write(frame, fmt, output)
+    _write(outcomes_for_json(frame) if fmt in ("json", "jsonl") else frame, fmt, output)
 
 
 @cli.command()

@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adjudication.claim_file import ClaimFile, ClaimFileError, detect_format, label
 from worker import intake, service, submitters
 from worker.bootstrap import App, build
-from worker.exports import safe_for_spreadsheets
+from worker.exports import outcomes_for_json, safe_for_spreadsheets
 from worker.http.upload import GZIP_MAGIC, MULTIPART_OVERHEAD, UploadRefused, receive
 from worker.submitters import Submitter
 
@@ -327,7 +327,7 @@ def create_app(app: App) -> FastAPI:
             frame = service.outcomes(app.engine, batch=batch_id, submitter=submitter.actor, export_format=wanted)
             if wanted == "csv":
                 return Response(_csv(frame), media_type="text/csv; charset=utf-8")
-            return Response(frame.write_json(), media_type="application/json")
+            return Response(outcomes_for_json(frame).write_json(), media_type="application/json")
 
         return await reading(render)
 
