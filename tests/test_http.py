@@ -95,7 +95,7 @@ def served(request, tmp_path_factory):
         tokens = prepare(db)
         env = {"ADJUDICATION_MAX_FILE_BYTES": str(MAX_FILE_BYTES),
                "ADJUDICATION_MAX_DECOMPRESSED_BYTES": str(MAX_DECOMPRESSED_BYTES), "ADJUDICATION_BROKER_URL": BROKER,
-               "TZ": SERVICE_TZ}
+               "TZ": SERVICE_TZ, "ADJUDICATION_HTTP_REFUSED_AUDIT_SECONDS": "0"}  # every refusal audited
         running = Service(db, work / "service.log", env=env)
         try:
             yield Served(running.url, db, tokens, running)
@@ -320,6 +320,29 @@ def test_without_a_valid_token_every_request_is_401_and_audited_without_the_toke
     refused = [row for row in served.audit() if row["action"] == "http.unauthorized"][refused_before:]
     assert [(row["operator"], row["note"]) for row in refused] == [("anonymous", "unknown or revoked token")] * 2
     assert not any(served.tokens["leaving"] in json.dumps(row, default=str) for row in served.audit())
+
+
+def test_a_client_without_a_token_cannot_flood_the_audit(tmp_path):
+    """Refusals are audited at most once every ADJUDICATION_HTTP_REFUSED_AUDIT_SECONDS; the next entry
+    counts those left out. Each one is still answered 401 and logged."""
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    service.upgrade_schema(make_engine(db))
+    running = Service(db, tmp_path / "service.log", env={"ADJUDICATION_HTTP_REFUSED_AUDIT_SECONDS": "5"})
+    try:
+        with httpx.Client(base_url=running.url, timeout=30) as client:
+            started = time.monotonic()
+            assert {client.get(f"/v1/batches/B{n}").status_code for n in range(40)} == {401}
+            assert time.monotonic() - started < 5, "the requests must fall in one window"
+            time.sleep(5.2)
+            assert client.get("/v1/batches/Blast", headers={"Authorization": "Bearer adj_wrong"}).status_code == 401
+    finally:
+        log = running.stop()
+    refused = [(row["target"], row["note"]) for row in service.audit_trail(make_engine(db)).iter_rows(named=True)
+               if row["action"] == "http.unauthorized"]
+    assert refused == [("GET /v1/batches/B0", "no bearer token"),
+                       ("GET /v1/batches/Blast", "unknown or revoked token (and 39 more refused requests since the "
+                                                 "last entry)")]
+    assert log.count(" 401 ") == 41
 
 
 def test_a_submitter_sees_only_its_own_batches(served):

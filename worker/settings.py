@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # the same slots.
     http_concurrent_submits: int = Field(default=4, ge=1)
     http_spool_dir: Path | None = None
+    # Requests refused for want of a valid token are audited at most once every this many seconds
+    # (per service process; the next entry counts those left out): anyone can send them, and the
+    # audit only grows. 0: every one.
+    http_refused_audit_seconds: float = Field(default=10.0, ge=0)
     # Seconds a second `run` (or writer) waits for the one holding the SQLite write lock.
     sqlite_busy_timeout: float = 600.0
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -92,10 +94,37 @@ def authenticate(engine, token: str) -> Submitter | None:
     return None if found is None else Submitter(*found)
 
 
-def audit_refused(engine, target: str, why: str) -> None:
-    """A request refused for want of a valid token: recorded, without the token's value."""
+class RefusedRequests:
+    """Requests refused for want of a valid token, as the audit records them: at most one entry
+    every `window` seconds (in one service process), the next one counting those left out since.
+    Anyone can send such a request, and the audit can only grow: one entry per request would let a
+    client without a token fill it (and hold its chain's lock while doing so). Every refusal is
+    still answered 401 and logged."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.lock = threading.Lock()
+        self.last: float | None = None
+        self.left_out = 0
+
+    def to_record(self) -> int | None:
+        """None when this refusal is left out of the audit (counted); else how many were left out
+        since the last entry (this one is recorded)."""
+        with self.lock:
+            moment = time.monotonic()
+            if self.last is not None and moment - self.last < self.window:
+                self.left_out += 1
+                return None
+            self.last, left_out, self.left_out = moment, self.left_out, 0
+            return left_out
+
+
+def audit_refused(engine, target: str, why: str, left_out: int = 0) -> None:
+    """A request refused for want of a valid token: recorded, without the token's value, with the
+    number of refusals left out of the audit since the last entry (RefusedRequests)."""
+    note = why if not left_out else f"{why} (and {left_out} more refused requests since the last entry)"
     with unit_of_work(engine) as repo:
-        repo.audit("anonymous", "http.unauthorized", target, why)
+        repo.audit("anonymous", "http.unauthorized", target, note)
 
 
 def audit_action(engine, submitter: Submitter, action: str, target: str, note: str = "") -> None:

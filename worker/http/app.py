@@ -2,7 +2,8 @@
 
 Every answer is JSON; every error is an RFC 9457 problem (`application/problem+json`). Requests
 carry `Authorization: Bearer TOKEN` (a submitter's, worker.submitters); one without a valid token
-is answered 401 and audited without the token. A submitter sees only the batches it posted (404 for
+is answered 401 and audited without the token (at most once every ADJUDICATION_HTTP_REFUSED_AUDIT_SECONDS,
+submitters.RefusedRequests). A submitter sees only the batches it posted (404 for
 any other, so ids cannot be probed). Posting goes through the same use case as `adjudicate submit`
 (worker.service.submit) and answers with the same acknowledgement as `adjudicate ack`.
 
@@ -142,6 +143,8 @@ def create_app(app: App) -> FastAPI:
     # outcomes, a remittance), take several times the data's size in memory: at most
     # ADJUDICATION_HTTP_CONCURRENT_SUBMITS of them run at once, the others wait (already on disk).
     reading_slots = anyio.CapacityLimiter(app.settings.http_concurrent_submits)
+    # Requests without a valid token: at most one audit entry every ADJUDICATION_HTTP_REFUSED_AUDIT_SECONDS.
+    refused = submitters.RefusedRequests(app.settings.http_refused_audit_seconds)
 
     async def reading(work, *args):
         """`work(*args)` in a worker thread, once a reading slot is free."""
@@ -172,8 +175,10 @@ def create_app(app: App) -> FastAPI:
             if found is not None:
                 return found
             why = "unknown or revoked token"
-        await run_in_threadpool(submitters.audit_refused, app.engine,
-                                shown_request(request.method, request.url.path), why)
+        left_out = refused.to_record()
+        if left_out is not None:
+            await run_in_threadpool(submitters.audit_refused, app.engine,
+                                    shown_request(request.method, request.url.path), why, left_out)
         raise Problem(401, "Unauthorized", f"{why}: send Authorization: Bearer TOKEN (a submitter's token)",
                       headers={"WWW-Authenticate": 'Bearer realm="adjudication"'})
 
