@@ -215,3 +215,19 @@ def test_a_run_killed_outright_leaves_its_shards_to_the_next_run(queued, broker,
     with pytest.raises(Exception, match="did not decide"):
         CeleryShards(celery, timeout=1, resend_seconds=100)(worked_example_shards(1), RULES)
     clean(client)
+
+
+def test_a_run_whose_shards_never_came_back_says_why():
+    """Past the run's timeout: a shard sent again and again while the others came back took its
+    workers down (no broker trouble: exit 1, naming it); nothing came back at all: no worker took
+    the shards (a service unavailable: exit 3)."""
+    from worker.distributed import BrokerUnavailable, ShardsFailed, _missing, _Pending
+
+    lost = _missing(4, 120, [_Pending(2, 250_000, sends=3)])
+    assert type(lost) is ShardsFailed
+    assert str(lost) == ("the workers did not decide all 4 shards within 120 s (1 missing: shard 2 of 250,000 claims "
+                         "sent 3 times, never answered while the others were: the workers that took it may have "
+                         "died deciding it (out of memory?); see the workers' logs)")
+    for missing in ([_Pending(i, 10, sends=3) for i in range(4)], [_Pending(1, 10, sends=1)]):
+        idle = _missing(4, 120, missing)
+        assert type(idle) is BrokerUnavailable and "is a worker running" in str(idle)

@@ -207,6 +207,18 @@ def leftovers(client: redis.Redis) -> list[str]:
     return found
 
 
+def _missing(count: int, timeout: float, missing: list[_Pending]) -> ShardsFailed:
+    """Why a run's shards did not all come back in time. A shard sent again and again without an
+    answer while others came back took its workers down (out of memory, say): no broker trouble,
+    and another run of the same claims would do the same. Otherwise no worker took them."""
+    late = f"the workers did not decide all {count} shards within {timeout:g} s ({len(missing)} missing"
+    if len(missing) < count and all(item.sends > 1 for item in missing):
+        shown = ", ".join(f"shard {item.index} of {item.claims:,} claims sent {item.sends} times" for item in missing[:3])
+        return ShardsFailed(f"{late}: {shown}, never answered while the others were: the workers that took "
+                            "it may have died deciding it (out of memory?); see the workers' logs)")
+    return BrokerUnavailable(f"{late}; is a worker running: adjudicate --broker URL worker?)")
+
+
 def redis_client(broker_url: str) -> redis.Redis:
     if not broker_url.startswith(("redis://", "rediss://")):
         raise BrokerUnavailable(f"the broker must be Redis (redis://host:port/db), not {broker_url.split(':')[0]}")
@@ -281,9 +293,7 @@ class CeleryShards:
             while pending:
                 now = time.monotonic()
                 if now > deadline:
-                    raise BrokerUnavailable(
-                        f"the workers did not decide all {len(shards)} shards within {self.timeout:g} s "
-                        f"({len(pending)} missing; is a worker running: adjudicate --broker URL worker?)")
+                    raise _missing(len(shards), self.timeout, list(pending.values()))
                 try:
                     if not self.client.exists(open_key(token)):
                         # The broker came back without its data: the run's messages are gone too.
