@@ -463,13 +463,15 @@ def _jsonl(shown: str, text: str) -> tuple[pl.DataFrame, list[int]]:
         if new_keys:
             unknown = [key for key in new_keys if key not in CLAIM_COLUMNS]
             if unknown:
-                raise ClaimFileError(f"{shown}: line {number}: unknown columns: {column_labels(unknown)}")
+                order = list(record)  # a key that may be a value is named by its place in the object
+                raise ClaimFileError(f"{shown}: line {number}: unknown columns: "
+                                     f"{column_labels(unknown, [order.index(key) + 1 for key in unknown])}")
             keys.update(dict.fromkeys(new_keys))
         for key, value in record.items():
             if isinstance(value, (dict, list)):
                 kind = "an object" if isinstance(value, dict) else "an array"
-                raise ClaimFileError(f"{shown}: line {number}: column {column_labels([key])} holds {kind}, not a single "
-                                     f"value")
+                raise ClaimFileError(f"{shown}: line {number}: column {column_labels([key], [list(record).index(key) + 1])} "
+                                     f"holds {kind}, not a single value")
         records.append({key: _json_text(value) for key, value in record.items()})
         lines.append(number)
         if len(records) == CHUNK:

@@ -204,3 +204,18 @@ def test_a_header_problem_names_every_column_up_to_twenty():
     many = [f"col_{chr(97 + i)}{chr(97 + j)}" for i in range(3) for j in range(9)]  # 27 columns
     with pytest.raises(ClaimFileError, match=f"unknown columns: {', '.join(many[:20])} and 7 more"):
         read_claim_file("f.csv", (",".join(required + many) + "\n" + ",".join("x" * 38) + "\n").encode())
+
+
+def test_a_json_key_that_may_be_a_value_is_named_by_its_place_in_the_object():
+    row = {"claim_id": "C1", "client_prime": "xyz0000a", "provider_id": "P1", "staff_id": "", "procedure_code": "OR526",
+           "modifier": "NA", "service_date": "2026-04-01", "start_time": "09:00", "end_time": "13:00", "units": "4",
+           "billed_rate": ""}
+    for place in (1, 12):
+        keys = list(row.items())
+        keys.insert(place - 1, ("abc0001b", "x"))  # a client prime number posted as a key
+        with pytest.raises(ClaimFileError) as refusal:
+            read_claim_file("k.jsonl", json.dumps(dict(keys)).encode())
+        assert str(refusal.value) == f"k.jsonl: line 1: unknown columns: (the column at position {place})"
+    with pytest.raises(ClaimFileError) as refusal:
+        read_claim_file("k.jsonl", json.dumps({**row, "units": [4]}).encode())
+    assert str(refusal.value) == "k.jsonl: line 1: column units holds an array, not a single value"
