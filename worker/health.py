@@ -67,7 +67,8 @@ def _last_run(app: App, max_age_hours: float) -> tuple[Check, dict | None]:
         problems.append(f"its status is {status}")
     if age > max_age_hours * 3600:
         problems.append(f"older than {max_age_hours:g} h")
-    detail = f"run {run['run_id']} {status}, {age / 3600:.1f} h ago" + (f" ({'; '.join(problems)})" if problems else "")
+    ago = f"{age / 60:.0f} min" if age < 3600 else f"{age / 3600:.1f} h"
+    detail = f"run {run['run_id']} {status}, {ago} ago" + (f" ({'; '.join(problems)})" if problems else "")
     return Check("last run", not problems, detail), last
 
 
