@@ -197,6 +197,18 @@ def _table(columns: list[tuple[str, str]], rows: list[dict], numeric: set[str]) 
     return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
 
 
+def _suspended(name: str, by_reason: list[dict], by_age: list[dict], claims: int, none: str) -> list[str]:
+    """Suspended claims by reason and by age: charts and tables (or a line saying there are none)."""
+    if not claims:
+        return [f'<p class="muted">{escape(none)}</p>']
+    return ["<h3>By reason</h3>",
+            bar_chart(f"{name}-reasons", [(r["code"], r["claims"], str(r["claims"])) for r in by_reason], "#c28a1e"),
+            _table([("code", "reason"), ("claims", "claims")], by_reason, {"claims"}),
+            "<h3>By age (days since first suspended, at the run)</h3>",
+            bar_chart(f"{name}-ages", [(r["age"], r["claims"], str(r["claims"])) for r in by_age], "#c28a1e"),
+            _table([("age", "age"), ("claims", "claims")], by_age, {"claims"})]
+
+
 def _amount(text: str) -> float:
     return float(text)  # chart lengths only; every figure shown is the exact text
 
@@ -274,31 +286,13 @@ def html(report: dict) -> str:
         parts.append('<p class="muted">No payment was reversed in this run.</p>')
 
     parts.append("<h2>Suspended by this run</h2>")
-    if run["suspended"]:
-        parts.append("<h3>By reason</h3>")
-        parts.append(bar_chart("suspended-reasons", [(r["code"], r["claims"], str(r["claims"]))
-                                                     for r in report["suspended_by_reason"]], "#c28a1e"))
-        parts.append("<h3>By age (days since first suspended, at the run)</h3>")
-        parts.append(bar_chart("suspended-ages", [(r["age"], r["claims"], str(r["claims"]))
-                                                  for r in report["suspended_by_age"]], "#c28a1e"))
-        parts.append(_table([("age", "age"), ("claims", "claims")], report["suspended_by_age"], {"claims"}))
-    else:
-        parts.append('<p class="muted">This run suspended no claim.</p>')
-
+    parts += _suspended("suspended", report["suspended_by_reason"], report["suspended_by_age"], run["suspended"],
+                        "This run suspended no claim.")
     waiting = report["waiting_suspended"]
     parts.append(f'<h2>Waiting suspended after this run (<span id="waiting-claims">{waiting["claims"]}</span> '
                  "claims: this run's and earlier runs')</h2>")
-    if waiting["claims"]:
-        parts.append("<h3>By reason</h3>")
-        parts.append(bar_chart("waiting-reasons", [(r["code"], r["claims"], str(r["claims"]))
-                                                   for r in waiting["by_reason"]], "#c28a1e"))
-        parts.append(_table([("code", "reason"), ("claims", "claims")], waiting["by_reason"], {"claims"}))
-        parts.append("<h3>By age (days since first suspended, at the run)</h3>")
-        parts.append(bar_chart("waiting-ages", [(r["age"], r["claims"], str(r["claims"]))
-                                                for r in waiting["by_age"]], "#c28a1e"))
-        parts.append(_table([("age", "age"), ("claims", "claims")], waiting["by_age"], {"claims"}))
-    else:
-        parts.append('<p class="muted">No claim is waiting suspended.</p>')
+    parts += _suspended("waiting", waiting["by_reason"], waiting["by_age"], waiting["claims"],
+                        "No claim is waiting suspended.")
 
     previous = report["previous"]
     parts.append("<h2>Compared with the previous run</h2>")
