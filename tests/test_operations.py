@@ -110,8 +110,9 @@ def test_a_lock_left_by_a_process_that_is_gone_is_taken_over(ready):
     assert killed["failure"].startswith(f"did not finish: {dead} went away while it ran (found by run pid ")
     # A holder that finished (its run has a record) and then died before freeing the lease, and a dry
     # run's holder: taken over, and no failed night recorded.
-    for holder in (dead, "dry " + dead):
-        left_by(holder, dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1))
+    for holder, since in ((dead, dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)),
+                          ("dry " + dead, dt.datetime.now(dt.timezone.utc))):
+        left_by(holder, since)
         assert "run -: 0 claims" in ready("run", env={"ADJUDICATION_LOCK_WAIT_SECONDS": "0"}).out
     assert [r["status"] for r in runs_of(ready)] == ["done", "failed"]
     engine.dispose()
@@ -372,15 +373,18 @@ def test_unlock_clears_a_lock_whose_holder_is_gone_and_is_audited(ready):
     with runs.run_lock(engine, "run", 0):
         live = ready("unlock", "--operator", "ann", "--note", "stuck?", ok=False)
         assert live.code == 1 and "which is running" in live.err
-    with engine.begin() as conn:  # a holder on a machine that died
-        conn.execute(update(t.run_lock).values(holder="run pid 77 on node-gone", since=None))
+    with engine.begin() as conn:  # a holder on a machine that died an hour ago
+        conn.execute(update(t.run_lock).values(
+            holder="run pid 77 on node-gone", since=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)))
     engine.dispose()
     ready("submit", CLAIMS)
     assert ready("run", ok=False, env={"ADJUDICATION_LOCK_WAIT_SECONDS": "0"}).code == 5
     cleared = ready("unlock", "--operator", "ann", "--note", "node-gone was replaced at 02:10")
     assert "cleared the run lock held by run pid 77 on node-gone" in cleared.out
-    lost, gave_up = runs_of(ready)  # newest first: the run that gave up waiting for the lock recorded itself
-    assert gave_up["failure"].startswith("gave up waiting for the run lock")
+    # The run that gave up waiting recorded itself (after the lost run took the lock): the lost one is
+    # recorded all the same, started when it took the lock.
+    lost, gave_up = runs_of(ready)
+    assert gave_up["failure"].startswith("gave up waiting for the run lock") and lost["started"] < gave_up["started"]
     assert (lost["status"], lost["failure"]) == (
         "failed", "did not finish: run pid 77 on node-gone went away while it ran (the run lock cleared by ann)")
     trail = json.loads(ready("audit", "--format", "json").out)

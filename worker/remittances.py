@@ -42,8 +42,9 @@ def _run(repo: Repository, run_id: int) -> dict:
     if row["status"] != "done":
         raise service.UserError(f"run {run_id} {row['status']}: it stored nothing to report (`runs` says why)")
     for key in ("started_at", "finished_at"):
-        if row[key] is not None and row[key].tzinfo is None:  # SQLite gives back naive UTC
-            row[key] = row[key].replace(tzinfo=dt.timezone.utc)
+        if row[key] is not None:  # SQLite gives back naive UTC; PostgreSQL the session's time zone
+            moment = row[key] if row[key].tzinfo else row[key].replace(tzinfo=dt.timezone.utc)
+            row[key] = moment.astimezone(dt.timezone.utc)  # the report's dates (ages) are UTC dates
     return row
 
 

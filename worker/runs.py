@@ -103,23 +103,23 @@ def unlock(engine, operator: str, note: str) -> str | None:
     access.require_note(note)
     with unit_of_work(engine) as repo:
         access.authorize(repo, operator, "operator")
-        holder, _since = repo.runs.lease()
+        holder, since = repo.runs.lease()
         if holder is None:
             return None
         if _process_here(holder):
             raise UserError(f"the run lock is held by {holder}, which is running: wait for it, or stop it first")
         repo.runs.release_lease(holder)
         repo.audit(operator, "run.unlock", f"holder={holder}", note)
-        _record_unfinished(repo, holder, _since, f"the run lock cleared by {operator}")
+        _record_unfinished(repo, holder, since, f"the run lock cleared by {operator}")
     return holder
 
 
 def _record_unfinished(repo, holder: str, since: dt.datetime | None, found: str) -> None:
     """A run whose process went away while it held the lease (killed, or its machine died) stored
-    nothing and recorded nothing: unless a run started since it took the lease has a record (it
+    nothing and recorded nothing: unless a run started since it took the lease stored its work (it
     finished, and died before freeing the lease), record it as failed, so that `runs`, the metrics
     and the last-run alert see the lost night. A dry run's lease is not a night: not recorded."""
-    if not holder.startswith("run pid ") or (since is not None and repo.runs.recorded_since(since)):
+    if not holder.startswith("run pid ") or (since is not None and repo.runs.stored_since(since)):
         return
     run_id = repo.runs.add(since or now(), "failed",
                            failure=f"did not finish: {holder} went away while it ran ({found})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -76,12 +77,18 @@ def _renewed(lock) -> Iterator[None]:
     stop = threading.Event()
 
     def renew() -> None:
+        renewed = time.monotonic()
         while not stop.wait(SCHEDULED_LOCK_SECONDS / 3):
             try:
                 lock.reacquire()
-            except (LockError, RedisError):  # lost (expired, or the broker restarted): nothing to keep
-                log.warning("the scheduled run's broker lock could not be renewed")
+                renewed = time.monotonic()
+            except LockError:  # lost (expired, or the broker restarted without it): nothing to keep
+                log.warning("the scheduled run's broker lock was lost")
                 return
+            except RedisError:  # the broker out of reach for a moment: try again while the lock lives
+                if time.monotonic() - renewed > SCHEDULED_LOCK_SECONDS:
+                    log.warning("the scheduled run's broker lock could not be renewed")
+                    return
 
     thread = threading.Thread(target=renew, name="scheduled-run-lock", daemon=True)
     thread.start()
@@ -99,7 +106,9 @@ def scheduled_run(app, client) -> dict:
     another run holds the run lock; a summary of ids and counts otherwise."""
     # Not thread-local: the thread that renews it must see the token the run's thread took.
     lock = client.lock(SCHEDULED_RUN_LOCK, timeout=SCHEDULED_LOCK_SECONDS, thread_local=False)
-    if not lock.acquire(blocking=False):
+    # Waiting out one life of the lock: a run whose process was just killed (Celery hands its message
+    # back at once) leaves a lock nobody renews, which lapses meanwhile; a live run's does not.
+    if not lock.acquire(blocking=True, blocking_timeout=SCHEDULED_LOCK_SECONDS * 1.2):
         log.warning("scheduled run skipped: another scheduled run is in progress")
         return {"skipped": "another scheduled run is in progress"}
     try:

@@ -118,6 +118,8 @@ class Settings(BaseSettings):
 
 INTERVAL = re.compile(r"every\s+(\d+(?:\.\d+)?)\s*([smh])")
 INTERVAL_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
 def interval_seconds(spec: str) -> float | None:
     """The seconds of an interval schedule ("every 30s"); None for anything else."""
     interval = INTERVAL.fullmatch(spec.strip())

@@ -234,10 +234,11 @@ class RunRecords:
             lock.id == 1, lock.holder.is_(None) if held_by is None else lock.holder == held_by,
         ).values(holder=me, since=now())).rowcount == 1
 
-    def recorded_since(self, moment: dt.datetime) -> bool:
-        """Whether a run started at or after `moment` has a record."""
+    def stored_since(self, moment: dt.datetime) -> bool:
+        """Whether a run started at or after `moment` stored its work (status done). Only such a run
+        records while it holds the lease: failed and dry runs record after they let it go."""
         return self.conn.execute(select(func.count()).select_from(t.runs).where(
-            t.runs.c.started_at >= moment)).scalar_one() > 0
+            t.runs.c.started_at >= moment, t.runs.c.status == "done")).scalar_one() > 0
 
     def release_lease(self, holder: str) -> None:
         """Free the lease if `holder` still holds it."""
