@@ -191,6 +191,11 @@ def balance_forward(history: pl.DataFrame, run_id: int, nets: pl.DataFrame) -> p
     return pl.DataFrame(rows, schema=ADJUSTMENT_SCHEMA, orient="row").sort("provider_id", "balance_run_id")
 
 
+# What a provider is sent for a run (the 835's BPR02): its net less the sum of its balance-forward
+# adjustments (plb_cents, adjustment_totals); never below 0 (balance_forward).
+AMOUNT_SENT = pl.col("net_cents") - pl.col("plb_cents")
+
+
 def adjustment_totals(adjustments: pl.DataFrame) -> pl.DataFrame:
     """Per provider: plb_cents (the sum), and forwarded and recovered (positive amounts)."""
     plb = pl.col("plb_cents")
@@ -299,7 +304,7 @@ def x12_835(lines: pl.LazyFrame, names: pl.DataFrame, payer: Payer, run: RunInfo
     control = (pl.lit(run.run_id % 100_000 * 10_000, pl.Int64) + (pl.col("index").cast(pl.Int64) + 1) % 10_000)
     control9 = control.cast(pl.String).str.pad_start(9, "0")
     receiver = pl.lit(_element(payer.receiver_id)) if payer.receiver_id else provider
-    pays = pl.col("net_cents") - pl.col("plb_cents")  # BPR02: never below 0 (balance_forward)
+    pays = AMOUNT_SENT
     bpr = pl.when(pays > 0).then(cat("BPR*I*", scaled_text(pays, 2), pl.lit(f"*C*CHK************{day}~\n"))
                                  ).otherwise(pl.lit(f"BPR*H*0*C*NON************{day}~\n"))
     sender = _element(payer.id)
@@ -361,7 +366,7 @@ def csv_rows(lines: pl.LazyFrame, totals: pl.LazyFrame, adjustments: pl.DataFram
             pl.lit("balance_forward_recovered")),
         adjusts=cat(pl.col("balance_run_id").cast(pl.String), "-", pl.col("provider_id")), paid_amount=money_text(-plb))
     paid = adjustment_totals(adjustments).lazy().join(totals, on="provider_id").select(
-        "provider_id", section=pl.lit("amount_paid"), paid_amount=money_text(pl.col("net_cents") - plb))
+        "provider_id", section=pl.lit("amount_paid"), paid_amount=money_text(AMOUNT_SENT))
     return pl.concat([body, *sums, balances, paid], how="diagonal_relaxed").select(CSV_COLUMNS)
 
 

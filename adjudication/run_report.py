@@ -15,8 +15,8 @@ import json
 
 import polars as pl
 
-from adjudication.remittance import (OFFLINE_POLICY, STYLE, adjustment_totals, balance_forward, escape, money,
-                                     money_text, units_text)
+from adjudication.remittance import (AMOUNT_SENT, OFFLINE_POLICY, STYLE, adjustment_totals, balance_forward,
+                                     escape, money, money_text, units_text)
 
 STATUSES = ("paid", "suspended", "rejected", "void")
 AGE_BUCKETS = ((0, 30, "0-30 days"), (31, 60, "31-60 days"), (61, 90, "61-90 days"), (91, 180, "91-180 days"),
@@ -93,7 +93,7 @@ def figures(decisions: pl.DataFrame, reversals: pl.DataFrame, run: dict, previou
         if earlier_nets is None else earlier_nets, run["run_id"], nets.select("provider_id", "net_cents")))
     issued = (nets.lazy().join(carried.lazy(), on="provider_id", how="left")
               .with_columns(pl.col("plb_cents", "forwarded_cents", "recovered_cents").fill_null(0))
-              .with_columns(issued_cents=pl.col("net_cents") - pl.col("plb_cents")).drop("plb_cents"))
+              .with_columns(issued_cents=AMOUNT_SENT).drop("plb_cents"))
     issued_cents = int(issued.select(pl.col("issued_cents").sum()).collect().item() or 0)
     by_provider = _rows(issued.sort("paid_cents", "provider_id", descending=[True, False], nulls_last=True),
                         {"paid_cents": "amount_paid", "reversed_cents": "amount_reversed", "net_cents": "net",

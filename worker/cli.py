@@ -783,7 +783,8 @@ def _setting_problem(error) -> str:
     what is wrong (pydantic's own text would add the input and a link)."""
     first = error.errors()[0]
     message = str(first.get("msg", "")).removeprefix("Value error, ")
-    variable = "ADJUDICATION_" + "_".join(map(str, first.get("loc", ()))).upper()
+    where = "_".join(map(str, first.get("loc", ()))).upper()
+    variable = f"ADJUDICATION_{where}" if where else "the settings"
     return message if variable in message else f"{variable}: {message}"
 
 
