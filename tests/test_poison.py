@@ -128,7 +128,7 @@ def test_losing_the_broker_mid_run_is_no_claims_doing(tmp_path):
         service.run(engine, rules, decider=lost)
     assert calls == [1]
     [record] = runs.list_runs(engine).to_dicts()
-    assert record["status"] == "failed" and "lost the broker" in record["failure"]
+    assert (record["status"], record["failure"]) == ("failed", "lost the broker for more than 30 s")
 
 
 def failed_run(result) -> str:

@@ -46,6 +46,7 @@ from kombu.exceptions import OperationalError
 from adjudication.engine import Adjudication, Checked, ReferenceFrames, decide
 from adjudication.rules import Rules
 from adjudication.shards import Shard
+from worker.errors import BrokerUnavailable, ShardsFailed  # noqa: F401 - raised here, named by callers as distributed.*
 
 log = logging.getLogger("adjudication")
 
@@ -67,14 +68,6 @@ if redis.call('exists', KEYS[1]) == 1 then
 end
 return 0
 """
-
-
-class ShardsFailed(Exception):
-    """The workers did not decide every shard (nothing of the run is stored)."""
-
-
-class BrokerUnavailable(ShardsFailed):
-    """The broker or the workers cannot be reached (a service unavailable, exit code 3)."""
 
 
 def _encoded(frame: pl.DataFrame) -> str:

@@ -9,6 +9,14 @@ class Unavailable(Exception):
     """A service the command needs is not there (a full disk, for one): exit code 3, one line."""
 
 
+class ShardsFailed(Exception):
+    """A distributed run's workers did not decide every shard (nothing of the run is stored)."""
+
+
+class BrokerUnavailable(ShardsFailed):
+    """The broker or the workers cannot be reached (a service unavailable, exit code 3)."""
+
+
 def unavailable(error: BaseException) -> str | None:
     """Why a failure means a service the command needs is missing (a full disk, for one), in one
     line; None when it does not. Looks through the chain of causes (a driver's error inside

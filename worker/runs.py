@@ -22,7 +22,7 @@ import polars as pl
 
 from worker import access
 from worker.poison import RunBroke
-from worker.errors import Unavailable, UserError
+from worker.errors import ShardsFailed, Unavailable, UserError
 from worker.store.records import now
 from worker.store.unit_of_work import unit_of_work
 
@@ -130,7 +130,7 @@ def _record_unfinished(repo, holder: str, since: dt.datetime | None, found: str)
 def failure_text(error: BaseException) -> str:
     """What a failed run's record says: the refusal as reported, or the error's type and first line."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    if isinstance(error, (UserError, Unavailable, LockTimeout, RunBroke)):
+    if isinstance(error, (UserError, Unavailable, LockTimeout, RunBroke, ShardsFailed)):
         return text[:500]
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
