@@ -99,22 +99,23 @@ def test_a_bad_setting_is_named_in_one_line(cli):
         1, "error: configuration: ADJUDICATION_RUN_SHARDS: Input should be greater than or equal to 1")
 
 
-KILLED_RUN = '''
+KILLED_RUN = """
 import sys, time
 from types import SimpleNamespace
 import redis
 from worker import schedule
 from worker.store.database import make_engine
 
-schedule.SCHEDULED_LOCK_SECONDS = 2.0
-app = SimpleNamespace(engine=make_engine(sys.argv[1]), run=lambda: time.sleep(600))
+app = SimpleNamespace(engine=make_engine(sys.argv[1]), run=lambda: time.sleep(600),
+                      settings=SimpleNamespace(scheduled_lock_seconds=2.0))
 schedule.scheduled_run(app, redis.Redis.from_url(sys.argv[2]))
-'''
+"""
 
 
-def test_a_scheduled_run_whose_worker_dies_does_not_hold_the_night(store, db_url, tmp_path, monkeypatch):
-    """The broker lock of a scheduled run is renewed while the run goes on and lapses soon after its
-    worker is killed: the message Celery hands back, or the next tick, runs the night."""
+def test_a_scheduled_runs_broker_lock_is_renewed_while_it_runs_and_lapses_when_it_is_killed(store, db_url):
+    """The broker lock of a scheduled run outlives its unrenewed life while the run goes on (another
+    scheduled run skips meanwhile), and lapses soon after the run's process is killed (instead of
+    after the run's whole timeout): then the next scheduled run runs."""
     import signal
     from types import SimpleNamespace
 
@@ -127,24 +128,49 @@ def test_a_scheduled_run_whose_worker_dies_does_not_hold_the_night(store, db_url
     client = redis.Redis.from_url(broker)
     client.flushdb()
     running = subprocess.Popen([sys.executable, "-c", KILLED_RUN, db_url, broker], start_new_session=True)
+    settings = SimpleNamespace(scheduled_lock_seconds=2.0)
     try:
         wait_until(lambda: client.exists(schedule.SCHEDULED_RUN_LOCK), 30, "the scheduled run")
         time.sleep(5)  # longer than the lock lives unrenewed
         assert client.exists(schedule.SCHEDULED_RUN_LOCK) and 0 < client.pttl(schedule.SCHEDULED_RUN_LOCK) <= 2000
-        monkeypatch.setattr(schedule, "SCHEDULED_LOCK_SECONDS", 2.0)
-        waiting = SimpleNamespace(engine=store, run=lambda: pytest.fail("ran beside the scheduled run"))
+        waiting = SimpleNamespace(engine=store, settings=settings, run=lambda: pytest.fail("ran beside the other"))
         assert schedule.scheduled_run(waiting, client) == {"skipped": "another scheduled run is in progress"}
         running.send_signal(signal.SIGKILL)
         running.wait(30)
-        # At once, as Celery hands the killed run's message back: it waits for the lock to lapse, and runs.
-        assert client.exists(schedule.SCHEDULED_RUN_LOCK)
+        wait_until(lambda: not client.exists(schedule.SCHEDULED_RUN_LOCK), 5, "the lock to lapse")
         night = SimpleNamespace(run_id=1, claims=6, paid=4, suspended=2, rejected=0)
-        done = schedule.scheduled_run(SimpleNamespace(engine=store, run=lambda: night), client)
+        done = schedule.scheduled_run(SimpleNamespace(engine=store, settings=settings, run=lambda: night), client)
         assert done == {"run_id": 1, "claims": 6, "paid": 4, "suspended": 2, "rejected": 0}
         assert not client.exists(schedule.SCHEDULED_RUN_LOCK)  # released when the run is done
     finally:
         running.kill()
         client.flushdb()
+
+
+@pytest.mark.parametrize("processes", ["redis://127.0.0.1:6379/11"], indirect=True)
+def test_a_scheduled_run_handed_back_after_its_process_was_killed_runs_the_night(processes, ready):
+    """Celery hands a killed process's message back at once, while the dead run's broker lock still
+    lives: the run finds it, skips without holding a worker thread, and is tried once more when the
+    lock would have lapsed unrenewed; then it runs the night."""
+    import redis
+
+    from worker import schedule
+    from worker.celery_app import make_celery
+    from worker.settings import Settings
+
+    ready("submit", FIXTURES / "worked_example" / "claims.csv")
+    client = redis.Redis.from_url(processes.broker)
+    processes.env.update({"ADJUDICATION_SCHEDULED_LOCK_SECONDS": "8", "ADJUDICATION_LOG_LEVEL": "INFO"})
+    processes.start("worker", "worker", "--concurrency", "2")
+    celery = make_celery(Settings(broker_url=processes.broker))
+    wait_until(lambda: celery.control.inspect(timeout=1).ping(), 60, "the worker", lambda: processes.log("worker"))
+    client.set(schedule.SCHEDULED_RUN_LOCK, "a-killed-run", px=8_000)  # its renewals stopped: at most one life left
+    celery.send_task(schedule.RUN, expires=6 * 3600)
+    skipped = "scheduled run skipped: another scheduled run is in progress"
+    wait_until(lambda: skipped in processes.log("worker"), 30, "the first try", lambda: processes.log("worker"))
+    assert runs(ready.db) == []
+    wait_until(lambda: runs(ready.db) == [(1, 6)], 60, "the second try", lambda: processes.log("worker"))
+    assert processes.log("worker").count(skipped) == 1
 
 
 @pytest.mark.parametrize("options", [("-c", "1"), ("--pool", "solo"), ("-c", "1", "-Q", "adjudication.intake,adjudication.shards")])

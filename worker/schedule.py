@@ -65,20 +65,17 @@ def beat_schedule(settings: Settings) -> dict:
     return entries
 
 
-# The broker lock of a scheduled run lives this long unless its holder renews it (every third of
-# it, while the run goes on): a worker killed mid-run frees it within a minute, not after the run's
-# whole timeout, so the message Celery hands back (acks_late) or the next tick can run the night.
-SCHEDULED_LOCK_SECONDS = 60.0
+IN_PROGRESS = "another scheduled run is in progress"
 
 
 @contextmanager
-def _renewed(lock) -> Iterator[None]:
-    """Keep a held redis lock alive for the block (a thread renews its time to live)."""
+def _renewed(lock, lives: float) -> Iterator[None]:
+    """Keep a held redis lock alive for the block (a thread renews its time to live, `lives` s)."""
     stop = threading.Event()
 
     def renew() -> None:
         renewed = time.monotonic()
-        while not stop.wait(SCHEDULED_LOCK_SECONDS / 3):
+        while not stop.wait(lives / 3):
             try:
                 lock.reacquire()
                 renewed = time.monotonic()
@@ -86,7 +83,7 @@ def _renewed(lock) -> Iterator[None]:
                 log.warning("the scheduled run's broker lock was lost")
                 return
             except RedisError:  # the broker out of reach for a moment: try again while the lock lives
-                if time.monotonic() - renewed > SCHEDULED_LOCK_SECONDS:
+                if time.monotonic() - renewed > lives:
                     log.warning("the scheduled run's broker lock could not be renewed")
                     return
 
@@ -104,15 +101,16 @@ def scheduled_run(app, client) -> dict:
     skipped, saying so, while another scheduled run is in progress (a lock in the broker, so that
     runs waiting on the database never fill a worker's threads while the shards wait for one) or
     another run holds the run lock; a summary of ids and counts otherwise."""
-    # Not thread-local: the thread that renews it must see the token the run's thread took.
-    lock = client.lock(SCHEDULED_RUN_LOCK, timeout=SCHEDULED_LOCK_SECONDS, thread_local=False)
-    # Waiting out one life of the lock: a run whose process was just killed (Celery hands its message
-    # back at once) leaves a lock nobody renews, which lapses meanwhile; a live run's does not.
-    if not lock.acquire(blocking=True, blocking_timeout=SCHEDULED_LOCK_SECONDS * 1.2):
-        log.warning("scheduled run skipped: another scheduled run is in progress")
-        return {"skipped": "another scheduled run is in progress"}
+    # The lock lives ADJUDICATION_SCHEDULED_LOCK_SECONDS unless renewed (a thread does, every third
+    # of it, while the run goes on): a worker killed mid-run frees it within that time, not after the
+    # run's whole timeout. Not thread-local: the renewing thread must see the token this one took.
+    lives = app.settings.scheduled_lock_seconds
+    lock = client.lock(SCHEDULED_RUN_LOCK, timeout=lives, thread_local=False)
+    if not lock.acquire(blocking=False):
+        log.warning("scheduled run skipped: %s", IN_PROGRESS)
+        return {"skipped": IN_PROGRESS}
     try:
-        with _renewed(lock):
+        with _renewed(lock, lives):
             if write_lock_held(app.engine, wait_seconds=2.0):  # another run (or writer) holds the run lock
                 log.warning("scheduled run skipped: another run holds the run lock")
                 return {"skipped": "another run holds the run lock"}

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # the same slots.
     http_concurrent_submits: int = Field(default=4, ge=1)
     http_spool_dir: Path | None = None
+    # The broker lock of a scheduled run lives this long unless the run renews it (it does while it
+    # goes on): a worker killed mid-run frees it within this time, and the run Celery hands back (at
+    # once for a killed process) is tried again after 1.2 times it.
+    scheduled_lock_seconds: float = Field(default=60.0, ge=1)
     # Requests refused for want of a valid token are audited at most once every this many seconds
     # (per service process; the next entry counts those left out): anyone can send them, and the
     # audit only grows. 0: every one.

@@ -69,8 +69,14 @@ def sweep_drop_folder(folder: str | None = None) -> list[dict]:
     return [{"file": r.file, "result": r.result, "batch_id": r.batch_id} for r in results]
 
 
-@app.task(name=schedule.RUN, soft_time_limit=settings.run_timeout_seconds + 600,
-          time_limit=settings.run_timeout_seconds + 660)
-def scheduled_run() -> dict:
-    """The nightly run, as `adjudicate beat` sends it."""
-    return schedule.scheduled_run(_app(), _redis())
+@app.task(bind=True, name=schedule.RUN, soft_time_limit=settings.run_timeout_seconds + 600,
+          time_limit=settings.run_timeout_seconds + 660, max_retries=1)
+def scheduled_run(self) -> dict:
+    """The nightly run, as `adjudicate beat` sends it. Finding another scheduled run's lock, it is
+    tried once more when that lock would have lapsed unrenewed, without holding a worker thread
+    meanwhile: the lock of a run whose process was just killed (Celery hands its message back at
+    once) lapses by then; a live run's is renewed, and the second try skips too."""
+    outcome = schedule.scheduled_run(_app(), _redis())
+    if outcome.get("skipped") == schedule.IN_PROGRESS and not self.request.retries:
+        raise self.retry(countdown=settings.scheduled_lock_seconds * 1.2)
+    return outcome
