@@ -152,6 +152,8 @@ def provider_totals(lines: pl.LazyFrame) -> pl.LazyFrame:
 # --- balances carried forward ------------------------------------------------------------------
 
 ADJUSTMENT_SCHEMA = {"provider_id": pl.String, "balance_run_id": pl.Int64, "plb_cents": pl.Int64}
+# What balance_forward reads of the runs before: each provider's net in each run.
+NET_SCHEMA = {"run_id": pl.Int64, "provider_id": pl.String, "net_cents": pl.Int64}
 
 
 def balance_forward(history: pl.DataFrame, run_id: int, nets: pl.DataFrame) -> pl.DataFrame:

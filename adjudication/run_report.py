@@ -15,12 +15,16 @@ import json
 
 import polars as pl
 
-from adjudication.remittance import (AMOUNT_SENT, OFFLINE_POLICY, STYLE, adjustment_totals, balance_forward,
-                                     escape, money, money_text, units_text)
+from adjudication.remittance import (AMOUNT_SENT, NET_SCHEMA, OFFLINE_POLICY, STYLE, adjustment_totals,
+                                     balance_forward, escape, money, money_text, units_text)
 
 STATUSES = ("paid", "suspended", "rejected", "void")
 AGE_BUCKETS = ((0, 30, "0-30 days"), (31, 60, "31-60 days"), (61, 90, "61-90 days"), (91, 180, "91-180 days"),
                (181, None, "over 180 days"))
+# The claims waiting suspended after a run (worker.store.repository.suspended_after).
+BACKLOG_SCHEMA = {"claim_pk": pl.Int64, "reasons": pl.List(pl.String), "first_suspended": pl.Datetime("us", "UTC")}
+# A reason's code: INVALID_RECORD:units -> INVALID_RECORD.
+CODE = pl.col("reasons").str.split(":").list.first()
 HTML_PROVIDER_ROWS = 200  # the HTML lists the providers with the most paid; the JSON has all
 
 
@@ -74,7 +78,7 @@ def figures(decisions: pl.DataFrame, reversals: pl.DataFrame, run: dict, previou
     coded = (decided.filter(status.is_in(["suspended", "rejected"]))
              .select("status", "reasons", "carc", "first_suspended", claim=pl.int_range(pl.len()))
              .explode("reasons", "carc")
-             .with_columns(code=pl.col("reasons").str.split(":").list.first())
+             .with_columns(code=CODE)
              .unique(["claim", "code"], maintain_order=True))
     by_reason = _rows(coded.group_by("code", "carc").agg(
         suspended=(status == "suspended").sum().cast(pl.Int64), rejected=(status == "rejected").sum().cast(pl.Int64),
@@ -89,8 +93,8 @@ def figures(decisions: pl.DataFrame, reversals: pl.DataFrame, run: dict, previou
     # What each provider is sent, as its 835 says: a negative net pays 0 and is carried forward, a
     # positive one first recovers what earlier runs carried forward (adjudication.remittance).
     carried = adjustment_totals(balance_forward(
-        pl.DataFrame(schema={"run_id": pl.Int64, "provider_id": pl.String, "net_cents": pl.Int64})
-        if earlier_nets is None else earlier_nets, run["run_id"], nets.select("provider_id", "net_cents")))
+        pl.DataFrame(schema=NET_SCHEMA) if earlier_nets is None else earlier_nets, run["run_id"],
+        nets.select("provider_id", "net_cents")))
     issued = (nets.lazy().join(carried.lazy(), on="provider_id", how="left")
               .with_columns(pl.col("plb_cents", "forwarded_cents", "recovered_cents").fill_null(0))
               .with_columns(issued_cents=AMOUNT_SENT).drop("plb_cents"))
@@ -107,11 +111,9 @@ def figures(decisions: pl.DataFrame, reversals: pl.DataFrame, run: dict, previou
         {"paid_cents": "amount_paid"})
     suspended_by_reason = _by_code(coded.filter(status == "suspended"))
     suspended_by_age = _by_age(decided.filter(status == "suspended"), as_of)
-    waiting = (pl.DataFrame(schema={"claim_pk": pl.Int64, "reasons": pl.List(pl.String),
-                                    "first_suspended": pl.Datetime("us", "UTC")})
-               if backlog is None else backlog).lazy()
-    waiting_coded = (waiting.select("claim_pk", "reasons").explode("reasons")
-                     .with_columns(code=pl.col("reasons").str.split(":").list.first()).unique(["claim_pk", "code"]))
+    waiting = (pl.DataFrame(schema=BACKLOG_SCHEMA) if backlog is None else backlog).lazy()
+    waiting_coded = (waiting.select("claim_pk", "reasons").explode("reasons").with_columns(code=CODE)
+                     .unique(["claim_pk", "code"]))
     backlog_figures = {"claims": int(waiting.select(pl.len()).collect().item()),
                        "by_reason": _by_code(waiting_coded), "by_age": _by_age(waiting, as_of)}
     reversal_rows = _rows(taken.select("claim_id", "reversed_by", "provider_id", "procedure_code", "modifier",

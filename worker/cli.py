@@ -736,7 +736,10 @@ def remittance(
     from worker import remittances
 
     a = app(ctx)
-    written = remittances.remittances(a.engine, run_id, fmt.value, acting(ctx, operator), a.payer, output, provider)
+    try:
+        written = remittances.remittances(a.engine, run_id, fmt.value, acting(ctx, operator), a.payer, output, provider)
+    except OSError as error:  # nothing audited (its transaction rolled back); a full disk is still exit 3
+        raise service.UserError(f"--output {output}: cannot write ({error.strerror})") from None
     count = len(written.names)
     out.print(f"{count} remittance{'' if count == 1 else 's'} written to {output}", markup=False)
     if count == 0 and fmt == RemitFormat.x12 and not written.no_835:

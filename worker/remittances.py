@@ -8,7 +8,6 @@ every remittance and report it produces, in one transaction.
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import hashlib
 import re
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from adjudication import remittance as rem
 from adjudication import run_report
 from worker import access, service
 from worker.exports import safe_for_spreadsheets
+from worker.store.records import utc
 from worker.store.repository import Repository
 from worker.store.unit_of_work import unit_of_work
 
@@ -43,8 +43,7 @@ def _run(repo: Repository, run_id: int) -> dict:
         raise service.UserError(f"run {run_id} {row['status']}: it stored nothing to report (`runs` says why)")
     for key in ("started_at", "finished_at"):
         if row[key] is not None:  # SQLite gives back naive UTC; PostgreSQL the session's time zone
-            moment = row[key] if row[key].tzinfo else row[key].replace(tzinfo=dt.timezone.utc)
-            row[key] = moment.astimezone(dt.timezone.utc)  # the report's dates (ages) are UTC dates
+            row[key] = utc(row[key]).astimezone(dt.timezone.utc)  # the report's dates (ages) are UTC dates
     return row
 
 
@@ -104,10 +103,7 @@ def remittances(engine: service.Store, run_id: int, fmt: str, operator: str | No
         if fmt == "x12" and len(payer.receiver_id) > rem.X12_RECEIVER_LIMIT:
             raise service.UserError(f"ADJUDICATION_REMIT_RECEIVER_ID is longer than the 835's "
                                     f"{rem.X12_RECEIVER_LIMIT} characters (ISA08, GS03)")
-        try:
-            output.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise _refused(error, f"{output}: cannot make the folder") from None
+        output.mkdir(parents=True, exist_ok=True)
         no_835 = []
         if fmt == "x12":
             no_835 = rem.x12_unfit(lines, payer, run_id).rows()
@@ -141,24 +137,12 @@ def provider_remittance(engine: service.Store, run_id: int, provider: str, fmt: 
         return (Path(folder) / written.names[0]).read_text(encoding="utf-8")
 
 
-def _refused(error: OSError, what: str) -> Exception:
-    """A write to --output that failed: a full disk stays itself (a service unavailable, exit 3),
-    anything else is a refused --output, in one line."""
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return error
-    return service.UserError(f"--output {what} ({error.strerror})")
-
-
 def _write(run_id: int, fmt: str, files: Iterator[tuple[str, str]], output: Path, encoding: str) -> list[str]:
     """Write each provider's text ((provider_id, text) pairs) to its file; returns the providers, in
     that order."""
     providers = []
     for provider_id, text in files:
-        target = output / file_name(run_id, provider_id, fmt)
-        try:
-            target.write_bytes(text.encode(encoding))
-        except OSError as error:
-            raise _refused(error, f"{output}: cannot write {target.name}") from None
+        (output / file_name(run_id, provider_id, fmt)).write_bytes(text.encode(encoding))
         providers.append(provider_id)
     return providers
 

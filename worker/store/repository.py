@@ -14,6 +14,8 @@ from sqlalchemy import (ARRAY, BigInteger, Connection, String, and_, any_, bindp
 from adjudication.claims import CLAIM_COLUMNS, FIELDS_SCHEMA, OPTIONAL_COLUMNS, PARSE_VERSION, as_read, parse_fields
 from adjudication.engine import LEDGER_SCHEMA, PROVIDER_SCHEMA, ReferenceFrames
 from adjudication.reference import ATTRS, KEYS, SCHEMAS, ReferenceSet
+from adjudication.remittance import NET_SCHEMA
+from adjudication.run_report import BACKLOG_SCHEMA
 from worker.store import chain
 from worker.store import schema as t
 from worker.store.bulk import insert_frame, read_frame, upsert_frame
@@ -848,7 +850,7 @@ def run_decisions(conn: Connection, run_id: int) -> pl.DataFrame:
 
 
 def _first_suspended(conn: Connection, run_id: int, claim_pks: list[int]) -> pl.DataFrame:
-    """claim_pk -> start of the earliest earlier run that suspended it, for claims suspended in this run."""
+    """claim_pk -> start of the earliest run before `run_id` that suspended it, for these claims."""
     schema = {"claim_pk": pl.Int64, "first_suspended": pl.Datetime("us", "UTC")}
     if not claim_pks:
         return pl.DataFrame(schema=schema)
@@ -858,13 +860,9 @@ def _first_suspended(conn: Connection, run_id: int, claim_pks: list[int]) -> pl.
                  .where(a.run_id < run_id, a.status == "suspended",
                         _in_values(conn, a.claim_pk, claim_pks, "claim_pks"))
                  .group_by(a.claim_pk))
-    rows = [(pk, _moment(started)) for pk, started in conn.execute(statement)]
+    rows = [(pk, _utc(started) if isinstance(started, dt.datetime) else
+             _utc(dt.datetime.fromisoformat(str(started)))) for pk, started in conn.execute(statement)]
     return pl.DataFrame(rows, schema=schema, orient="row")
-
-
-def _moment(value) -> dt.datetime:
-    """A stored time as an aware UTC datetime (an aggregate of one comes back as text on SQLite)."""
-    return _utc(value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value)))
 
 
 def run_reversals(conn: Connection, run_id: int) -> pl.DataFrame:
@@ -882,35 +880,25 @@ def run_reversals(conn: Connection, run_id: int) -> pl.DataFrame:
     return reversed_.hstack(billing).select(REVERSAL_SCHEMA.keys()).cast(REVERSAL_SCHEMA)
 
 
-BACKLOG_SCHEMA = {"claim_pk": pl.Int64, "reasons": pl.List(pl.String), "first_suspended": pl.Datetime("us", "UTC")}
-
-
 def suspended_after(conn: Connection, run_id: int) -> pl.DataFrame:
     """The claims left waiting suspended once run `run_id` was done (BACKLOG_SCHEMA): those whose
     latest attempt of the runs up to it suspended them, with their reasons and the start of the
     first run that suspended them. Read through the partial status index (the attempts that did
     not pay) and the claim_pk index: it grows with the claims ever suspended, not with the history."""
     a = t.attempts.c
-    suspended = read_frame(conn, select(a.claim_pk, a.attempt, a.reasons, a.run_id).where(
+    suspended = read_frame(conn, select(a.claim_pk, a.attempt, a.reasons).where(
         a.status == "suspended", a.status != literal_column("'paid'"), a.run_id <= run_id),
-        {"claim_pk": pl.Int64, "attempt": pl.Int64, "reasons": pl.String, "run_id": pl.Int64})
+        {"claim_pk": pl.Int64, "attempt": pl.Int64, "reasons": pl.String})
     if suspended.height == 0:
         return pl.DataFrame(schema=BACKLOG_SCHEMA)
     claim_pks = suspended.get_column("claim_pk").unique().to_list()
     latest = read_frame(conn, select(a.claim_pk, func.max(a.attempt)).where(
         _in_values(conn, a.claim_pk, claim_pks, "claim_pks"), a.run_id <= run_id).group_by(a.claim_pk),
         {"claim_pk": pl.Int64, "attempt": pl.Int64})
-    runs = select(t.runs.c.run_id, t.runs.c.started_at).where(t.runs.c.run_id <= run_id)
-    started = pl.DataFrame([(run, _moment(at)) for run, at in conn.execute(runs)], orient="row",
-                           schema={"run_id": pl.Int64, "first_suspended": pl.Datetime("us", "UTC")})
-    first = (suspended.join(started, on="run_id").group_by("claim_pk")
-             .agg(pl.col("first_suspended").min()))
-    return (suspended.join(latest, on=["claim_pk", "attempt"]).join(first, on="claim_pk")
-            .sort("claim_pk").select("claim_pk", pl.col("reasons").str.split(";"), "first_suspended")
-            .cast(BACKLOG_SCHEMA))
-
-
-NET_SCHEMA = {"run_id": pl.Int64, "provider_id": pl.String, "net_cents": pl.Int64}
+    waiting = suspended.join(latest, on=["claim_pk", "attempt"])
+    first = _first_suspended(conn, run_id + 1, waiting.get_column("claim_pk").to_list())  # runs up to run_id
+    return (waiting.join(first, on="claim_pk").sort("claim_pk")
+            .select("claim_pk", pl.col("reasons").str.split(";"), "first_suspended").cast(BACKLOG_SCHEMA))
 
 
 def provider_nets_before(conn: Connection, run_id: int) -> pl.DataFrame:
